@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket surface. `routes` lists every endpoint and the module that serves it."""

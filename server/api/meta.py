@@ -1,0 +1,30 @@
+"""Models, liveness and readiness."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from server.api.context import context
+
+
+async def list_models(request: Request) -> JSONResponse:
+    catalog = context(request).service.catalog
+    return JSONResponse({"object": "list", "data": [m.describe() for m in catalog.models]})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when every worker of this process has its model loaded and is running."""
+    workers = context(request).workers
+    states = [{"name": w.name, "ready": w.ready.is_set(), "task": w.current_task} for w in workers]
+    ready = all(s["ready"] for s in states)
+    return JSONResponse({"ready": ready, "workers": states}, status_code=200 if ready else 503)
+
+
+async def list_workers(request: Request) -> JSONResponse:
+    """Every live worker, wherever it runs: name, device, model, current task, last heartbeat."""
+    return JSONResponse({"data": await context(request).backend.live_workers()})

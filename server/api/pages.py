@@ -1,0 +1,91 @@
+"""The browser pages: live preview (`/`, `/t/{id}`), dashboard, the iframe embed, and `static/`.
+
+Every page is a static HTML file; its JavaScript (ES modules under `static/`, no build step) reads
+the task id and token from the address bar and talks to the public API and socket like any other
+client. Nothing from the request is ever written into a page, so there is nothing to escape.
+
+Headers: a strict Content-Security-Policy (scripts and styles only from this server, no inline
+code), `Referrer-Policy: no-referrer` because page addresses carry task tokens, and framing refused
+except for `/embed/{id}`, which exists to be framed. Static files may be loaded from any origin
+(`<script type="module" src=".../static/embed.js">` on a third-party page needs CORS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-src 'self'; frame-ancestors {ancestors}"
+)
+
+
+def _page(name: str, *, frameable: bool = False) -> Response:
+    headers = {
+        "Content-Security-Policy": _CSP.format(ancestors="*" if frameable else "'self'"),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+    if not frameable:
+        headers["X-Frame-Options"] = "SAMEORIGIN"
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=headers)
+
+
+async def live_page(request: Request) -> Response:
+    """`/` (new task) and `/t/{id}?token=` (follow or replay one task) are the same page."""
+    return _page("index.html")
+
+
+async def dashboard(request: Request) -> Response:
+    return _page("dashboard.html")
+
+
+async def embed(request: Request) -> Response:
+    return _page("embed.html", frameable=True)
+
+
+async def embed_example(request: Request) -> Response:
+    return _page("examples/embed.html")
+
+
+class _PublicStatic:
+    """StaticFiles whose responses any origin may load (module scripts cross-origin need CORS)."""
+
+    def __init__(self, directory: Path) -> None:
+        # check_dir=False: without static/ (an install that left it out) the API still starts
+        self.files = StaticFiles(directory=directory, check_dir=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"access-control-allow-origin", b"*"),
+                    (b"cross-origin-resource-policy", b"cross-origin"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"cache-control", b"no-cache"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.files(scope, receive, send_with_headers)
+
+
+routes: list[BaseRoute] = [
+    Route("/", live_page, methods=["GET", "HEAD"]),
+    Route("/t/{task_id}", live_page, methods=["GET", "HEAD"]),
+    Route("/dashboard", dashboard, methods=["GET", "HEAD"]),
+    Route("/embed/{task_id}", embed, methods=["GET", "HEAD"]),
+    Route("/examples/embed.html", embed_example, methods=["GET", "HEAD"]),
+    Mount("/static", app=_PublicStatic(STATIC), name="static"),
+]

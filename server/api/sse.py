@@ -1,0 +1,79 @@
+"""`GET /v1/tasks/{id}/events`: a task's events as Server-Sent Events.
+
+The SSE `id` of each event is its seq, so a browser's EventSource resumes after a drop with
+`Last-Event-ID` and misses nothing. Previews come base64-encoded (`previews=json`, the default)
+or not at all (`previews=none`). The stream ends after the task's terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from server.api.context import context
+from server.api.errors import field_error, invalid
+from server.api.tasks import find
+from server.observability import metrics
+from server.protocol.events import encode_sse
+from server.protocol.flow import OutboundQueue
+from server.tasks.feed import TaskFeed
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def _since(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("since") or "0"
+    if not raw.isdigit():
+        raise invalid([field_error("since", "integer", "since (or Last-Event-ID) must be a non-negative integer")])
+    return int(raw)
+
+
+async def task_events(request: Request) -> StreamingResponse:
+    record = await find(request)
+    since = _since(request)
+    previews = request.query_params.get("previews", "json")
+    if previews not in ("json", "none"):
+        raise invalid([field_error("previews", "enum", "previews must be json or none on this stream")])
+    ctx = context(request)
+    queue = OutboundQueue(ctx.settings.subscriber_queue, previews=previews != "none")
+    wake = asyncio.Event()
+
+    def deliver(event: object) -> None:
+        queue.push(event)  # type: ignore[arg-type]
+        wake.set()
+
+    feed = TaskFeed(ctx.service.store, ctx.service.bus, record.id, since, deliver)
+
+    async def stream() -> AsyncIterator[bytes]:
+        dropped = metrics.DropCounter(metrics.SSE_PREVIEWS_DROPPED)
+        await feed.start()
+        metrics.SSE_SUBSCRIBERS.inc()
+        try:
+            yield b"retry: 1000\n\n"
+            while True:
+                if queue.overflowed:
+                    return  # the client reconnects with Last-Event-ID and misses nothing
+                while len(queue):
+                    event = queue.pop()
+                    yield encode_sse(event, previews)
+                    metrics.SSE_SENT.inc()
+                    if event.terminal:
+                        return
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+        finally:
+            feed.close()
+            metrics.SSE_SUBSCRIBERS.dec()
+            dropped.update(queue)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,175 @@
+"""The interfaces every backend implements, so the service and the engine never know which one runs."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from server.protocol.events import Event, Preview, TaskStatus
+from server.tasks.record import TaskRecord
+
+Listener = Callable[[Event], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    items: list[TaskRecord]
+    next_cursor: str | None
+
+
+class StaleWrite(Exception):
+    """A worker wrote to a task it no longer owns (it was reclaimed by another worker meanwhile)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write a running task's events: the worker that claimed it, for that attempt."""
+
+    owner: str
+    attempt: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A task a worker has taken from the queue.
+
+    `reclaimed` is true when the task was taken over from a worker that stopped responding;
+    `handle` is the backend's own reference (a stream entry id in Redis).
+    """
+
+    task_id: str
+    fence: Fence
+    reclaimed: bool = False
+    handle: Any = None
+
+
+class TaskStore(Protocol):
+    """Task records and their event logs; appending an event also folds it into the record."""
+
+    async def create(self, record: TaskRecord) -> None: ...
+
+    async def get(self, task_id: str) -> TaskRecord | None: ...
+
+    async def get_by_token(self, token: str) -> TaskRecord | None: ...
+
+    async def list(
+        self, *, status: TaskStatus | None, limit: int, cursor: str | None, owner: str | None
+    ) -> Page: ...
+
+    async def append(
+        self,
+        task_id: str,
+        type_: str,
+        message: Any,
+        *,
+        time: float,
+        preview: Preview | None = None,
+        fence: Fence | None = None,
+    ) -> Event:
+        """Record the task's next event (seq = last + 1) and return it.
+
+        With a `fence`, the write is refused with `StaleWrite` unless that worker still owns that
+        attempt of the task.
+        """
+        ...
+
+    async def events(self, task_id: str, since: int = 0) -> list[Event]:
+        """Events after `since`, in order; only the newest preview keeps its image."""
+        ...
+
+    async def set_cancel_requested(self, task_id: str) -> None: ...
+
+    async def unfinished(self) -> list[TaskRecord]:
+        """Tasks not in a final status, oldest first: what a restart must pick up."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class JobQueue(Protocol):
+    """FIFO of queued task ids; the order gives each task its queue position."""
+
+    async def put(self, task_id: str, attempts: int = 0) -> int:
+        """Queue a task that has had `attempts` runs so far; returns its 1-based position."""
+        ...
+
+    async def take(self, worker: str) -> Job:
+        """Wait for the first task and claim it for `worker` (the claim moves the task's fence)."""
+        ...
+
+    async def keepalive(self, job: Job) -> None:
+        """Tell the queue the job's worker is alive and advancing, so the job is not reclaimed."""
+        ...
+
+    async def done(self, job: Job) -> None:
+        """The job ended (whatever its outcome); it will not be handed out again."""
+        ...
+
+    async def remove(self, task_id: str) -> bool:
+        """Take a queued task out (cancel); False when it is not waiting (a worker has it)."""
+        ...
+
+    async def position(self, task_id: str) -> int | None: ...
+
+    async def length(self) -> int: ...
+
+    async def moved(self) -> list[tuple[str, int]]:
+        """Waiting tasks whose position changed since last asked, with their new positions."""
+        ...
+
+
+class EventBus(Protocol):
+    """The live feed: events as they are recorded, and cancel requests for running tasks."""
+
+    def publish(self, event: Event) -> None: ...
+
+    def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
+        """Listen to one task (or every task, with None); returns the unsubscribe function."""
+        ...
+
+    def request_cancel(self, task_id: str, reason: str) -> None: ...
+
+    def on_cancel(self, listener: Callable[[str, str], None]) -> None:
+        """`listener(task_id, reason)` for every cancel request of a running task."""
+        ...
+
+
+class FileStore(Protocol):
+    """Output files. `write` runs on a worker's device thread; `read` serves `GET /v1/files`."""
+
+    public_url: str
+
+    def write(self, task_id: str, name: str, data: bytes) -> tuple[int, str]:
+        """Store one output; returns its size and its URL."""
+        ...
+
+    async def read(self, task_id: str, name: str) -> bytes | None: ...
+
+
+# Names are made by the server ("0.png"), never taken from users; this guards the read side.
+_TASK_ID = re.compile(r"^[0-9a-f]{16}$")
+_OUTPUT_NAME = re.compile(r"^[0-9]+\.(png|jpg|webp)$")
+
+
+def safe_output_name(task_id: str, name: str) -> bool:
+    return bool(_TASK_ID.match(task_id) and _OUTPUT_NAME.match(name))
+
+
+def encode_cursor(created_at: float, task_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at, task_id])).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Raises ValueError for a cursor this server did not hand out."""
+    try:
+        created_at, task_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except Exception as exc:
+        raise ValueError("cursor is not one this server returned") from exc
+    if not isinstance(created_at, (int, float)) or not isinstance(task_id, str):
+        raise ValueError("cursor is not one this server returned")
+    return float(created_at), task_id

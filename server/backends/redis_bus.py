@@ -1,0 +1,100 @@
+"""The live feed across processes: one reader per front-end, not one connection per socket.
+
+Every recorded event is also added to the capped `feed` stream (by the append script). Each
+front-end runs a single XREAD BLOCK loop on it and hands events to its local listeners, the same
+in-process dispatch the single-process bus uses. If the reader ever falls behind the cap, the
+subscribers' cursors see the hole and read it back from the task's own stream.
+
+Cancel requests for running tasks go over pub/sub to every worker; workers also re-check the
+task's cancel flag while they run, so a lost message only delays a cancel by a keepalive period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from server.backends.base import Listener
+from server.backends.local_bus import LocalBus
+from server.backends.redis_keys import Keys
+from server.backends.redis_store import event_from_fields, preview_from_fields
+from server.protocol.events import Event
+
+log = logging.getLogger("latentcast.redis")
+
+
+class RedisBus:
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, follow_feed: bool) -> None:
+        self.redis = client
+        self.keys = keys
+        self.follow_feed = follow_feed
+        self._local = LocalBus()
+        self._cancel_listeners: list[Callable[[str, str], None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.follow_feed:
+            last = await self.redis.xinfo_stream(self.keys.feed) if await self.redis.exists(self.keys.feed) else None
+            start_id = last["last-generated-id"] if last else b"0-0"
+            self._tasks.append(loop.create_task(self._follow(start_id)))
+        self._tasks.append(loop.create_task(self._cancels()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def publish(self, event: Event) -> None:
+        """Nothing to do: the store's append already put the event on the feed every front-end follows."""
+
+    def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
+        return self._local.subscribe(task_id, listener)
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        message = json.dumps([task_id, reason])
+        asyncio.get_running_loop().create_task(self.redis.publish(self.keys.cancel, message))
+
+    def on_cancel(self, listener: Callable[[str, str], None]) -> None:
+        self._cancel_listeners.append(listener)
+
+    async def _follow(self, last_id: bytes) -> None:
+        while True:
+            try:
+                reply = await self.redis.xread({self.keys.feed: last_id}, count=1000, block=1000)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning("feed reader lost Redis (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for _, entries in reply:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    self._local.publish(_event(fields))
+
+    async def _cancels(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.keys.cancel)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            task_id, reason = json.loads(message["data"])
+                            for listener in self._cancel_listeners:
+                                listener(task_id, reason)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning("cancel listener lost Redis (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+
+
+def _event(fields: dict[bytes, bytes]) -> Event:
+    preview = preview_from_fields(fields[b"preview"], fields[b"data"]) if b"preview" in fields else None
+    return event_from_fields(fields[b"task"].decode(), int(fields[b"seq"]), fields, preview)
+
+
+

@@ -1,0 +1,80 @@
+"""The Redis layout, in one place (see docs/scale-out.md):
+
+    {p}:task:{id}        hash: record (JSON), status, token, created_at, last_seq,
+                         fence_owner, fence_attempt, cancel_requested
+    {p}:token:{token}    the task id a token opens
+    {p}:tasks            zset of every task id by created_at; {p}:status:{status} per status
+    {p}:events:{id}      stream of the task's events, entry id 0-{seq} (XRANGE replays from a seq)
+    {p}:preview:{id}     hash: the newest preview (seq, format, width, height, data)
+    {p}:feed             capped stream of every event, previews included: what front-ends follow
+    {p}:jobs             stream of jobs read by the consumer group "workers"
+    {p}:queue            zset of waiting task ids by arrival: the queue positions
+    {p}:queue:seq        the arrival counter; {p}:positions: the positions last announced
+    {p}:cancel           pub/sub channel of cancel requests for running tasks
+    {p}:worker:{name}    a live worker's heartbeat (expires when it stops beating)
+    {p}:file:{id}:{name} an output file
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+GROUP = "workers"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "lc"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
+    def token(self, token: str) -> str:
+        return f"{self.prefix}:token:{token}"
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}:tasks"
+
+    def status(self, status: str) -> str:
+        return f"{self.prefix}:status:{status}"
+
+    def events(self, task_id: str) -> str:
+        return f"{self.prefix}:events:{task_id}"
+
+    def preview(self, task_id: str) -> str:
+        return f"{self.prefix}:preview:{task_id}"
+
+    @property
+    def feed(self) -> str:
+        return f"{self.prefix}:feed"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}:queue"
+
+    @property
+    def queue_seq(self) -> str:
+        return f"{self.prefix}:queue:seq"
+
+    @property
+    def positions(self) -> str:
+        return f"{self.prefix}:positions"
+
+    @property
+    def cancel(self) -> str:
+        return f"{self.prefix}:cancel"
+
+    def worker(self, name: str) -> str:
+        return f"{self.prefix}:worker:{name}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:worker:*"
+
+    def file(self, task_id: str, name: str) -> str:
+        return f"{self.prefix}:file:{task_id}:{name}"

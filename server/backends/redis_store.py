@@ -1,0 +1,221 @@
+"""Task records and event logs in Redis, shared by every front-end and worker.
+
+An event is appended by one Lua script that checks, atomically, that the writer still owns the
+task (the fence) and that nobody appended since it read the record (compare-and-set on
+`last_seq`), then writes the event to the task's stream and to the feed, the folded record, the
+status index and the newest preview. The record is folded in Python by `TaskRecord.apply`, the
+same code the SQLite store uses, so both backends describe a task identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from server.backends.base import Fence, Page, StaleWrite, decode_cursor, encode_cursor
+from server.backends.redis_keys import Keys
+from server.protocol.events import Event, Preview, TaskStatus
+from server.tasks.record import TaskRecord
+
+_APPEND = """
+local task, events, preview, feed, old_index, new_index, token_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+if redis.call('EXISTS', task) == 0 then return 'missing' end
+local owner, attempt = ARGV[8], ARGV[9]
+if owner ~= '' then
+  local fence = redis.call('HMGET', task, 'fence_owner', 'fence_attempt')
+  if fence[1] ~= owner or fence[2] ~= attempt then return 'stale' end
+end
+if redis.call('HGET', task, 'last_seq') ~= ARGV[1] then return 'conflict' end
+local seq = ARGV[2]
+redis.call('XADD', events, 'MAXLEN', '~', ARGV[14], '0-' .. seq, 'type', ARGV[3], 'time', ARGV[4], 'message', ARGV[5])
+redis.call('HSET', task, 'last_seq', seq, 'record', ARGV[6], 'status', ARGV[7])
+if old_index ~= new_index then
+  redis.call('ZREM', old_index, ARGV[11])
+  redis.call('ZADD', new_index, ARGV[12], ARGV[11])
+end
+local entry = {'task', ARGV[11], 'seq', seq, 'type', ARGV[3], 'time', ARGV[4], 'message', ARGV[5]}
+if ARGV[10] ~= '' then
+  redis.call('HSET', preview, 'seq', seq, 'meta', ARGV[10], 'data', ARGV[15])
+  table.insert(entry, 'preview'); table.insert(entry, ARGV[10])
+  table.insert(entry, 'data'); table.insert(entry, ARGV[15])
+end
+redis.call('XADD', feed, 'MAXLEN', '~', ARGV[16], '*', unpack(entry))
+local retention = tonumber(ARGV[13])
+if retention > 0 then
+  for _, key in ipairs({task, events, preview, token_key}) do redis.call('EXPIRE', key, retention) end
+end
+return 'ok'
+"""
+
+
+def _load(fields: dict[bytes, bytes]) -> TaskRecord:
+    data = orjson.loads(fields[b"record"])
+    data["status"] = TaskStatus(data["status"])
+    if fields.get(b"cancel_requested") == b"1":
+        data["cancel_requested"] = True
+    return TaskRecord(**data)
+
+
+def event_from_fields(task_id: str, seq: int, fields: dict[bytes, bytes], preview: Preview | None = None) -> Event:
+    return Event(
+        task_id, seq, fields[b"type"].decode(), float(fields[b"time"]), orjson.loads(fields[b"message"]), preview
+    )
+
+
+def preview_from_fields(meta: bytes, data: bytes) -> Preview:
+    fmt, width, height = orjson.loads(meta)
+    return Preview(fmt, width, height, data)
+
+
+class RedisStore:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        retention: float,
+        event_maxlen: int = 100_000,
+        feed_maxlen: int = 10_000,
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.retention = retention
+        self.event_maxlen = event_maxlen
+        self.feed_maxlen = feed_maxlen
+        self._append = client.register_script(_APPEND)
+
+    async def create(self, record: TaskRecord) -> None:
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.hset(
+                k.task(record.id),
+                mapping={
+                    "record": orjson.dumps(dataclasses.asdict(record)),
+                    "status": str(record.status),
+                    "token": record.token,
+                    "created_at": repr(record.created_at),
+                    "last_seq": str(record.last_seq),
+                    "fence_attempt": str(record.attempt),
+                },
+            )
+            tx.set(k.token(record.token), record.id)
+            tx.zadd(k.tasks, {record.id: record.created_at})
+            tx.zadd(k.status(str(record.status)), {record.id: record.created_at})
+            await tx.execute()
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        fields = await self.redis.hgetall(self.keys.task(task_id))
+        return _load(fields) if fields.get(b"record") else None
+
+    async def get_by_token(self, token: str) -> TaskRecord | None:
+        task_id = await self.redis.get(self.keys.token(token))
+        return await self.get(task_id.decode()) if task_id else None
+
+    async def list(
+        self, *, status: TaskStatus | None, limit: int, cursor: str | None, owner: str | None
+    ) -> Page:
+        index = self.keys.status(str(status)) if status is not None else self.keys.tasks
+        top = "+inf" if cursor is None else f"({decode_cursor(cursor)[0]!r}"
+        items: list[TaskRecord] = []
+        while len(items) <= limit:
+            ids = await self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
+            if not ids:
+                break
+            for task_id, score in ids:
+                top = f"({score!r}"
+                record = await self.get(task_id.decode())
+                if record is None:  # expired after its retention: forget it here too
+                    await self.redis.zrem(index, task_id)
+                elif owner is None or record.owner == owner:
+                    items.append(record)
+            if len(ids) <= limit:
+                break
+        next_cursor = encode_cursor(items[limit - 1].created_at, items[limit - 1].id) if len(items) > limit else None
+        return Page(items=items[:limit], next_cursor=next_cursor)
+
+    async def append(
+        self,
+        task_id: str,
+        type_: str,
+        message: Any,
+        *,
+        time: float,
+        preview: Preview | None = None,
+        fence: Fence | None = None,
+    ) -> Event:
+        k = self.keys
+        while True:
+            record = await self.get(task_id)
+            if record is None:
+                raise KeyError(task_id)
+            before = record.status
+            event = Event(task_id, record.last_seq + 1, type_, time, message, preview)
+            record.apply(event)
+            result = await self._append(
+                keys=[
+                    k.task(task_id),
+                    k.events(task_id),
+                    k.preview(task_id),
+                    k.feed,
+                    k.status(str(before)),
+                    k.status(str(record.status)),
+                    k.token(record.token),
+                ],
+                args=[
+                    str(event.seq - 1),
+                    str(event.seq),
+                    type_,
+                    repr(time),
+                    orjson.dumps(message),
+                    orjson.dumps(dataclasses.asdict(record)),
+                    str(record.status),
+                    fence.owner if fence else "",
+                    str(fence.attempt) if fence else "",
+                    orjson.dumps([preview.format, preview.width, preview.height]) if preview else "",
+                    task_id,
+                    repr(record.created_at),
+                    str(int(self.retention)) if event.terminal else "0",
+                    str(self.event_maxlen),
+                    preview.data if preview else b"",
+                    str(self.feed_maxlen),
+                ],
+            )
+            if result == b"ok":
+                return event
+            if result == b"stale":
+                raise StaleWrite(f"task {task_id} is no longer owned by {fence}")
+            if result == b"missing":
+                raise KeyError(task_id)
+            # b"conflict": another process appended first; fold its event in and try again
+
+    async def events(self, task_id: str, since: int = 0) -> list[Event]:
+        entries = await self.redis.xrange(self.keys.events(task_id), min=f"(0-{since}", max="+")
+        newest = await self.redis.hgetall(self.keys.preview(task_id))
+        newest_seq = int(newest[b"seq"]) if newest else -1
+        events = []
+        for entry_id, fields in entries:
+            seq = int(entry_id.split(b"-")[1])
+            preview = preview_from_fields(newest[b"meta"], newest[b"data"]) if seq == newest_seq else None
+            events.append(event_from_fields(task_id, seq, fields, preview))
+        return events
+
+    async def set_cancel_requested(self, task_id: str) -> None:
+        if not await self.redis.exists(self.keys.task(task_id)):
+            raise KeyError(task_id)
+        await self.redis.hset(self.keys.task(task_id), "cancel_requested", "1")
+
+    async def unfinished(self) -> list[TaskRecord]:
+        records = []
+        for status in TaskStatus:
+            if status.is_final:
+                continue
+            for task_id in await self.redis.zrange(self.keys.status(str(status)), 0, -1):
+                if (record := await self.get(task_id.decode())) is not None:
+                    records.append(record)
+        return sorted(records, key=lambda r: (r.created_at, r.id))
+
+    async def close(self) -> None:
+        await self.redis.aclose()

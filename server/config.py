@@ -1,0 +1,58 @@
+"""Server settings: one frozen object built from the command line, passed to everything that needs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from server.tasks.catalog import SD3_MEDIUM_ALIASES
+from server.tasks.params import Limits
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("LATENTCAST_DATA", Path.home() / ".latentcast"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    public_url: str | None = None
+    # where tasks live: None = this process (SQLite + memory queue); redis://... = shared
+    broker: str | None = None
+    redis_prefix: str = "lc"
+    retention: float = 7 * 24 * 3600  # seconds finished tasks are kept (Redis: key expiry)
+    visibility_timeout: float = 30.0  # seconds a silent worker keeps its job before another takes it
+    heartbeat_seconds: float = 2.0
+    outputs_dir: Path | None = None  # Redis mode: a shared folder for outputs instead of Redis
+    # the engine
+    model: str = "builtin:tiny"
+    model_aliases: tuple[str, ...] = SD3_MEDIUM_ALIASES
+    device: str = "cpu"
+    dtype: str | None = None
+    workers: int = 1
+    worker_name: str | None = None
+    taesd: Path | None = None
+    preview_min_interval: float = 0.1
+    shutdown_grace: float = 5.0
+    # clients and limits
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    max_queue: int = 1000
+    subscriber_queue: int = 1024
+    send_timeout: float = 10.0
+    log_format: str = "text"
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the API; "" (a worker not told) makes output URLs relative."""
+        return self.public_url if self.public_url is not None else f"http://{self.host}:{self.port}"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "latentcast.db"
+
+    @property
+    def outputs(self) -> Path:
+        return self.data_dir / "outputs"

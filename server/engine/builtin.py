@@ -1,0 +1,242 @@
+"""The builtin model `builtin:tiny`: a real SD3 pipeline with tiny, seeded random weights.
+
+It exists so that the whole service (queue, events, previews, files) runs with no download and no
+GPU. Every component has SD3's architecture and SD3's latent conventions (16 channels, scaling
+1.5305, shift 0.0609, flow matching with shift 3.0); only the sizes are tiny and the weights random,
+so its pictures are noise-like while everything around them is real.
+
+The pipeline is built once in code, written with `save_pretrained` into the data directory, and from
+then on loaded by `server.engine.loader` through the same `from_pretrained` path real weights take.
+Building is deterministic: the same seed gives a byte-identical folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+)
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+
+# SD3's CLIP encoders take 77 tokens; without this in the tokenizer config the pipeline asks the
+# tokenizer for its (huge) default length and overflows the position embeddings.
+CLIP_MAX_LENGTH = 77
+CLIP_WIDTHS = (32, 64)  # stands in for CLIP-L (768) and OpenCLIP bigG (1280)
+T5_WIDTH = 128  # stands in for T5-XXL (4096); must be >= sum(CLIP_WIDTHS): the pipeline zero-pads CLIP to it
+HEADS, HEAD_DIM = 2, 16
+LATENT_CHANNELS = 16
+VAE_SCALING_FACTOR = 1.5305
+VAE_SHIFT_FACTOR = 0.0609
+SCHEDULER_SHIFT = 3.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuiltinModel:
+    """How to make one builtin model, and the folder name it gets under `<data_dir>/models`."""
+
+    folder: str
+    seed: int
+    build: Callable[[int], StableDiffusion3Pipeline]
+
+
+def _clip_tokenizer() -> CLIPTokenizer:
+    """A byte-level CLIP tokenizer whose whole vocabulary is written here, so nothing is downloaded.
+
+    With an empty merge list every byte is its own token: the 256 byte characters, their 256
+    end-of-word (`</w>`) forms, then the two specials. Real CLIP has 49408 tokens; the text encoders
+    only need the ids to be consistent with their embedding tables.
+    """
+    symbols = _byte_symbols()
+    vocab = {symbol: index for index, symbol in enumerate(symbols)}
+    vocab.update({symbol + "</w>": len(symbols) + index for index, symbol in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_MAX_LENGTH)
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2/CLIP's printable stand-in for each byte value 0..255, in byte order.
+
+    Printable Latin-1 bytes stand for themselves; the rest are mapped to code points from 256 up,
+    in order. (transformers 5 no longer exports its copy of this table.)
+    """
+    printable = [*range(0x21, 0x7E + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    symbols: dict[int, str] = {byte: chr(byte) for byte in printable}
+    extra = 256
+    for byte in range(256):
+        if byte not in symbols:
+            symbols[byte] = chr(extra)
+            extra += 1
+    return [symbols[byte] for byte in range(256)]
+
+
+def _t5_tokenizer() -> T5Tokenizer:
+    """A T5 tokenizer on a small Unigram vocabulary (built by the `tokenizers` library inside).
+
+    T5's fixed ids are kept: `<pad>`=0, `</s>`=1, `<unk>`=2. Then the word-start marker and the
+    printable ASCII characters, so any ASCII prompt tokenizes without `<unk>`.
+    """
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(chr(code), -3.0) for code in range(ord("!"), ord("~") + 1)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=512)
+
+
+def _clip_encoder(width: int, vocab_size: int, tokenizer: CLIPTokenizer, act: str) -> CLIPTextModelWithProjection:
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        projection_dim=width,
+        num_hidden_layers=2,  # the pipeline reads the penultimate hidden state
+        num_attention_heads=2,
+        max_position_embeddings=CLIP_MAX_LENGTH,
+        hidden_act=act,
+        bos_token_id=tokenizer.bos_token_id,
+        # The pooled output is taken at the first EOS token: with a wrong id it silently pools
+        # some other position (transformers treats the legacy id 2 as "argmax of the ids").
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModelWithProjection(config)
+
+
+def build_tiny_pipeline(seed: int) -> StableDiffusion3Pipeline:
+    """Build the tiny SD3 pipeline in memory, all weights drawn from `seed` (about 0.4 M parameters)."""
+    clip_tokenizer = _clip_tokenizer()
+    t5_tokenizer = _t5_tokenizer()
+    vocab_size = len(clip_tokenizer)
+    # Forked so that building never moves the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = _clip_encoder(CLIP_WIDTHS[0], vocab_size, clip_tokenizer, "quick_gelu")
+        text_encoder_2 = _clip_encoder(CLIP_WIDTHS[1], vocab_size, clip_tokenizer, "gelu")
+        text_encoder_3 = T5EncoderModel(
+            T5Config(
+                vocab_size=len(t5_tokenizer),
+                d_model=T5_WIDTH,
+                d_kv=32,
+                d_ff=T5_WIDTH,
+                num_layers=1,
+                num_heads=2,
+                feed_forward_proj="gated-gelu",  # T5 v1.1, as SD3's T5-XXL
+                pad_token_id=t5_tokenizer.pad_token_id,
+                eos_token_id=t5_tokenizer.eos_token_id,
+                decoder_start_token_id=t5_tokenizer.pad_token_id,
+            )
+        )
+        transformer = SD3Transformer2DModel(
+            sample_size=32,  # the default size when a caller gives none: 32 latents = 256 px
+            patch_size=2,
+            in_channels=LATENT_CHANNELS,
+            out_channels=LATENT_CHANNELS,
+            num_layers=2,
+            attention_head_dim=HEAD_DIM,
+            num_attention_heads=HEADS,
+            caption_projection_dim=HEADS * HEAD_DIM,
+            pooled_projection_dim=sum(CLIP_WIDTHS),  # the two pooled CLIP outputs, concatenated
+            joint_attention_dim=T5_WIDTH,
+            # Positions for up to 128 patches a side, i.e. 2048 px (the API's largest size); the
+            # table is saved with the weights.
+            pos_embed_max_size=128,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            # Four blocks make three 2x resamplings: SD3's VAE scale factor of 8.
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 16, 16),
+            layers_per_block=1,
+            norm_num_groups=4,
+            latent_channels=LATENT_CHANNELS,
+            sample_size=256,
+            scaling_factor=VAE_SCALING_FACTOR,
+            shift_factor=VAE_SHIFT_FACTOR,
+            use_quant_conv=False,  # SD3's VAE has neither quant conv
+            use_post_quant_conv=False,
+        )
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=SCHEDULER_SHIFT),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=clip_tokenizer,
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=t5_tokenizer,
+    )
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "builtin:tiny": BuiltinModel(folder="builtin-tiny", seed=0, build=build_tiny_pipeline),
+}
+
+
+def ensure_builtin(name: str, data_dir: Path) -> Path:
+    """Return the folder of builtin model `name` under `data_dir/models`, building it on first use.
+
+    The folder is written under a temporary name, flushed to disk, and renamed into place, so a
+    crash (or power loss) mid-build never leaves a half folder that later loads would trip on. Two
+    processes building at once are fine: the first rename wins and the other build is discarded.
+    """
+    spec = BUILTIN_MODELS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown builtin model {name!r}; builtin models: {', '.join(sorted(BUILTIN_MODELS))}")
+    models = Path(data_dir) / "models"
+    target = models / spec.folder
+    if target.is_dir():
+        return target
+    models.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", suffix=".tmp", dir=models))
+    try:
+        spec.build(spec.seed).save_pretrained(staging)
+        _fsync_tree(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            # Another builder got there first; its folder is byte-identical to ours.
+        else:
+            _fsync_dir(models)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder under `root`, so the rename never publishes unwritten data."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,272 @@
+"""One generation, run in the worker thread: encode the prompt, denoise, decode, store.
+
+The pipeline's step callback does only cheap work (a preview of the denoised estimate, the
+cancel check) and hands events to the event loop without waiting for it, so no client, however
+slow, can slow the denoising. Every event of a run, up to its terminal one, is emitted here, in
+order, through `emit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from server.backends.base import FileStore
+from server.engine.loader import LoadedModel
+from server.engine.previews import Previewer, denoised_estimate, encode_image
+from server.engine.schedulers import configure_scheduler
+from server.observability.metrics import observe_preview
+from server.protocol.events import EventType, Preview
+from server.tasks.record import TaskRecord
+
+Emit = Callable[..., None]  # emit(type, message, preview=None): thread-safe, never blocks
+
+_CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class Interrupted(Exception):
+    """Raised from the step callback to stop denoising: diffusers' `_interrupt` would still decode."""
+
+
+@dataclasses.dataclass
+class StopSignal:
+    """Set from the event loop, read from the step callback."""
+
+    reason: str = ""
+    requeue: bool = False
+    _flag: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def set(self, reason: str, *, requeue: bool = False) -> None:
+        self.reason, self.requeue = reason, requeue
+        self._flag.set()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreviewSettings:
+    method: str
+    every: int
+    format: str
+    min_interval: float
+
+
+class _Log:
+    """The task's output log: every line goes out as `task_output` and again, whole, at the end."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+        self.emit(EventType.OUTPUT, text)
+
+    def close(self) -> None:
+        self.emit(EventType.OUTPUT_FULL, "\n".join(self.lines))
+
+
+class _StepWatcher:
+    """The `callback_on_step_end` of one run: progress, throttled previews, cancellation."""
+
+    def __init__(
+        self,
+        emit: Emit,
+        log: _Log,
+        stop: StopSignal,
+        steps: int,
+        latents: torch.Tensor,
+        previewer: Previewer | None,
+        preview: PreviewSettings,
+    ) -> None:
+        self.emit = emit
+        self.log = log
+        self.stop = stop
+        self.steps = steps
+        self.previous = latents
+        self.previewer = previewer
+        self.preview = preview
+        self.started = time.perf_counter()
+        self.last_preview = float("-inf")
+
+    def __call__(self, pipe: Any, i: int, t: Any, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        _stop_if_asked(self.stop)
+        latents = tensors["latents"]
+        step = i + 1
+        now = time.perf_counter()
+        rate = step / (now - self.started)
+        message: dict[str, Any] = {
+            "step": step,
+            "steps": self.steps,
+            "percent": round(100 * step / self.steps, 1),
+            "eta_seconds": round((self.steps - step) / rate, 3),
+            "it_per_s": round(rate, 2),
+        }
+        preview = None
+        if self.previewer is not None and self._preview_due(step, now):
+            sigmas = pipe.scheduler.sigmas
+            x0 = denoised_estimate(self.previous, latents, float(sigmas[i]), float(sigmas[i + 1]))
+            image = self.previewer(x0[:1])[0]  # the first image of a batch is the one shown
+            preview = Preview(self.preview.format, image.width, image.height, encode_image(image, self.preview.format))
+            self.last_preview = now
+            observe_preview(self.preview.method, time.perf_counter() - now)  # GET /metrics
+        self.previous = latents
+        self.emit(EventType.PROGRESS, message, preview)
+        self.log.line(f"Step {step}/{self.steps}")
+        return {}
+
+    def _preview_due(self, step: int, now: float) -> bool:
+        if step == self.steps:
+            return True  # the last estimate is the picture the run ends on
+        return step % self.preview.every == 0 and now - self.last_preview >= self.preview.min_interval
+
+
+def run_generation(
+    record: TaskRecord,
+    model: LoadedModel,
+    emit: Emit,
+    stop: StopSignal,
+    files: FileStore,
+    *,
+    preview_min_interval: float,
+    previewer_for: Callable[[str], Previewer | None],
+) -> None:
+    """Run one task from preprocessing to its terminal event. Raises `Interrupted` only to re-queue."""
+    params = record.params
+    preview = PreviewSettings(
+        params["preview_method"], params["preview_every"], params["preview_format"], preview_min_interval
+    )
+    pipe = model.pipe
+    log = _Log(emit)
+    try:
+        emit(EventType.PREPROCESS_START, {})
+        began = time.perf_counter()
+        guided = params["guidance_scale"] > 1.0
+        with torch.inference_mode():
+            prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                prompt=params["prompt"],
+                prompt_2=None,
+                prompt_3=None,
+                negative_prompt=params["negative_prompt"],
+                do_classifier_free_guidance=guided,
+                num_images_per_prompt=params["num_images"],
+                device=pipe._execution_device,
+            )
+        emit(EventType.PREPROCESS_END, {"seconds": round(time.perf_counter() - began, 4)})
+        emit(EventType.ASSIGN, {"device": model.device})
+
+        steps, width, height, count = (
+            params["num_inference_steps"],
+            params["width"],
+            params["height"],
+            params["num_images"],
+        )
+        generator = torch.Generator(device="cpu").manual_seed(record.seed)
+        scale = pipe.vae_scale_factor
+        latents = randn_tensor(
+            (count, pipe.transformer.config.in_channels, _padded(height) // scale, _padded(width) // scale),
+            generator=generator,
+            device=torch.device(model.device),
+            dtype=prompt_embeds.dtype,
+        )
+        emit(EventType.START, {"steps": steps, "seed": record.seed, "width": width, "height": height, "images": count})
+        log.line(f"Generating {count} image(s) of {width}x{height} in {steps} steps with seed {record.seed}")
+        configure_scheduler(pipe, params.get("scheduler"), params.get("shift"))
+        previewer = previewer_for(preview.method)
+        watcher = _StepWatcher(emit, log, stop, steps, latents, previewer, preview)
+        began = time.perf_counter()
+        with torch.inference_mode():
+            final = pipe(
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_embeds if guided else None,
+                pooled_prompt_embeds=pooled,
+                negative_pooled_prompt_embeds=negative_pooled if guided else None,
+                width=_padded(width),
+                height=_padded(height),
+                num_inference_steps=steps,
+                guidance_scale=params["guidance_scale"],
+                latents=latents,
+                output_type="latent",
+                callback_on_step_end=watcher,
+            ).images
+            _stop_if_asked(stop)  # a cancel that came after the last step still wins over the decode
+            images = [_cropped(image, width, height) for image in _decode(pipe, final)]
+        _stop_if_asked(stop)
+        seconds = time.perf_counter() - began
+        log.line(f"Denoised in {seconds:.3f}s ({steps / seconds:.2f} it/s)")
+        log.close()
+        emit(EventType.END, {"seconds": round(seconds, 4)})
+
+        emit(EventType.POSTPROCESS_START, {})
+        fmt = params["output_format"]
+        outputs = []
+        for index, image in enumerate(images):
+            name = f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"
+            size, url = files.write(record.id, name, _encode_output(image, fmt))
+            outputs.append(
+                {
+                    "name": name,
+                    "contenttype": _CONTENT_TYPES[fmt],
+                    "size": size,
+                    "url": url,
+                    "width": image.width,
+                    "height": image.height,
+                    "seed": record.seed,
+                }
+            )
+        emit(EventType.POSTPROCESS_END, outputs)
+    except Interrupted as stopped:
+        if stop.requeue:
+            raise
+        log.line(f"Cancelled: {stopped}")
+        log.close()
+        emit(EventType.CANCEL, {"reason": str(stopped)})
+    except Exception as failure:  # the task fails; the worker lives on
+        text = f"{type(failure).__name__}: {failure}"
+        log.close()
+        emit(EventType.ERROR_FULL, text)
+        emit(EventType.ERROR, {"code": "generation_failed", "message": text, "fatal": True})
+
+
+def _padded(size: int) -> int:
+    """The pipeline takes multiples of 16 (VAE 8 x patch 2); a multiple of 8 is generated 8 px larger."""
+    return -(-size // 16) * 16
+
+
+def _cropped(image: Image.Image, width: int, height: int) -> Image.Image:
+    """The centre `width` x `height` of a padded generation (the image itself when it fits)."""
+    if image.size == (width, height):
+        return image
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def _stop_if_asked(stop: StopSignal) -> None:
+    if stop.is_set():
+        raise Interrupted(stop.reason)
+
+
+def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+    latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+    decoded = pipe.vae.decode(latents.to(pipe.vae.dtype), return_dict=False)[0]
+    return pipe.image_processor.postprocess(decoded, output_type="pil")
+
+
+def _encode_output(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, format="PNG")
+    elif fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=92)
+    else:
+        image.save(buffer, format="WEBP", quality=92)
+    return buffer.getvalue()

@@ -1,0 +1,37 @@
+"""Observability: Prometheus metrics (`GET /metrics`), structured logs, the console progress bar.
+
+Metrics and status logs come from the event stream (`observer`), so the service itself stays
+free of them; the transports count their subscribers and sends, and the step callback times its
+previews. See docs/observability.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.observability.logs import configure_logging, console_progress
+from server.observability.observer import TaskObserver, observe, refresh
+
+__all__ = ["TaskObserver", "attach", "configure_logging", "console_progress", "observe", "refresh"]
+
+
+class Observability:
+    """What the app's lifespan starts and stops: the metrics/log observer and the console bar."""
+
+    def __init__(self, observer: TaskObserver, progress: Any) -> None:
+        self.observer = observer
+        self.progress = progress
+
+    def close(self) -> None:
+        self.observer.close()
+        if self.progress is not None:
+            self.progress.close()
+
+
+async def attach(context: Any) -> Observability:
+    """Start observing the service's events: call in the lifespan before `service.recover()`."""
+    observer = await observe(context)
+    progress = console_progress()
+    if progress is not None:
+        progress.attach(context.service.bus)
+    return Observability(observer, progress)

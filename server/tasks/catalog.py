@@ -1,0 +1,68 @@
+"""Which models this deployment serves, and the provider names that reach them.
+
+Hosted SD3 APIs name their models differently (`stable-diffusion-v3-medium`, `sd3-medium`,
+`stabilityai/stable-diffusion-3-medium`, ...). Each served model answers to its own name and to
+the aliases the operator gives it; a name nobody serves is refused with the list of those that are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# What an SD3 Medium checkpoint is called across the providers in docs/compatibility.md; the
+# default model answers to these unless the operator says otherwise.
+SD3_MEDIUM_ALIASES = (
+    "stable-diffusion-v3-medium",
+    "stable-diffusion-3-medium",
+    "sd3-medium",
+    "stabilityai/stable-diffusion-3-medium",
+    "stabilityai/stable-diffusion-3-medium-diffusers",
+)
+
+
+class UnknownModel(ValueError):
+    def __init__(self, name: str, served: list[str]) -> None:
+        listing = f"served models: {', '.join(served)}" if served else "no live worker serves any model now"
+        super().__init__(f"model {name!r} is not served here; {listing}")
+        self.name = name
+        self.served = served
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServedModel:
+    name: str
+    aliases: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, object]:
+        return {"id": self.name, "object": "model", "aliases": list(self.aliases)}
+
+
+class ModelCatalog:
+    def __init__(self, models: list[ServedModel]) -> None:
+        self.replace(models)
+
+    def replace(self, models: list[ServedModel]) -> None:
+        """Serve exactly these models from now on (the same model named twice counts once)."""
+        unique: dict[str, ServedModel] = {}
+        for model in models:
+            unique.setdefault(model.name, model)
+        self.models = list(unique.values())
+        self._names = {alias: m.name for m in self.models for alias in (m.name, *m.aliases)}
+
+    @property
+    def default(self) -> str:
+        if not self.models:
+            raise UnknownModel("(default)", [])
+        return self.models[0].name
+
+    def serves(self, name: str) -> bool:
+        return name in self._names
+
+    def resolve(self, name: str | None) -> str:
+        """The served model's own name for `name` (None: the default model)."""
+        if name is None:
+            return self.default
+        try:
+            return self._names[name]
+        except KeyError:
+            raise UnknownModel(name, sorted(self._names)) from None

@@ -1,0 +1,72 @@
+"""The native request body of `POST /v1/tasks`, validated by pydantic.
+
+The compatibility endpoints translate their providers' bodies into this one model, so every
+rule about what a generation may ask for lives here once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+MAX_SEED = 2**63 - 1
+# SD3's VAE downsamples by 8, so sizes step by 8. (The transformer patches 2x2 latents, so the
+# pipeline needs multiples of 16: the runner generates the next multiple of 16 and centre-crops.)
+SIZE_MULTIPLE = 8
+
+
+class Limits(BaseModel):
+    """Operator limits on what one task may ask for (also shown in the OpenAPI description)."""
+
+    max_prompt_chars: int = 4000
+    max_pixels: int = 2048 * 2048
+    max_steps: int = 100
+    max_images: int = 4
+
+
+class TaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    prompt: str = Field(min_length=1, max_length=4000)
+    negative_prompt: str = Field(default="", max_length=4000)
+    model: str | None = Field(default=None, description="a served model or one of its aliases")
+    width: int = Field(default=1024, ge=64, le=2048, multiple_of=SIZE_MULTIPLE)
+    height: int = Field(default=1024, ge=64, le=2048, multiple_of=SIZE_MULTIPLE)
+    num_inference_steps: int = Field(
+        default=28, ge=1, le=1000, description="at most 100 unless the operator allows more (--max-steps)"
+    )
+    guidance_scale: float = Field(default=7.0, ge=0.0, le=30.0)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="omitted: a random seed, recorded")
+    num_images: int = Field(default=1, ge=1, le=4)
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    preview_method: Literal["latent2rgb", "taesd", "vae", "none"] = "latent2rgb"
+    preview_every: int = Field(default=1, ge=1, le=100, description="a preview every N steps")
+    preview_format: Literal["jpeg", "webp"] = "jpeg"
+    # the flow-matching solvers of server.engine.schedulers; the default is every SD3 model's own
+    scheduler: Literal["flow_match_euler", "dpmpp_2m", "unipc"] = "flow_match_euler"
+    shift: float | None = Field(default=None, gt=0, le=100, description="sigma shift; omitted: the model's own")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise PydanticCustomError("not_blank", "prompt must not be blank")
+        return prompt
+
+
+def check_limits(params: TaskParams, limits: Limits) -> list[tuple[str, str, str]]:
+    """Operator limits beyond the model's own bounds, as (field, rule, message) triples."""
+    problems = []
+    if len(params.prompt) > limits.max_prompt_chars:
+        problems.append(("prompt", "string_too_long", f"prompt is longer than {limits.max_prompt_chars} characters"))
+    if params.width * params.height > limits.max_pixels:
+        problems.append(
+            ("width", "max_pixels", f"width x height must be at most {limits.max_pixels} pixels on this server")
+        )
+    if params.num_inference_steps > limits.max_steps:
+        problems.append(("num_inference_steps", "less_than_equal", f"num_inference_steps must be at most {limits.max_steps}"))
+    if params.num_images > limits.max_images:
+        problems.append(("num_images", "less_than_equal", f"num_images must be at most {limits.max_images}"))
+    return problems

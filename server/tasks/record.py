@@ -1,0 +1,69 @@
+"""The task record: creation parameters plus a projection of the task's event log.
+
+Everything a client reads about a task after creation (status, timings, seed, outputs, error)
+is derived from its events by `apply`, so the stored record and the event stream can never
+disagree, whichever backend keeps them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from server.protocol.events import Event, EventType, TaskStatus, status_after
+
+# Events that are log lines or progress, not lifecycle milestones: their times are not kept.
+_UNTIMED = frozenset({EventType.PROGRESS, EventType.OUTPUT, EventType.OUTPUT_FULL, EventType.ERROR_FULL})
+
+
+@dataclasses.dataclass(slots=True)
+class TaskRecord:
+    id: str
+    token: str
+    params: dict[str, Any]
+    model: str
+    seed: int
+    created_at: float
+    owner: str | None = None
+    status: TaskStatus = TaskStatus.QUEUED
+    last_seq: int = 0
+    attempt: int = 0
+    worker: str | None = None
+    times: dict[str, float] = dataclasses.field(default_factory=dict)
+    outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    callback_url: str | None = None
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the record (the event's seq must be the next one)."""
+        self.last_seq = event.seq
+        status = status_after(event.type, event.message)
+        if status is not None:
+            self.status = status
+        if event.type not in _UNTIMED:
+            self.times[event.type] = event.time
+        if event.type == EventType.ACCEPT:
+            self.attempt = event.message.get("attempt", self.attempt + 1)
+            self.worker = event.message.get("worker")
+        elif event.type == EventType.POSTPROCESS_END:
+            self.outputs = list(event.message)
+        elif event.type == EventType.ERROR and status is TaskStatus.FAILED:
+            self.error = {"code": event.message.get("code"), "message": event.message.get("message")}
+
+    def public(self) -> dict[str, Any]:
+        """The native API's view of the task (no token, no owner)."""
+        return {
+            "id": self.id,
+            "status": str(self.status),
+            "model": self.model,
+            "seed": self.seed,
+            "params": self.params,
+            "created_at": self.created_at,
+            "times": self.times,
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "last_seq": self.last_seq,
+            "outputs": self.outputs,
+            "error": self.error,
+        }

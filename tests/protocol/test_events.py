@@ -1,0 +1,79 @@
+import base64
+
+import orjson
+import pytest
+
+from server.protocol.events import (
+    Event,
+    EventType,
+    Preview,
+    TaskStatus,
+    decode_binary,
+    encode_binary,
+    encode_for,
+    encode_sse,
+    is_terminal,
+    status_after,
+)
+
+PREVIEW = Preview("webp", 64, 48, b"RIFF....WEBP")
+
+
+def progress(seq: int, preview: Preview | None = PREVIEW) -> Event:
+    return Event("t1", seq, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, preview)
+
+
+@pytest.mark.parametrize(
+    ("type_", "message", "terminal"),
+    [
+        ("task_postprocess_end", [], True),
+        ("task_cancel", {"reason": "x"}, True),
+        ("task_error", {"code": "c", "message": "m", "fatal": True}, True),
+        ("task_error", {"code": "c", "message": "m"}, False),
+        ("task_error", "a warning line", False),
+        ("task_end", {"seconds": 1}, False),
+    ],
+)
+def test_exactly_these_events_end_a_stream(type_, message, terminal):
+    assert is_terminal(type_, message) is terminal
+
+
+def test_status_follows_lifecycle_events():
+    assert status_after("task_queue", {}) is TaskStatus.QUEUED
+    assert status_after("task_start", {}) is TaskStatus.RUNNING
+    assert status_after("task_postprocess_end", []) is TaskStatus.COMPLETED
+    assert status_after("task_error", {"fatal": True}) is TaskStatus.FAILED
+    assert status_after("task_error", {"code": "interrupted"}) is None
+    assert status_after("task_progress", {}) is None
+
+
+def test_binary_frame_is_length_prefixed_envelope_then_image():
+    frame = encode_binary(progress(3))
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4 - len(PREVIEW.data)
+    envelope, image = decode_binary(frame)
+    assert image == PREVIEW.data
+    assert envelope == {
+        "type": "task_progress",
+        "id": "t1",
+        "seq": 3,
+        "time": 1.5,
+        "message": {"step": 1, "steps": 4, "preview": {"format": "webp", "width": 64, "height": 48}},
+    }
+
+
+def test_each_preview_mode_encodes_the_same_event_its_own_way():
+    event = progress(2)
+    assert isinstance(encode_for(event, "binary"), bytes)
+    as_json = orjson.loads(encode_for(event, "json"))
+    assert base64.b64decode(as_json["message"]["preview"]["data"]) == PREVIEW.data
+    assert "preview" not in orjson.loads(encode_for(event, "none"))["message"]
+    # an event without an image is text in every mode
+    assert orjson.loads(encode_for(progress(2, None), "binary"))["seq"] == 2
+
+
+def test_sse_event_id_is_the_seq():
+    lines = encode_sse(progress(7), "none").decode().split("\n")
+    assert lines[0] == "id: 7"
+    assert lines[1] == "event: task_progress"
+    assert orjson.loads(lines[2].removeprefix("data: "))["seq"] == 7
+    assert lines[3:] == ["", ""]

@@ -1,0 +1,57 @@
+from server.protocol.events import Event, Preview
+from server.protocol.flow import OutboundQueue
+
+
+def progress(task: str, seq: int, image: bool = True) -> Event:
+    preview = Preview("jpeg", 8, 8, f"{task}{seq}".encode()) if image else None
+    return Event(task, seq, "task_progress", 0.0, {"step": seq}, preview)
+
+
+def lifecycle(task: str, seq: int) -> Event:
+    return Event(task, seq, "task_output", 0.0, f"Step {seq}")
+
+
+def drain(queue: OutboundQueue) -> list[Event]:
+    return [queue.pop() for _ in range(len(queue))]
+
+
+def test_only_the_newest_unsent_preview_keeps_its_image_and_no_event_is_dropped():
+    queue = OutboundQueue(maxlen=100)
+    for seq in range(1, 7):
+        queue.push(progress("a", seq) if seq % 2 else lifecycle("a", seq))
+    events = drain(queue)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e.preview is not None for e in events] == [False, False, False, False, True, False]
+    assert queue.previews_dropped == 2
+
+
+def test_latest_wins_is_per_task():
+    queue = OutboundQueue(maxlen=100)
+    queue.push(progress("a", 1))
+    queue.push(progress("b", 1))
+    assert all(e.preview is not None for e in drain(queue))
+
+
+def test_a_sent_preview_is_not_touched_by_a_newer_one():
+    queue = OutboundQueue(maxlen=100)
+    queue.push(progress("a", 1))
+    first = queue.pop()
+    queue.push(progress("a", 2))
+    assert first.preview is not None
+    assert drain(queue)[0].preview is not None
+
+
+def test_subscriber_without_previews_gets_the_events_bare():
+    queue = OutboundQueue(maxlen=100, previews=False)
+    queue.push(progress("a", 1))
+    assert queue.pop().preview is None
+
+
+def test_overflow_is_reported_not_hidden():
+    queue = OutboundQueue(maxlen=3)
+    for seq in range(1, 4):
+        queue.push(lifecycle("a", seq))
+    assert not queue.overflowed
+    queue.push(lifecycle("a", 4))
+    assert queue.overflowed
+    assert [e.seq for e in drain(queue)] == [1, 2, 3, 4]
