@@ -1,0 +1,207 @@
+"""What every compatibility endpoint shares: validating a provider's body, turning it into a native
+task, waiting for that task, and refusing in words each provider then renders its own way.
+
+A provider module (aimlapi, wiro, segmind, texttoimage) only knows its own request and response.
+Everything it queues goes through the native `validate_params` and `submit`, so every compat task
+has the same events, limits and place in the task list as a native one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.api.context import context
+from server.api.errors import APIError, field_error, pydantic_fields
+from server.api.tasks import submit, validate_params
+from server.protocol.events import TaskStatus
+from server.tasks.record import TaskRecord
+from server.tasks.service import TaskFinished, TaskService
+
+# How long a synchronous endpoint (AI/ML API, Segmind, textToImage) waits for its task before it
+# cancels the task and answers with the provider's timeout. Seconds; the environment may change it.
+WAIT_ENV = "LATENTCAST_COMPAT_WAIT_SECONDS"
+DEFAULT_WAIT_SECONDS = 900.0
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclasses.dataclass
+class Refusal(Exception):
+    """A request refused, or a task that did not complete, before any provider's wording.
+
+    kind: "body" (not a JSON object), "validation", "model" (not served), "not_found",
+    "conflict" (not possible in the task's state), "queue_full", "failed", "cancelled", "timeout".
+    """
+
+    kind: str
+    message: str
+    fields: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    headers: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# The HTTP status of each kind of refusal, for providers that answer with the status (Wiro does not).
+HTTP_STATUS = {
+    "body": 400,
+    "validation": 400,
+    "model": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "queue_full": 429,
+    "failed": 500,
+    "cancelled": 500,
+    "timeout": 504,
+}
+
+
+def invalid(field: str, rule: str, message: str) -> Refusal:
+    return Refusal("validation", message, [field_error(field, rule, message)])
+
+
+def endpoint(render: Callable[[Refusal], Response]) -> Callable[..., Callable[[Request], Awaitable[Response]]]:
+    """Decorate a provider's handler so that a `Refusal` comes out in that provider's shape."""
+
+    def wrap(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Refusal as refusal:
+                return render(refusal)
+
+        return run
+
+    return wrap
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a "body" refusal."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise Refusal("body", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Refusal("body", "the request body must be a JSON object")
+    return body
+
+
+def parse(model: type[M], body: Any, *, strict: bool = True, prefix: str = "") -> M:
+    """`body` as the provider's request model, or a "validation" refusal naming every bad field
+    (as `prefix.field` when the body is a nested object)."""
+    try:
+        return model.model_validate(body, strict=strict)
+    except ValidationError as exc:
+        fields = pydantic_fields(exc)
+        if prefix:
+            fields = [field_error(f"{prefix}.{f['field']}", f["rule"], f"{prefix}.{f['message']}") for f in fields]
+        raise Refusal("validation", "; ".join(f["message"] for f in fields), fields) from None
+
+
+async def start(
+    request: Request, params: dict[str, Any], names: Mapping[str, str], *, callback_url: str | None = None
+) -> TaskRecord:
+    """Validate `params` (native fields) against the server's rules and queue the task.
+
+    A native refusal is re-worded with the provider's field names (`names`: native -> provider).
+    """
+    try:
+        native = validate_params(request, params)
+        return await submit(request, native, callback_url=callback_url)
+    except APIError as exc:
+        raise _reworded(exc, names) from None
+
+
+def _reworded(exc: APIError, names: Mapping[str, str]) -> Refusal:
+    if exc.type == "queue_full":
+        return Refusal("queue_full", exc.message, headers=exc.headers)
+    fields = []
+    for f in exc.fields or []:
+        name = names.get(f["field"], f["field"])
+        fields.append(field_error(name, f["rule"], f["message"].replace(f["field"], name, 1)))
+    kind = "model" if any(f["rule"] == "served_model" for f in fields) else "validation"
+    return Refusal(kind, "; ".join(f["message"] for f in fields) or exc.message, fields)
+
+
+def wait_seconds() -> float:
+    return float(os.environ.get(WAIT_ENV, DEFAULT_WAIT_SECONDS))
+
+
+async def wait_ended(
+    service: TaskService, task_id: str, *, timeout: float | None = None, unless: Awaitable[Any] | None = None
+) -> str:
+    """Wait for the task's terminal event: "ended", or "timeout", or "unless" when that finished first."""
+    ended = asyncio.Event()
+    unsubscribe = service.bus.subscribe(task_id, lambda event: ended.set() if event.terminal else None)
+    waiting = [asyncio.ensure_future(ended.wait())]
+    if unless is not None:
+        waiting.append(asyncio.ensure_future(unless))
+    try:
+        if (await service.get(task_id)).status.is_final:
+            return "ended"
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return "ended" if waiting[0] in done else "unless" if done else "timeout"
+    finally:
+        unsubscribe()
+        for future in waiting:
+            future.cancel()
+
+
+async def finish(request: Request, record: TaskRecord) -> TaskRecord:
+    """Wait for the task to end and return it completed; otherwise refuse ("failed", "cancelled",
+    "timeout"). A client that hangs up, or a wait that runs out, cancels the task: nobody is
+    left to receive its images."""
+    service = context(request).service
+    limit = wait_seconds()
+    outcome = await wait_ended(service, record.id, timeout=limit, unless=_hang_up(request))
+    if outcome != "ended":
+        reason = "the client disconnected" if outcome == "unless" else f"not done after {limit:g} s"
+        with contextlib.suppress(TaskFinished):
+            await service.cancel(record.id, reason)
+    record = await service.get(record.id)
+    if record.status is TaskStatus.COMPLETED:
+        return record  # (it may have finished just as the wait ran out)
+    if outcome == "timeout":
+        raise Refusal("timeout", f"task {record.id} was not done after {limit:g} s; it has been cancelled")
+    if outcome == "unless" or record.status is TaskStatus.CANCELLED:
+        raise Refusal("cancelled", f"task {record.id} was cancelled")
+    error = record.error or {}
+    raise Refusal("failed", f"task {record.id} failed: {error.get('message') or 'unknown error'}")
+
+
+async def _hang_up(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def output_bytes(request: Request, record: TaskRecord) -> list[bytes]:
+    """The task's images, in order, as stored."""
+    files = context(request).files
+    contents = [await files.read(record.id, output["name"]) for output in record.outputs]
+    if any(data is None for data in contents):
+        raise Refusal("failed", f"task {record.id} lost an output file")
+    return [data for data in contents if data is not None]
+
+
+def random_seed(low: int, high: int) -> int:
+    """A seed the provider would accept back (some refuse 0, which stands for "random" there)."""
+    return low + secrets.randbelow(high - low + 1)
+
+
+def inference_seconds(record: TaskRecord) -> float:
+    """Denoising and decoding time, from the task's task_start and task_end events."""
+    return max(0.0, record.times.get("task_end", 0.0) - record.times.get("task_start", 0.0))

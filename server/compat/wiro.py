@@ -1,0 +1,206 @@
+"""Wiro: `POST /v1/Run/{owner}/{project}`, `/v1/Task/Detail`, `/v1/Task/Cancel`, `/v1/Task/Kill`
+(provider-docs 004; its socket is the native one, see server/api/websocket.py).
+
+Bodies are JSON, multipart/form-data or url-encoded forms. As on Wiro every answer is HTTP 200:
+`{"result": true, "errors": [], ...}`, or `{"result": false, "errors": [{"code", "message"}]}`
+with Wiro's codes (0 bad request, 1 not found or not allowed now, 96 too many tasks). The tool's
+parameters follow Wiro's text-to-image tools; see docs/compatibility.md.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any, Literal
+
+import orjson
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.api.context import context
+from server.compat.common import Refusal, endpoint, invalid, parse, start
+from server.compat.wiro_detail import deliver_when_done, detail_body
+from server.protocol.events import TaskStatus
+from server.tasks.record import TaskRecord
+from server.tasks.service import TaskFinished
+
+SCHEDULERS = {
+    "FlowMatchEulerDiscreteScheduler": "flow_match_euler",
+    "DPMSolverMultistepScheduler": "dpmpp_2m",
+    "UniPCMultistepScheduler": "unipc",
+}
+NAMES = {
+    "negative_prompt": "negativePrompt",
+    "num_images": "samples",
+    "num_inference_steps": "steps",
+    "guidance_scale": "scale",
+}
+_CODES = {"not_found": 1, "model": 1, "conflict": 1, "queue_full": 96}
+
+
+class _Run(BaseModel):
+    """The tool's inputs (lax types: a form sends every value as text)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    prompt: str
+    negativePrompt: str = Field(default="", validation_alias=AliasChoices("negativePrompt", "negative_prompt"))
+    samples: int = Field(default=1, ge=1, le=4)
+    steps: int = Field(default=28, ge=1, le=100)
+    scale: float = Field(default=7.0, ge=0, le=30)
+    seed: int | None = None  # Wiro's seed is text; empty means random
+    width: int = Field(default=1024, ge=64, le=2048, multiple_of=8)
+    height: int = Field(default=1024, ge=64, le=2048, multiple_of=8)
+    scheduler: Literal[
+        "FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler"
+    ] = "FlowMatchEulerDiscreteScheduler"
+    callbackUrl: str = ""
+    projectid: str = ""  # Wiro's billing project: there is one project here
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _blank_is_random(cls, seed: Any) -> Any:
+        return None if isinstance(seed, str) and not seed.strip() else seed
+
+
+def _render(refusal: Refusal) -> Response:
+    code = _CODES.get(refusal.kind, 0)
+    if refusal.fields:
+        errors = [{"code": code, "message": _wiro_words(f)} for f in refusal.fields]
+    else:
+        errors = [{"code": code, "message": refusal.message}]
+    return JSONResponse({"result": False, "errors": errors}, headers=refusal.headers)
+
+
+def _wiro_words(field: dict[str, str]) -> str:
+    name = field["field"]
+    if field["rule"] == "missing":
+        return f"Request parameter [{name}] required"
+    if field["rule"] == "unknown_field":
+        return f"Request parameter [{name}] is not an input of this tool"
+    return f"Request parameter [{name}] is invalid: {field['message'].removeprefix(name + ': ')}"
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    """The request's parameters, from JSON, multipart/form-data or a url-encoded form."""
+    raw = await request.body()
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        return _multipart(kind, raw)
+    if kind.startswith("application/x-www-form-urlencoded"):
+        return dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise Refusal("body", "Request parameters are invalid.")
+    return body
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, str]:
+    header = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+    message = BytesParser(policy=HTTP).parsebytes(header + raw)
+    if not message.is_multipart():
+        raise Refusal("body", "Request parameters are invalid.")
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise Refusal("body", "Request parameters are invalid.")
+        if part.get_filename() is not None:
+            raise invalid(name, "file", f"{name}: this tool takes no files")
+        payload = part.get_payload(decode=True)
+        fields[name] = payload.decode(part.get_content_charset() or "utf-8", "replace") if payload else ""
+    return fields
+
+
+@endpoint(_render)
+async def run(request: Request) -> Response:
+    model = f"{request.path_params['owner']}/{request.path_params['project']}"
+    if not context(request).service.catalog.serves(model):
+        raise Refusal("model", f"slug-owner-project-not-exist: {model} is not served here")
+    body = parse(_Run, await _fields(request), strict=False)
+    callback = body.callbackUrl.strip() or None
+    if callback is not None:
+        url = urllib.parse.urlsplit(callback)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise invalid("callbackUrl", "url", "callbackUrl: must be an http or https URL")
+    params = {
+        "prompt": body.prompt,
+        "negative_prompt": body.negativePrompt,
+        "model": model,
+        "num_images": body.samples,
+        "num_inference_steps": body.steps,
+        "guidance_scale": body.scale,
+        "seed": body.seed,
+        "width": body.width,
+        "height": body.height,
+        "scheduler": SCHEDULERS[body.scheduler],
+    }
+    record = await start(request, params, NAMES, callback_url=callback)
+    if callback is not None:
+        deliver_when_done(context(request).service, record.id, callback)
+    return JSONResponse({"errors": [], "taskid": record.id, "socketaccesstoken": record.token, "result": True})
+
+
+async def _task(request: Request) -> TaskRecord:
+    """The task named by `tasktoken` (or `taskid`)."""
+    fields = await _fields(request)
+    store = context(request).service.store
+    token, task_id = fields.get("tasktoken"), fields.get("taskid")
+    if isinstance(token, str) and token:
+        record = await store.get_by_token(token)
+    elif isinstance(task_id, str | int) and str(task_id):
+        record = await store.get(str(task_id))
+    else:
+        raise Refusal("body", "taskid or tasktoken is required")
+    if record is None:
+        raise Refusal("not_found", "There is no task yet.")
+    return record
+
+
+@endpoint(_render)
+async def task_detail(request: Request) -> Response:
+    return JSONResponse(await detail_body(context(request).service, await _task(request)))
+
+
+@endpoint(_render)
+async def task_cancel(request: Request) -> Response:
+    """Cancel a task that is still queued (Kill stops a running one)."""
+    record = await _task(request)
+    if record.status is not TaskStatus.QUEUED:
+        raise Refusal("conflict", "Task is not in a cancellable state.")
+    await _stop(request, record, "cancelled by request", "Task is not in a cancellable state.")
+    return JSONResponse({"result": True, "errors": []})
+
+
+@endpoint(_render)
+async def task_kill(request: Request) -> Response:
+    """Stop a task that a worker has taken; it ends with task_cancel at its next step."""
+    record = await _task(request)
+    if record.status is TaskStatus.QUEUED:
+        raise Refusal("conflict", "Task could not be killed: it is still queued; use /Task/Cancel")
+    why = f"Task could not be killed: it already ended ({record.status})"
+    if record.status.is_final:
+        raise Refusal("conflict", why)
+    await _stop(request, record, "killed by request", why)
+    return JSONResponse({"result": True, "errors": []})
+
+
+async def _stop(request: Request, record: TaskRecord, reason: str, too_late: str) -> None:
+    try:
+        await context(request).service.cancel(record.id, reason)
+    except TaskFinished:
+        raise Refusal("conflict", too_late) from None
+
+
+routes = [
+    Route("/v1/Run/{owner}/{project}", run, methods=["POST"]),
+    Route("/v1/Task/Detail", task_detail, methods=["POST"]),
+    Route("/v1/Task/Cancel", task_cancel, methods=["POST"]),
+    Route("/v1/Task/Kill", task_kill, methods=["POST"]),
+]
