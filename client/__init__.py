@@ -1,0 +1,100 @@
+"""The Python client of Latentcast: submit Stable Diffusion 3 tasks and follow them live.
+
+    from client import AsyncClient, ProgressEvent
+
+    async with AsyncClient("http://127.0.0.1:8000") as client:
+        task = await client.submit(prompt="a lighthouse at dusk", width=512, height=512)
+        async for event in task.events():
+            if isinstance(event, ProgressEvent):
+                print(event.step, event.steps)
+        print(await task.download("out"))
+
+`Client` is the same without `await`. The command line (`latentcast generate`, `latentcast
+watch`) is in `client.cli`. See docs/client.md.
+"""
+
+from client.async_client import AsyncClient, Task
+from client.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    FieldError,
+    InternalServerError,
+    LatentcastError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    TaskCancelledError,
+    TaskError,
+    TaskFailedError,
+    ValidationError,
+)
+from client.events import (
+    AcceptEvent,
+    AssignEvent,
+    CancelEvent,
+    EndEvent,
+    ErrorEvent,
+    ErrorFullEvent,
+    Event,
+    OutputEvent,
+    OutputFullEvent,
+    PostprocessEndEvent,
+    PostprocessStartEvent,
+    PreprocessEndEvent,
+    PreprocessStartEvent,
+    Preview,
+    ProgressEvent,
+    QueueEvent,
+    StartEvent,
+)
+from client.models import Output, TaskInfo, TaskPage
+from client.sync import Client, SyncTask
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AcceptEvent",
+    "AssignEvent",
+    "AsyncClient",
+    "AuthError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelEvent",
+    "Client",
+    "ConflictError",
+    "EndEvent",
+    "ErrorEvent",
+    "ErrorFullEvent",
+    "Event",
+    "FieldError",
+    "InternalServerError",
+    "LatentcastError",
+    "NotFoundError",
+    "Output",
+    "OutputEvent",
+    "OutputFullEvent",
+    "PermissionDeniedError",
+    "PostprocessEndEvent",
+    "PostprocessStartEvent",
+    "PreprocessEndEvent",
+    "PreprocessStartEvent",
+    "Preview",
+    "ProgressEvent",
+    "QueueEvent",
+    "RateLimitError",
+    "StartEvent",
+    "SyncTask",
+    "Task",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskInfo",
+    "TaskPage",
+    "ValidationError",
+]

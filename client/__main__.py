@@ -1,0 +1,7 @@
+"""`python -m client generate|watch ...`."""
+
+import sys
+
+from client.cli import main
+
+sys.exit(main())

@@ -1,0 +1,366 @@
+"""Typed task events, and decoding the frames they arrive in.
+
+Every event has the envelope's `type`, `task_id`, `seq`, `time` and raw `message`; each type adds
+its message's fields (`ProgressEvent.step`, `QueueEvent.position`, ...). A `ProgressEvent` may
+carry a `Preview`: the decoded image bytes with their format and size (`preview.image()` gives a
+PIL image). A type this client does not know yet arrives as a plain `Event`.
+
+On the socket an event is JSON text, or, for a preview in `binary` mode, a binary frame: a 4-byte
+big-endian length N, N bytes of JSON envelope, then the image bytes (see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from client.models import Output
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+PreviewMode = Literal["binary", "json", "none"]
+PREVIEW_MODES: tuple[str, ...] = ("binary", "json", "none")
+TERMINAL_TYPES = frozenset({"task_postprocess_end", "task_cancel"})
+
+
+def is_terminal(type_: str, message: Any) -> bool:
+    """True for the one event that ends a task's stream (done, cancelled, or a fatal error)."""
+    if type_ in TERMINAL_TYPES:
+        return True
+    return type_ == "task_error" and isinstance(message, dict) and message.get("fatal") is True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Preview:
+    """A preview image of the denoised estimate after a step: encoded bytes, format and size."""
+
+    format: str  # "webp" | "jpeg"
+    width: int
+    height: int
+    data: bytes = dataclasses.field(repr=False)
+
+    @property
+    def mime_type(self) -> str:
+        return f"image/{self.format}"
+
+    @property
+    def extension(self) -> str:
+        return ".jpg" if self.format == "jpeg" else f".{self.format}"
+
+    def image(self) -> Image.Image:
+        """The preview decoded as a PIL image (needs Pillow)."""
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.data))
+        image.load()
+        return image
+
+    def save(self, path: str | Path) -> Path:
+        """Write the encoded bytes as they came (no re-encoding)."""
+        path = Path(path)
+        path.write_bytes(self.data)
+        return path
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a task's stream. `message` is the server's message as sent."""
+
+    type: str
+    task_id: str
+    seq: int
+    time: float
+    message: Any = dataclasses.field(repr=False)
+
+    @property
+    def id(self) -> str:
+        """The task id (the envelope's `id`)."""
+        return self.task_id
+
+    @property
+    def terminal(self) -> bool:
+        """True for the event that ends the stream."""
+        return is_terminal(self.type, self.message)
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEvent(Event):
+    """`task_queue`: accepted into the queue, or moved in it (`position` 1 is next)."""
+
+    position: int | None = None
+    queue_length: int | None = None
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"position": _get(message, "position", int), "queue_length": _get(message, "queue_length", int)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AcceptEvent(Event):
+    """`task_accept`: a worker took the task (`attempt` counts from 1)."""
+
+    worker: str | None = None
+    attempt: int = 1
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"worker": _get(message, "worker", str), "attempt": _get(message, "attempt", int) or 1}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreprocessStartEvent(Event):
+    """`task_preprocess_start`: the prompt is being encoded."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreprocessEndEvent(Event):
+    """`task_preprocess_end`: the prompt is encoded."""
+
+    seconds: float | None = None
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"seconds": _get(message, "seconds", float)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AssignEvent(Event):
+    """`task_assign`: bound to a device."""
+
+    device: str | None = None
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"device": _get(message, "device", str)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartEvent(Event):
+    """`task_start`: denoising begins."""
+
+    steps: int | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    images: int | None = None
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {key: _get(message, key, int) for key in ("steps", "seed", "width", "height", "images")}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputEvent(Event):
+    """`task_output`: one log line (`Step 3/28` after each step)."""
+
+    text: str = ""
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"text": message if isinstance(message, str) else json.dumps(message)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProgressEvent(Event):
+    """`task_progress`: a step finished; `preview` is the image after it, when one was sent."""
+
+    step: int = 0
+    steps: int = 0
+    percent: float = 0.0
+    eta_seconds: float | None = None
+    it_per_s: float | None = None
+    preview: Preview | None = None
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {
+            "step": _get(message, "step", int) or 0,
+            "steps": _get(message, "steps", int) or 0,
+            "percent": _get(message, "percent", float) or 0.0,
+            "eta_seconds": _get(message, "eta_seconds", float),
+            "it_per_s": _get(message, "it_per_s", float),
+            "preview": preview,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputFullEvent(Event):
+    """`task_output_full`: the whole log, once, after denoising (or on cancel or failure)."""
+
+    text: str = ""
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"text": message if isinstance(message, str) else ""}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorFullEvent(Event):
+    """`task_error_full`: the error text, once, on failure."""
+
+    text: str = ""
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"text": message if isinstance(message, str) else ""}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndEvent(Event):
+    """`task_end`: denoising and decoding finished."""
+
+    seconds: float | None = None
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"seconds": _get(message, "seconds", float)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostprocessStartEvent(Event):
+    """`task_postprocess_start`: the images are being encoded and stored."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostprocessEndEvent(Event):
+    """`task_postprocess_end` (terminal): done; `outputs` are the images."""
+
+    outputs: list[Output] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        items = message if isinstance(message, list) else []
+        return {"outputs": [Output.from_dict(o) for o in items if isinstance(o, dict)]}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelEvent(Event):
+    """`task_cancel` (terminal): the task was cancelled."""
+
+    reason: str = ""
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {"reason": _get(message, "reason", str) or "cancelled"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorEvent(Event):
+    """`task_error`: a warning (e.g. `interrupted`, then retried), or terminal when `fatal`."""
+
+    code: str | None = None
+    detail: str = ""
+    fatal: bool = False
+
+    @classmethod
+    def _fields(cls, message: Any, preview: Preview | None) -> dict[str, Any]:
+        return {
+            "code": _get(message, "code", str),
+            "detail": _get(message, "message", str) or "",
+            "fatal": isinstance(message, dict) and message.get("fatal") is True,
+        }
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    "task_queue": QueueEvent,
+    "task_accept": AcceptEvent,
+    "task_preprocess_start": PreprocessStartEvent,
+    "task_preprocess_end": PreprocessEndEvent,
+    "task_assign": AssignEvent,
+    "task_start": StartEvent,
+    "task_output": OutputEvent,
+    "task_progress": ProgressEvent,
+    "task_output_full": OutputFullEvent,
+    "task_error_full": ErrorFullEvent,
+    "task_end": EndEvent,
+    "task_postprocess_start": PostprocessStartEvent,
+    "task_postprocess_end": PostprocessEndEvent,
+    "task_cancel": CancelEvent,
+    "task_error": ErrorEvent,
+}
+
+
+class FrameError(ValueError):
+    """A frame from the server that is not a valid message."""
+
+
+def parse_frame(frame: str | bytes) -> tuple[dict[str, Any], bytes | None]:
+    """A socket message as (JSON object, image bytes of a binary preview frame or None)."""
+    try:
+        if isinstance(frame, bytes):
+            if len(frame) < 4:
+                raise FrameError("binary frame shorter than its length prefix")
+            (length,) = struct.unpack_from(">I", frame)
+            if 4 + length > len(frame):
+                raise FrameError(f"binary frame declares a {length}-byte envelope but has {len(frame) - 4} bytes")
+            envelope = json.loads(frame[4 : 4 + length])
+            image: bytes | None = frame[4 + length :]
+        else:
+            envelope, image = json.loads(frame), None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FrameError(f"frame is not valid JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise FrameError("frame is not a JSON object")
+    return envelope, image
+
+
+def event_from_envelope(envelope: dict[str, Any], image: bytes | None = None) -> Event:
+    """The typed event for an envelope; `image` is the bytes that followed it in a binary frame."""
+    type_ = str(envelope.get("type", ""))
+    message = envelope.get("message")
+    preview = None
+    if isinstance(message, dict) and isinstance(message.get("preview"), dict):
+        meta = message["preview"]
+        data = image
+        if "data" in meta:
+            try:
+                data = base64.b64decode(meta["data"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                data = None
+            # the message keeps the preview's description; the bytes live in `preview.data`
+            message = {**message, "preview": {k: v for k, v in meta.items() if k != "data"}}
+        if data:
+            preview = Preview(
+                format=str(meta.get("format", "webp")),
+                width=int(meta.get("width") or 0),
+                height=int(meta.get("height") or 0),
+                data=data,
+            )
+    cls = EVENT_TYPES.get(type_, Event)
+    return cls(
+        type=type_,
+        task_id=str(envelope.get("id", "")),
+        seq=int(envelope.get("seq", 0)),
+        time=float(envelope.get("time") or 0.0),
+        message=message,
+        **cls._fields(message, preview),
+    )
+
+
+def decode_frame(frame: str | bytes) -> Event | dict[str, Any]:
+    """A socket message as a typed `Event`, or, for a control message (no `seq`), its JSON object."""
+    envelope, image = parse_frame(frame)
+    if "seq" not in envelope:
+        return envelope
+    return event_from_envelope(envelope, image)
+
+
+def _get(message: Any, key: str, kind: type) -> Any:
+    """`message[key]` converted to `kind`, or None when absent or not convertible."""
+    if not isinstance(message, dict) or message.get(key) is None:
+        return None
+    try:
+        return kind(message[key])
+    except (TypeError, ValueError):
+        return None
