@@ -1,0 +1,65 @@
+// The HTTP side of the API (docs/protocol.md "HTTP"): create, read, list and cancel tasks.
+
+import { serverBase } from "./protocol.js";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = body?.error ?? {};
+    super(error.message ?? `the server answered ${status}`);
+    this.status = status;
+    this.type = error.type ?? "http_error";
+    this.fields = error.fields ?? [];
+  }
+}
+
+export class Api {
+  /** `apiKey` goes out as `Authorization: Bearer`; task tokens as `X-Task-Token`. */
+  constructor(server = "", { apiKey = null } = {}) {
+    this.base = serverBase(server);
+    this.apiKey = apiKey || null;
+  }
+
+  async request(method, path, { body, token } = {}) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.apiKey) headers.Authorization = `Bearer ${this.apiKey}`;
+    if (token) headers["X-Task-Token"] = token;
+    let response;
+    try {
+      response = await fetch(`${this.base}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+      });
+    } catch (error) {
+      throw new ApiError(0, { error: { type: "network", message: `cannot reach the server (${error.message})` } });
+    }
+    const data = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  createTask(params) {
+    return this.request("POST", "/v1/tasks", { body: params });
+  }
+
+  getTask(id, token) {
+    return this.request("GET", `/v1/tasks/${encodeURIComponent(id)}`, { token });
+  }
+
+  cancelTask(id, token) {
+    return this.request("POST", `/v1/tasks/${encodeURIComponent(id)}/cancel`, { token });
+  }
+
+  listTasks({ status, limit = 50, cursor } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (status) query.set("status", status);
+    if (cursor) query.set("cursor", cursor);
+    return this.request("GET", `/v1/tasks?${query}`);
+  }
+
+  models() {
+    return this.request("GET", "/v1/models");
+  }
+}

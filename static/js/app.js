@@ -1,0 +1,402 @@
+// The live-preview page: `/` to create a task, `/t/{id}?token=` to follow or replay one.
+
+import { Api, ApiError } from "./api.js";
+import { $, h } from "./dom.js";
+import { PreviewSurface } from "./preview.js";
+import { LatentcastSocket } from "./protocol.js";
+import { TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize } from "./task-state.js";
+
+const api = new Api();
+const socket = new LatentcastSocket(api.base);
+const surface = new PreviewSurface($("#preview"), { onPaint: () => (ui.placeholder.hidden = true) });
+const form = $("#task-form");
+const SETTINGS_KEY = "latentcast.form";
+
+const ui = {
+  connection: $("#connection"),
+  status: $("#status"),
+  prompt: $("#task-prompt"),
+  canvasWrap: $("#canvas-wrap"),
+  placeholder: $("#placeholder"),
+  progress: $("#progress"),
+  fill: $("#progress-fill"),
+  step: $("#stat-step"),
+  speed: $("#stat-speed"),
+  eta: $("#stat-eta"),
+  queue: $("#stat-queue"),
+  cancel: $("#cancel"),
+  share: $("#share"),
+  shareLink: $("#share-link"),
+  copy: $("#copy-link"),
+  gallery: $("#gallery"),
+  galleryEmpty: $("#gallery-empty"),
+  timeline: $("#timeline"),
+  timelineEmpty: $("#timeline-empty"),
+  logDetails: $("#log-details"),
+  log: $("#log"),
+  formError: $("#form-error"),
+  submit: $("#submit"),
+  stage: $("#stage"),
+};
+
+/** The task on screen: {id, token, state, subscription}. */
+let current = null;
+
+// -- the connection indicator -------------------------------------------------------------------
+
+const CONNECTION_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", idle: "", closed: "Offline" };
+socket.addEventListener("state", (event) => {
+  ui.connection.dataset.state = event.detail.state;
+  ui.connection.textContent = CONNECTION_TEXT[event.detail.state] ?? "";
+});
+
+// -- the form ------------------------------------------------------------------------------------
+
+const sizeSelect = $("#size");
+const widthInput = $("#width");
+const heightInput = $("#height");
+const stepsInput = $("#num_inference_steps");
+const guidanceInput = $("#guidance_scale");
+
+function syncSizePreset() {
+  const value = `${widthInput.value}x${heightInput.value}`;
+  const preset = [...sizeSelect.options].find((option) => option.value === value);
+  sizeSelect.value = preset ? value : "custom";
+}
+
+function syncOutputs() {
+  $("#steps-value").textContent = stepsInput.value;
+  $("#guidance-value").textContent = Number(guidanceInput.value).toFixed(1);
+}
+
+sizeSelect.addEventListener("change", () => {
+  if (sizeSelect.value === "custom") {
+    widthInput.focus();
+    return;
+  }
+  const [width, height] = sizeSelect.value.split("x");
+  widthInput.value = width;
+  heightInput.value = height;
+});
+widthInput.addEventListener("input", syncSizePreset);
+heightInput.addEventListener("input", syncSizePreset);
+stepsInput.addEventListener("input", syncOutputs);
+guidanceInput.addEventListener("input", syncOutputs);
+$("#random-seed").addEventListener("click", () => {
+  $("#seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
+});
+$("#prompt").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+});
+
+const FIELDS = ["prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "output_format", "preview_every", "model"];
+const NUMBERS = new Set(["width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "preview_every"]);
+
+function readForm() {
+  const params = {};
+  for (const name of FIELDS) {
+    const value = form.elements[name].value.trim();
+    if (value === "" && name !== "prompt") continue;
+    params[name] = NUMBERS.has(name) ? Number(value) : name === "prompt" ? form.elements[name].value : value;
+  }
+  return params;
+}
+
+function fillForm(params) {
+  for (const name of FIELDS) {
+    const element = form.elements[name];
+    if (!element || params[name] === undefined || params[name] === null) continue;
+    if (element.tagName === "SELECT" && ![...element.options].some((option) => option.value === String(params[name]))) continue;
+    element.value = String(params[name]);
+  }
+  syncSizePreset();
+  syncOutputs();
+}
+
+function clearFieldErrors() {
+  ui.formError.hidden = true;
+  ui.formError.textContent = "";
+  for (const element of form.querySelectorAll("[aria-invalid]")) {
+    element.removeAttribute("aria-invalid");
+    element.removeAttribute("aria-describedby");
+  }
+  for (const note of form.querySelectorAll(".field-error")) note.remove();
+}
+
+function showError(error) {
+  const fields = error instanceof ApiError ? error.fields : [];
+  for (const field of fields) {
+    const element = form.elements[field.field];
+    if (!element || element.getAttribute("aria-invalid")) continue;
+    const note = h("p", { class: "field-error", id: `${field.field}-error` }, field.message);
+    element.setAttribute("aria-invalid", "true");
+    element.setAttribute("aria-describedby", note.id);
+    element.closest(".field")?.append(note);
+  }
+  ui.formError.textContent = fields.length ? "Please fix the highlighted fields." : error.message;
+  ui.formError.hidden = false;
+  if (fields.length) form.elements[fields[0].field]?.focus?.();
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearFieldErrors();
+  if (!form.reportValidity()) return;
+  const params = readForm();
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify(params));
+  ui.submit.disabled = true;
+  ui.submit.textContent = "Submitting…";
+  try {
+    const task = await api.createTask(params);
+    openTask(task.id, task.token, { detail: task, push: true });
+    if (matchMedia("(max-width: 759px)").matches) {
+      const behavior = matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth";
+      ui.stage.scrollIntoView({ behavior, block: "start" });
+    }
+  } catch (error) {
+    showError(error);
+  } finally {
+    ui.submit.disabled = false;
+    ui.submit.textContent = "Generate";
+  }
+});
+
+async function loadModels() {
+  try {
+    const { data } = await api.models();
+    const select = $("#model");
+    for (const model of data) select.append(h("option", { value: model.id }, model.id));
+  } catch {
+    // the server default still works
+  }
+}
+
+// -- one task on screen --------------------------------------------------------------------------
+
+function sharePath(id, token) {
+  return `/t/${encodeURIComponent(id)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+}
+
+function openTask(id, token, { detail = null, push = false } = {}) {
+  current?.subscription.close();
+  const state = new TaskState(id);
+  current = { id, token, state, subscription: null, drawnFinal: false };
+  if (push) history.pushState({ id, token }, "", sharePath(id, token));
+
+  ui.timeline.replaceChildren();
+  ui.timelineEmpty.hidden = false;
+  ui.gallery.replaceChildren(ui.galleryEmpty);
+  ui.galleryEmpty.hidden = false;
+  ui.logDetails.hidden = true;
+  ui.log.textContent = "";
+  ui.shareLink.value = new URL(sharePath(id, token), location.origin).href;
+  ui.share.hidden = false;
+  ui.placeholder.textContent = "Waiting for the first preview…";
+  ui.placeholder.hidden = false;
+  ui.cancel.disabled = false;
+  showDetail(detail);
+  render();
+
+  const task = current;
+  task.subscription = socket.subscribe(id, {
+    token,
+    previews: "binary",
+    onEvent: (event, image) => onEvent(task, event, image),
+    onError: (error) => onSocketError(task, error),
+  });
+  if (!detail) {
+    api.getTask(id, token).then(
+      (fetched) => current === task && showDetail(fetched, { prefill: true }),
+      (error) => current === task && !task.state.lastSeq && onSocketError(task, { code: error.type, message: error.message }),
+    );
+  }
+}
+
+function showDetail(detail, { prefill = false } = {}) {
+  const params = detail?.params;
+  const width = params?.width ?? Number(widthInput.value);
+  const height = params?.height ?? Number(heightInput.value);
+  setAspect(width, height);
+  if (!current.state.lastSeq) surface.reset(width, height);
+  if (params) {
+    ui.prompt.textContent = params.prompt;
+    ui.prompt.hidden = false;
+    if (prefill) fillForm({ ...params, seed: params.seed ?? "" }); // no seed asked: random again
+  }
+}
+
+function setAspect(width, height) {
+  ui.canvasWrap.style.setProperty("--aspect", `${width} / ${height}`);
+}
+
+function onEvent(task, event, image) {
+  if (task !== current || !task.state.apply(event)) return;
+  const { state } = task;
+  if (event.type === "task_start") setAspect(state.width, state.height);
+  if (image && !task.drawnFinal) surface.showBlob(image);
+  if (event.type === "task_postprocess_end") showResults(task);
+  render(event.type !== "task_progress");
+}
+
+function onSocketError(task, error) {
+  if (task !== current) return;
+  const messages = {
+    not_found: "This task does not exist on this server.",
+    forbidden: "This link's token does not match the task.",
+  };
+  const text = messages[error.code] ?? error.message ?? "The server refused to follow this task.";
+  ui.status.dataset.status = "failed";
+  ui.status.textContent = "Unavailable";
+  ui.placeholder.textContent = text;
+  ui.placeholder.hidden = false;
+  ui.cancel.disabled = true;
+}
+
+function render(lifecycle = true) {
+  const { state } = current ?? { state: null };
+  if (!state) return;
+  const running = state.status === "running";
+  ui.status.dataset.status = state.status;
+  ui.status.textContent = state.status === "queued" && state.position ? `Queued · #${state.position}` : state.statusLabel;
+
+  const percent = Math.max(0, Math.min(100, state.percent ?? 0));
+  ui.fill.style.width = `${percent}%`;
+  ui.progress.setAttribute("aria-valuenow", String(Math.round(percent)));
+  ui.progress.setAttribute("aria-valuetext", state.steps ? `step ${state.step} of ${state.steps}` : state.statusLabel);
+  ui.progress.dataset.status = state.status;
+  ui.step.textContent = state.steps ? `${state.step}/${state.steps}` : "–";
+  ui.speed.textContent = formatRate(state.itPerS);
+  ui.eta.textContent = running ? formatEta(state.etaSeconds) : state.final && state.endTime ? `took ${formatSeconds(state.endTime - state.startTime)}` : "–";
+  ui.queue.textContent = state.status === "queued" && state.position ? `${state.position} of ${state.queueLength ?? state.position}` : "–";
+  ui.cancel.disabled = state.final;
+  document.title = running ? `${Math.round(percent)}% · Latentcast` : `${state.statusLabel} · Latentcast`;
+  if (lifecycle) renderTimeline(state);
+}
+
+function renderTimeline(state) {
+  ui.timelineEmpty.hidden = state.timeline.length > 0;
+  ui.timeline.replaceChildren(
+    ...state.timeline.map((entry) =>
+      h(
+        "li",
+        { class: "tl-item", dataset: { kind: entry.kind, type: entry.type } },
+        h("span", { class: "tl-time" }, `+${formatSeconds(state.offset(entry.time))}`),
+        h("span", { class: "tl-title" }, entry.title),
+        entry.detail ? h("span", { class: "tl-detail" }, entry.detail) : null,
+      ),
+    ),
+  );
+  if (state.log) {
+    ui.log.textContent = state.log;
+    ui.logDetails.hidden = false;
+  }
+}
+
+function showResults(task) {
+  const { state, id, token } = task;
+  const base = api.base;
+  ui.galleryEmpty.hidden = state.outputs.length > 0;
+  const figures = state.outputs.map((output, index) => {
+    const url = fileUrl(base, id, output, token);
+    const label = `Image ${index + 1} of ${state.outputs.length}`;
+    const extension = output.name.split(".").pop();
+    return h(
+      "figure",
+      { class: "result" },
+      h("a", { href: url, target: "_blank", rel: "noopener", class: "result-image" },
+        h("img", { src: url, alt: `${label}, seed ${output.seed}`, width: output.width, height: output.height, loading: "lazy", decoding: "async" })),
+      h(
+        "figcaption",
+        {},
+        h("span", { class: "result-meta" }, h("strong", {}, `Seed ${output.seed}`), ` · ${output.width}×${output.height} · ${extension.toUpperCase()}`),
+        h(
+          "span",
+          { class: "result-actions" },
+          h("a", { href: url, download: `latentcast-${id}-${output.name}`, class: "button small", "aria-label": `Download ${label.toLowerCase()}` }, "Download"),
+          h("button", { type: "button", class: "small ghost", onclick: () => reuseSeed(output.seed), "aria-label": `Use seed ${output.seed} in the form` }, "Use seed"),
+        ),
+      ),
+    );
+  });
+  ui.gallery.replaceChildren(ui.galleryEmpty, ...figures);
+  if (state.outputs.length) {
+    task.drawnFinal = true;
+    surface.showUrl(fileUrl(base, id, state.outputs[0], token));
+  }
+}
+
+function reuseSeed(seed) {
+  $("#seed").value = String(seed);
+  $("#seed").focus();
+}
+
+ui.cancel.addEventListener("click", async () => {
+  const task = current;
+  if (!task) return;
+  ui.cancel.disabled = true;
+  ui.cancel.textContent = "Cancelling…";
+  try {
+    await api.cancelTask(task.id, task.token);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 409)) {
+      ui.cancel.disabled = false;
+      ui.formError.textContent = `Could not cancel: ${error.message}`;
+      ui.formError.hidden = false;
+    }
+  } finally {
+    ui.cancel.textContent = "Cancel";
+  }
+});
+
+ui.copy.addEventListener("click", async () => {
+  ui.shareLink.select();
+  try {
+    await navigator.clipboard.writeText(ui.shareLink.value);
+    ui.copy.textContent = "Copied";
+  } catch {
+    ui.copy.textContent = "Select & copy";
+  }
+  setTimeout(() => (ui.copy.textContent = "Copy"), 1600);
+});
+
+// -- the address bar -------------------------------------------------------------------------
+
+function resetStage() {
+  current?.subscription.close();
+  current = null;
+  ui.status.dataset.status = "idle";
+  ui.status.textContent = "Ready";
+  ui.prompt.hidden = true;
+  ui.share.hidden = true;
+  ui.cancel.disabled = true;
+  ui.placeholder.textContent = "Your image appears here, step by step, as it forms.";
+  ui.placeholder.hidden = false;
+  ui.timeline.replaceChildren();
+  ui.timelineEmpty.hidden = false;
+  ui.gallery.replaceChildren(ui.galleryEmpty);
+  ui.galleryEmpty.hidden = false;
+  ui.fill.style.width = "0%";
+  for (const stat of [ui.step, ui.speed, ui.eta, ui.queue]) stat.textContent = "–";
+  setAspect(Number(widthInput.value) || 1, Number(heightInput.value) || 1);
+  surface.reset(Number(widthInput.value) || 512, Number(heightInput.value) || 512);
+  document.title = "Latentcast — live preview";
+}
+
+function route() {
+  const match = location.pathname.match(/^\/t\/([^/]+)\/?$/);
+  if (match) openTask(decodeURIComponent(match[1]), new URLSearchParams(location.search).get("token"));
+  else resetStage();
+}
+
+window.addEventListener("popstate", route);
+
+try {
+  const saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "null");
+  if (saved && typeof saved === "object") fillForm({ ...saved, seed: saved.seed ?? "" });
+} catch {
+  localStorage.removeItem(SETTINGS_KEY);
+}
+syncSizePreset();
+syncOutputs();
+loadModels();
+route();
