@@ -1,0 +1,303 @@
+"""What every benchmark shares: the machine it ran on, servers to measure, clients, the report.
+
+Each benchmark prints a human-readable report and, as its last line, `RESULT {json}` with every
+number it measured (the smoke tests read that line); `--json PATH` also writes the JSON to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+# The server under test runs from this tree (an experiment's patched copy, when set).
+SERVER_ROOT = Path(os.environ.get("LATENTCAST_BENCH_SERVER_ROOT", ROOT))
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """The hardware and software a result was measured on, and how busy the machine was."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    with contextlib.suppress(ImportError):
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    return (
+        f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}"
+        + (f", torch {info['torch']} ({info.get('torch_threads')} threads)" if "torch" in info else "")
+        + f"; load average at start {info['load_average'][0]}"
+    )
+
+
+# -- arguments and the report ------------------------------------------------------------------
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(description=description)
+    parse.add_argument("--smoke", action="store_true", help="a few seconds' run that only checks the benchmark works")
+    parse.add_argument("--json", type=Path, default=None, help="also write the result to this file")
+    return parse
+
+
+class Report:
+    def __init__(self, name: str, title: str) -> None:
+        self.name = name
+        self.title = title
+        self.machine = machine()
+        self.data: dict[str, Any] = {"benchmark": name, "machine": self.machine}
+        self.targets: list[dict[str, Any]] = []
+        print(f"== {title}")
+        print(f"   machine: {describe_machine(self.machine)}")
+
+    def line(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        cells = [[_cell(v) for v in row] for row in rows]
+        widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+        print("   " + "  ".join(h.rjust(w) for h, w in zip(headers, widths)))
+        for row in cells:
+            print("   " + "  ".join(c.rjust(w) for c, w in zip(row, widths)))
+        print(flush=True)
+
+    def target(self, what: str, measured: float, limit: float, unit: str = "", *, at_least: bool = False) -> bool:
+        met = measured >= limit if at_least else measured <= limit
+        sign = ">=" if at_least else "<="
+        self.targets.append({"target": what, "measured": measured, "limit": limit, "unit": unit, "met": met})
+        print(f"   target {what}: {_cell(measured)}{unit} ({sign} {_cell(limit)}{unit}) {'MET' if met else 'MISSED'}")
+        return met
+
+    def finish(self, json_path: Path | None = None) -> dict[str, Any]:
+        self.data["targets"] = self.targets
+        self.data["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        blob = orjson.dumps(self.data, option=orjson.OPT_SERIALIZE_NUMPY)
+        if json_path is not None:
+            json_path.write_bytes(orjson.dumps(self.data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        print(f"   load average at end {self.data['machine']['load_average_end'][0]}")
+        print("RESULT " + blob.decode(), flush=True)
+        return self.data
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 100:
+            return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.1f}"
+        if abs(value) >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0-100), nearest-rank on the sorted values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file limit (children inherit it) as far as allowed; returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_bytes(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+class Server:
+    """`latentcast serve` in a subprocess (as a user runs it), with its own data dir and port."""
+
+    def __init__(self, *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
+        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="latentcast-bench-")
+        self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.port = free_port()
+        self.args = list(args)
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 120) -> Server:
+        import httpx
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [PYTHON, "-m", "server", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
+                cwd=SERVER_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="latentcast-bench-redis-") as folder:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+async def wait_ready(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get("/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """`GET /metrics` as {(sample name, sorted labels): value}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def is_terminal(event: dict[str, Any]) -> bool:
+    if event["type"] in ("task_postprocess_end", "task_cancel"):
+        return True
+    message = event.get("message")
+    return event["type"] == "task_error" and isinstance(message, dict) and message.get("fatal") is True

@@ -1,0 +1,215 @@
+"""1c. Event latency from the step callback to a subscriber's receipt, with 1, 100 and 1,000 subscribers.
+
+A real server (`latentcast serve`, a subprocess) runs one measured task (256 px, 28 steps, a preview
+after every step) while N WebSocket subscribers, spread over client processes of 250 sockets each,
+follow it. Latency is a frame's receipt time minus its event's `time`, which the worker stamps when
+the step callback emits it (both on this machine's clock), for every event that happened after the
+socket subscribed. To have every subscriber in place before the task starts, the worker is held by
+a long "gate" task that is cancelled once all clients are ready. Each subscriber must get every
+event, seq 1 to the terminal one, without a gap. The task's own duration (task_start to
+task_postprocess_end) is compared with a run that has no subscriber at all.
+
+    python -m bench.latency
+    python -m bench.latency --counts 0 100 --previews none
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.common import PYTHON, ROOT, Report, Server, metric, parser, percentile, raise_fd_limit, scrape
+
+PER_PROCESS = 250
+LIFECYCLE = (
+    "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",
+    "task_output_full", "task_end", "task_postprocess_start", "task_postprocess_end",
+)
+
+
+async def _client(server: Server, task: dict[str, Any], count: int, previews: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "bench._subscribers", "--url", server.ws_url, "--task", task["id"], f"--token={task['token']}",
+        "--count", str(count), "--previews", previews,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, limit=2**28,
+    )
+
+
+async def _line(process: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
+    assert process.stdout is not None
+    while True:
+        raw = await asyncio.wait_for(process.stdout.readline(), timeout)
+        if not raw:
+            raise RuntimeError(f"subscriber process exited ({await process.wait()}) before {prefix}")
+        line = raw.decode().strip()
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the server's event-loop thread (the main one) and of all its other threads."""
+    import psutil
+
+    loop = other = 0.0
+    for thread in psutil.Process(pid).threads():
+        if thread.id == pid:
+            loop += thread.user_time + thread.system_time
+        else:
+            other += thread.user_time + thread.system_time
+    return loop, other
+
+
+async def one_run(server: Server, http: httpx.AsyncClient, count: int, args: Any) -> dict[str, Any]:
+    # Gates hold the worker while the subscribers connect (queued ones add time if connecting is slow).
+    gates = [
+        (await http.post("/v1/tasks", json={
+            "prompt": "gate", "width": 256, "height": 256, "num_inference_steps": 100, "preview_method": "none",
+        })).json()
+        for _ in range(1 if count < 100 else 3)
+    ]
+    body = {
+        "prompt": "a lighthouse at dusk", "width": args.size, "height": args.size, "num_inference_steps": args.steps,
+        "seed": 7, "preview_every": 1,
+    }
+    response = await http.post("/v1/tasks", json=body)
+    assert response.status_code == 201, response.text
+    task = response.json()
+    processes = []
+    for start in range(0, count, PER_PROCESS):
+        processes.append(await _client(server, task, min(PER_PROCESS, count - start), args.previews))
+    ready_began = time.monotonic()
+    for process in processes:
+        await _line(process, "READY", timeout=300)
+    connect_seconds = time.monotonic() - ready_began
+    before = await asyncio.to_thread(scrape, server.url)
+    cpu_before = thread_cpu(server.pid)
+    # The measured task must still be waiting when every subscriber is ready.
+    gate_held = (await http.get(f"/v1/tasks/{task['id']}")).json()["status"] == "queued"
+    for gate in reversed(gates):
+        await http.post(f"/v1/tasks/{gate['id']}/cancel")
+    results = [orjson.loads(await _line(process, "DONE", timeout=600)) for process in processes]
+    for process in processes:
+        await process.wait()
+    detail = {}
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        detail = (await http.get(f"/v1/tasks/{task['id']}")).json()
+        if detail["status"] in ("completed", "failed", "cancelled"):
+            break
+        await asyncio.sleep(0.05)
+    cpu_after = thread_cpu(server.pid)
+    after = await asyncio.to_thread(scrape, server.url)
+    times = detail["times"]
+    loop_cpu = cpu_after[0] - cpu_before[0]
+    sent = metric(after, "latentcast_events_sent_total", transport="websocket") - metric(
+        before, "latentcast_events_sent_total", transport="websocket"
+    )
+    sockets = [s for r in results for s in r["sockets"]]
+    latencies: dict[str, list[float]] = {}
+    for result in results:
+        for type_, values in result["latencies"].items():
+            latencies.setdefault(type_, []).extend(values)
+    every = [v for values in latencies.values() for v in values]
+    lifecycle = [v for t, values in latencies.items() if t in LIFECYCLE for v in values]
+    last_seq = detail["last_seq"]
+    complete = [s["gapless"] and s["terminal"] and s["last"] == last_seq and not s["error"] for s in sockets]
+    return {
+        "subscribers": count,
+        "task_seconds": times["task_postprocess_end"] - times["task_start"],
+        "status": detail["status"],
+        "events": last_seq,
+        "gate_held": gate_held,
+        "connect_seconds": round(connect_seconds, 3),
+        "latency_samples": len(every),
+        "p50_ms": 1000 * percentile(every, 50) if every else None,
+        "p99_ms": 1000 * percentile(every, 99) if every else None,
+        "max_ms": 1000 * max(every) if every else None,
+        "progress_p99_ms": 1000 * percentile(latencies.get("task_progress", []), 99) if latencies.get("task_progress") else None,
+        "lifecycle_p99_ms": 1000 * percentile(lifecycle, 99) if lifecycle else None,
+        "all_complete": all(complete),
+        "complete_subscribers": sum(complete),
+        "previews_received_mean": (sum(s["previews"] for s in sockets) / len(sockets)) if sockets else 0,
+        "previews_dropped": metric(after, "latentcast_previews_dropped_total", transport="websocket")
+        - metric(before, "latentcast_previews_dropped_total", transport="websocket"),
+        "frames_sent": sent,
+        "loop_cpu_seconds": loop_cpu,
+        "other_cpu_seconds": cpu_after[1] - cpu_before[1],
+        "loop_cpu_us_per_frame": 1e6 * loop_cpu / sent if sent else None,
+        "errors": sorted({s["error"] for s in sockets if s["error"]})[:3],
+    }
+
+
+async def run(args: Any, report: Report) -> None:
+    raise_fd_limit(max(4096, 2 * max(args.counts) + 1024))
+    runs = []
+    with Server("--preview-min-interval", "0", "--max-queue", "100000") as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+            # warm-up: first-run costs (previewer, allocator) are not part of any measurement
+            if args.warmup:
+                await one_run(server, http, min(1, max(args.counts)), args)
+            for count in args.counts:
+                result = await one_run(server, http, count, args)
+                runs.append(result)
+                report.line(
+                    f"   {count:>5} subscribers: task {result['task_seconds']:.3f}s, p50 {_ms(result['p50_ms'])}, "
+                    f"p99 {_ms(result['p99_ms'])}, complete {result['complete_subscribers']}/{count}"
+                    + ("" if result["gate_held"] else " (the gate ended before every client was ready)")
+                )
+    baseline = [r["task_seconds"] for r in runs if r["subscribers"] == 0]
+    base = sum(baseline) / len(baseline) if baseline else math.nan
+    rows = []
+    for r in runs:
+        r["slowdown"] = r["task_seconds"] / base - 1 if baseline else None
+        rows.append([
+            r["subscribers"], r["task_seconds"], f"{100 * r['slowdown']:+.1f}%" if r["slowdown"] is not None else "-",
+            _ms(r["p50_ms"]), _ms(r["p99_ms"]), _ms(r["progress_p99_ms"]), _ms(r["lifecycle_p99_ms"]), _ms(r["max_ms"]),
+            f"{r['complete_subscribers']}/{r['subscribers']}", f"{r['previews_received_mean']:.1f}", int(r["previews_dropped"]),
+            f"{r['loop_cpu_seconds']:.2f}", f"{r['loop_cpu_us_per_frame']:.1f}" if r["loop_cpu_us_per_frame"] else "-",
+            f"{r['other_cpu_seconds']:.2f}",
+        ])
+    report.line()
+    report.line(f"-- {args.size}x{args.size} px, {args.steps} steps, previews every step ({args.previews} on the socket)")
+    report.table(
+        ["subscribers", "task s", "vs none", "p50", "p99", "p99 progress", "p99 lifecycle", "max",
+         "got every event", "previews/sub", "previews dropped", "loop CPU s", "us/frame", "worker CPU s"],
+        rows,
+    )
+    report.data["runs"] = runs
+    report.data["settings"] = {"size": args.size, "steps": args.steps, "previews": args.previews}
+    if not args.smoke:
+        for r in runs:
+            if r["subscribers"] == 100:
+                report.target("p99 latency at 100 subscribers", round(r["p99_ms"], 2), 10.0, " ms")
+            if r["subscribers"] == 1000:
+                report.target("subscribers of 1,000 that got every event", r["complete_subscribers"], 1000, at_least=True)
+                report.target("task time with 1,000 subscribers vs none", round(100 * r["slowdown"], 1), 10.0, "%")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def main() -> None:
+    parse = parser(__doc__.split("\n\n")[0])
+    parse.add_argument("--counts", type=int, nargs="+", default=[0, 1, 100, 1000, 0])
+    parse.add_argument("--size", type=int, default=256)
+    parse.add_argument("--steps", type=int, default=28)
+    parse.add_argument("--previews", default="binary", choices=["binary", "json", "none"])
+    parse.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the uncounted first run")
+    args = parse.parse_args()
+    if args.smoke:
+        args.counts, args.size, args.steps, args.warmup = [0, 2], 64, 3, False
+    report = Report("latency", "1c. event latency, step callback -> subscriber, by number of subscribers")
+    asyncio.run(run(args, report))
+    report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,86 @@
+"""Each benchmark runs end to end in a few seconds (`--smoke`) and prints its report.
+
+The real runs take minutes and want an idle machine; they are not part of the test suite
+(bench/README.md has their commands and results).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from tests.support import ROOT
+
+
+def run_bench(name: str, *args: str, timeout: float = 240) -> dict:
+    completed = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--smoke", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith("== ") and "machine:" in lines[1], completed.stdout
+    result_lines = [line for line in lines if line.startswith("RESULT ")]
+    assert len(result_lines) == 1 and lines[-1] == result_lines[0], completed.stdout
+    result = orjson.loads(result_lines[0][len("RESULT ") :])
+    assert result["benchmark"] == name
+    assert result["machine"]["cores"] >= 1 and "load_average" in result["machine"]
+    return result
+
+
+def test_overhead_smoke():
+    result = run_bench("overhead")
+    (size,) = result["sizes"].values()
+    assert size["bare_median"] > 0 and size["service_median"] > 0
+    assert size["identical_images"] is True  # the same work: the service's picture is the bare call's
+
+
+def test_previews_smoke():
+    result = run_bench("previews")
+    methods = {cell["method"] for cell in result["cells"]}
+    assert methods == {"latent2rgb", "taesd", "vae"}
+    assert all(cell["median_ms"] > 0 and cell["calls"] >= 1 for cell in result["cells"])
+
+
+def test_latency_smoke():
+    result = run_bench("latency")
+    runs = {run["subscribers"]: run for run in result["runs"]}
+    assert runs[0]["status"] == "completed"
+    assert runs[2]["all_complete"] and runs[2]["complete_subscribers"] == 2
+    assert runs[2]["p50_ms"] is not None and runs[2]["p99_ms"] >= runs[2]["p50_ms"]
+
+
+def test_connections_smoke():
+    result = run_bench("connections")
+    (run,) = result["runs"]
+    assert run["gauge_holding"] == run["sockets"] == 20
+    assert run["gauge_after_close"] == 0
+    assert run["rss_holding"] > 0
+
+
+def test_submit_smoke():
+    args = ["--redis"] if shutil.which("redis-server") else []
+    result = run_bench("submit", *args)
+    for backend in result["backends"].values():
+        (run,) = backend["runs"]
+        assert run["statuses"] == {"201": run["tasks"]}
+        assert run["counted_by_server"] == run["tasks"]
+        assert run["per_second"] > 0
+
+
+def test_memory_smoke():
+    result = run_bench("memory")
+    assert [c["finished"] for c in result["checkpoints"]] == [0, 3, 6]
+    assert result["unfinished_after"] == 0
+    assert all(c["rss"] > 0 for c in result["checkpoints"])
+
+
+@pytest.mark.parametrize("name", ["overhead", "previews", "latency", "connections", "submit", "memory"])
+def test_every_benchmark_is_documented(name):
+    readme = (ROOT / "bench" / "README.md").read_text()
+    assert f"python -m bench.{name}" in readme
