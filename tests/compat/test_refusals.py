@@ -16,13 +16,14 @@ from server.compat.common import WAIT_ENV, Refusal
 from tests.compat.helpers import count_tasks, task_with_prompt
 from tests.support import ServerProcess, wait_status
 
-# one small request for each synchronous provider, and the status and body of its refusals
+# for each synchronous provider a request that runs for seconds (so the tests can hang up or cancel
+# mid-run), and the status and body of its refusals
 SYNC = {
-    "aimlapi": ("/v1/images/generations", {"model": "stable-diffusion-v3-medium", "image_size": "square",
+    "aimlapi": ("/v1/images/generations", {"model": "stable-diffusion-v3-medium", "image_size": "square_hd",
                                             "num_inference_steps": 50}),
-    "segmind": ("/v1/stable-diffusion-3-medium-txt2img", {"img_width": 512, "img_height": 512,
+    "segmind": ("/v1/stable-diffusion-3-medium-txt2img", {"img_width": 1024, "img_height": 1024,
                                                           "num_inference_steps": 100}),
-    "texttoimage": ("/api/generate/sdv3/textToImage", {"width": 512, "height": 512}),
+    "texttoimage": ("/api/generate/sdv3/textToImage", {"width": 1024, "height": 1024}),
 }
 
 
