@@ -47,7 +47,8 @@ class MemoryQueue:
         return self._ids.pop(task_id, False) is None
 
     async def position(self, task_id: str) -> int | None:
-        return self._announced.get(task_id) if task_id in self._ids else None
+        # Live, as Redis's ZRANK is: a reader must not see a position the announcer has not caught up with.
+        return list(self._ids).index(task_id) + 1 if task_id in self._ids else None
 
     async def length(self) -> int:
         return len(self._ids)
