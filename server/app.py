@@ -8,16 +8,21 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from server.api.context import Context
-from server.api.errors import APIError, handle_api_error
+from server.api.errors import APIError, error_response, handle_api_error
 from server.api.routes import routes
 from server.backends.factory import Backend, open_backend
 from server.config import Settings
 from server.engine.fleet import announce, announce_forever, build_workers
 from server.observability import attach as observe
+from server.security.browser import protect
+from server.security.body import BodyLimit
+from server.security.keyring import KeyRing
+from server.security.throttle import RateLimit, Throttle
 from server.tasks.catalog import ModelCatalog, ServedModel
 from server.tasks.service import TaskService
 
@@ -32,7 +37,8 @@ def build_context(settings: Settings) -> Context:
     served = [ServedModel(settings.model, settings.model_aliases)] if settings.broker is None else []
     service = TaskService(backend.store, backend.queue, backend.bus, ModelCatalog(served))
     workers = build_workers(settings, service, backend, settings.workers)
-    return Context(settings, backend, service, workers)
+    keys = KeyRing(backend.keys)
+    return Context(settings, backend, service, workers, keys, Throttle(settings, keys, backend.bus))
 
 
 async def _refresh_catalog(backend: Backend, catalog: ModelCatalog) -> None:
@@ -44,6 +50,13 @@ async def _follow_workers(backend: Backend, catalog: ModelCatalog) -> None:
     while True:
         await asyncio.sleep(CATALOG_REFRESH_SECONDS)
         await _refresh_catalog(backend, catalog)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in the API's JSON shape too."""
+    assert isinstance(exc, HTTPException)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(APIError(exc.status_code, kind, str(exc.detail), headers=exc.headers))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -87,7 +100,14 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={APIError: handle_api_error, Exception: _internal_error},
+        exception_handlers={APIError: handle_api_error, HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.context = context
+    # Inside the browser guard and CORS (added after these, so outside them): a refusal here still
+    # carries CORS headers, so a page can read it. The rate is checked before the body is read.
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, min_rate=settings.min_body_rate, grace=settings.header_timeout
+    )
+    app.add_middleware(RateLimit, throttle=context.throttle)
+    protect(app, settings)  # CORS, browser origins, nosniff (docs/security.md)
     return app

@@ -41,9 +41,44 @@ def _backend_options(parser: argparse.ArgumentParser) -> None:
     backend.add_argument("--outputs-dir", type=Path, default=None, help="with --broker: a shared folder for outputs")
 
 
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group("limits on clients (docs/security.md; a rate or timeout of 0 is off)")
+    limits.add_argument("--max-prompt-chars", type=int, default=4000, help="characters of a prompt (at most 4000)")
+    limits.add_argument("--max-images", type=int, default=4, help="images one task may ask for (at most 4)")
+    limits.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="size of a request body (413)")
+    limits.add_argument(
+        "--min-body-rate", type=float, default=1024.0,
+        help="bytes/s a request body must average after --header-timeout (408)",
+    )
+    limits.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds a request's line and headers may take (closed)"
+    )
+    limits.add_argument("--rate-per-minute", type=int, default=0, help="API requests per key, or per address (429)")
+    limits.add_argument(
+        "--max-in-flight", type=int, default=0, help="queued or running tasks per key, or per address (429)"
+    )
+    limits.add_argument("--max-subscriptions", type=int, default=100, help="tasks one socket may follow at once")
+    limits.add_argument(
+        "--ws-idle-timeout", type=float, default=300.0, help="seconds a socket may follow nothing before it is closed"
+    )
+    limits.add_argument(
+        "--ws-max-message-bytes", type=int, default=1024 * 1024, help="size of a socket message (closed with 1009)"
+    )
+    limits.add_argument("--ws-ping-interval", type=float, default=20.0, help="seconds between pings to each socket")
+    limits.add_argument("--ws-ping-timeout", type=float, default=20.0, help="seconds a socket has to answer a ping")
+
+
 def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = commands.add_parser("serve", help="run the API with an in-process worker (the default setup)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --host without API keys (anyone may use it)"
+    )
+    serve.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="a site (https://app.example) whose pages may call the API, open sockets and frame embeds "
+        "(repeatable; \"*\": any; default: this server's own pages only)",
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="in-process workers (each loads the model; 0: API only)")
     serve.add_argument("--max-queue", type=int, default=1000, help="queued tasks before 429")
@@ -57,6 +92,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     )
     _engine_options(serve)
     _backend_options(serve)
+    _limit_options(serve)
     serve.set_defaults(run=_serve)
 
 
@@ -100,7 +136,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_queue=args.max_queue,
         subscriber_queue=args.subscriber_queue,
         send_timeout=args.send_timeout,
-        limits=Limits(max_pixels=args.max_pixels, max_steps=args.max_steps),
+        cors_origins=tuple(origin.rstrip("/") for origin in args.cors_origin),
+        limits=Limits(
+            max_pixels=args.max_pixels, max_steps=args.max_steps,
+            max_prompt_chars=args.max_prompt_chars, max_images=args.max_images,
+        ),
+        max_body_bytes=args.max_body_bytes,
+        min_body_rate=args.min_body_rate,
+        header_timeout=args.header_timeout,
+        rate_per_minute=args.rate_per_minute,
+        max_in_flight=args.max_in_flight,
+        max_subscriptions=args.max_subscriptions,
+        ws_idle_timeout=args.ws_idle_timeout,
+        ws_max_message_bytes=args.ws_max_message_bytes,
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
         **common,
     )
 
@@ -129,6 +179,12 @@ def _quiet_libraries() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from server.security.commands import exposure
+
+    exposed = exposure(_settings(args), insecure=args.insecure)  # before the slow imports: refuse at once
+    if not exposed.allowed:
+        print(f"latentcast serve: {exposed.message}", file=sys.stderr)
+        return 2
     import uvicorn
 
     _quiet_libraries()
@@ -143,11 +199,18 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("latentcast").info(
         "Latentcast on %s (model %s, data in %s)", settings.base_url, settings.model, settings.data_dir
     )
+    logging.getLogger("latentcast").log(logging.WARNING if exposed.open else logging.INFO, exposed.message)
+    from server.security.slowloris import head_deadline
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=head_deadline(settings.header_timeout) if settings.header_timeout else "auto",
         ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=settings.ws_ping_interval or None,
+        ws_ping_timeout=settings.ws_ping_timeout or None,
         # Compressing every frame for every subscriber was half the event loop's time with 100
         # subscribers (previews are JPEG/WebP and do not shrink): bench/README.md, 1c.
         ws_per_message_deflate=False,
@@ -165,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _worker_parser(commands)
+    from server.security.commands import add_commands as add_key_commands
+
+    add_key_commands(commands)
     from client.cli import add_commands
 
     add_commands(commands)

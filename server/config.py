@@ -42,6 +42,19 @@ class Settings:
     max_queue: int = 1000
     subscriber_queue: int = 1024
     send_timeout: float = 10.0
+    # hostile clients (docs/security.md, "Limits and hostile input"); a rate or timeout of 0 is off
+    max_body_bytes: int = 1024 * 1024
+    min_body_rate: float = 1024.0  # bytes/s a body must average, after header_timeout seconds
+    header_timeout: float = 10.0  # seconds for a request's line and headers
+    rate_per_minute: int = 0  # API requests per caller (an API key, else an address)
+    max_in_flight: int = 0  # queued or running tasks per caller
+    max_subscriptions: int = 100  # live task subscriptions per socket
+    ws_idle_timeout: float = 300.0  # seconds a socket may follow nothing before it is closed
+    ws_max_message_bytes: int = 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    # browser pages of these origins may call the API, open sockets and frame /embed ("*": any)
+    cors_origins: tuple[str, ...] = ()
     log_format: str = "text"
 
     @property

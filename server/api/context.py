@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
@@ -12,6 +13,10 @@ from server.config import Settings
 from server.engine.worker import Worker
 from server.tasks.service import TaskService
 
+if TYPE_CHECKING:  # not at run time: keyring imports the compat endpoints, which import this module
+    from server.security.keyring import KeyRing
+    from server.security.throttle import Throttle
+
 
 @dataclasses.dataclass
 class Context:
@@ -19,6 +24,8 @@ class Context:
     backend: Backend
     service: TaskService
     workers: list[Worker]
+    keys: KeyRing
+    throttle: Throttle
 
     @property
     def files(self) -> FileStore:

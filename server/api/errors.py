@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,18 +57,79 @@ def invalid(fields: list[dict[str, str]], status: int = 422) -> APIError:
     return APIError(status, "validation_error", summary, fields=fields)
 
 
+def parse_json(raw: bytes | str, what: str = "request body") -> Any:
+    """`raw` as JSON, strictly: UTF-8, no duplicate keys, no lone surrogates; else a 400 (a 422
+    naming the key for a duplicate: which of the two values was meant cannot be known).
+
+    The standard library's parser, not orjson: orjson refuses NaN, Infinity and integers beyond 64
+    bits outright with only a character offset, while parsed here they reach validation, which
+    names the field (`seed: Input should be less than or equal to ...`). Bodies are small
+    (--max-body-bytes), so its speed does not matter.
+    """
+    if not raw.strip():
+        raise APIError(400, "invalid_json", f"{what} is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError:
+        raise APIError(400, "invalid_json", f"{what} is not UTF-8") from None
+    except _DuplicateKey as exc:
+        key = exc.key.encode("utf-8", "backslashreplace").decode()[:100]  # it is echoed back
+        raise invalid([field_error(key, "duplicate_key", f"{key}: given more than once")]) from None
+    except RecursionError:
+        raise APIError(400, "invalid_json", f"{what} is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
+        raise APIError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
+    if _has_lone_surrogate(value):
+        # "\ud800" is valid JSON but not text: it could be neither stored nor sent back
+        raise APIError(400, "invalid_json", f"{what} holds a \\u escape of half a character (a lone surrogate)")
+    return value
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _DuplicateKey(key)
+        value[key] = item
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 async def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400/422 that says what is wrong with it."""
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise invalid([field_error("body", "object_type", "body: must be a JSON object")])
     return body
 
 
+def error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return error_response(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from server.api.access import require_key
 from server.api.context import context
 
 
@@ -27,4 +28,5 @@ async def readyz(request: Request) -> JSONResponse:
 
 async def list_workers(request: Request) -> JSONResponse:
     """Every live worker, wherever it runs: name, device, model, current task, last heartbeat."""
+    await require_key(request)
     return JSONResponse({"data": await context(request).backend.live_workers()})

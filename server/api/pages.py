@@ -6,7 +6,8 @@ client. Nothing from the request is ever written into a page, so there is nothin
 
 Headers: a strict Content-Security-Policy (scripts and styles only from this server, no inline
 code), `Referrer-Policy: no-referrer` because page addresses carry task tokens, and framing refused
-except for `/embed/{id}`, which exists to be framed. Static files may be loaded from any origin
+except for `/embed/{id}`, which exists to be framed: by this server's pages and the sites allowed
+with `--cors-origin` (server.security.browser). Static files may be loaded from any origin
 (`<script type="module" src=".../static/embed.js">` on a third-party page needs CORS).
 """
 
@@ -20,6 +21,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from server.api.context import context
+from server.security.browser import OriginPolicy
+
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
 
 _CSP = (
@@ -29,9 +33,10 @@ _CSP = (
 )
 
 
-def _page(name: str, *, frameable: bool = False) -> Response:
+def _page(request: Request, name: str, *, frameable: bool = False) -> Response:
+    ancestors = OriginPolicy(context(request).settings).frame_ancestors() if frameable else "'self'"
     headers = {
-        "Content-Security-Policy": _CSP.format(ancestors="*" if frameable else "'self'"),
+        "Content-Security-Policy": _CSP.format(ancestors=ancestors),
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-cache",
@@ -43,19 +48,19 @@ def _page(name: str, *, frameable: bool = False) -> Response:
 
 async def live_page(request: Request) -> Response:
     """`/` (new task) and `/t/{id}?token=` (follow or replay one task) are the same page."""
-    return _page("index.html")
+    return _page(request, "index.html")
 
 
 async def dashboard(request: Request) -> Response:
-    return _page("dashboard.html")
+    return _page(request, "dashboard.html")
 
 
 async def embed(request: Request) -> Response:
-    return _page("embed.html", frameable=True)
+    return _page(request, "embed.html", frameable=True)
 
 
 async def embed_example(request: Request) -> Response:
-    return _page("examples/embed.html")
+    return _page(request, "examples/embed.html")
 
 
 class _PublicStatic:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.api.access import check_token, given_token
+from server.api.access import check_access, given_token, no_task, require_key
 from server.api.context import context
 from server.api.errors import APIError, field_error, invalid, json_object, pydantic_fields
 from server.protocol.events import TaskStatus
@@ -38,14 +38,17 @@ def validate_params(request: Request, body: dict[str, Any]) -> TaskParams:
 
 
 async def submit(request: Request, params: TaskParams, **kwargs: Any) -> TaskRecord:
-    """Queue a validated task, refusing with 429 when the queue is full."""
+    """Queue a validated task for the request's key (its owner), refusing with 429 when the queue is
+    full or the caller already has its most tasks in flight (server.security.throttle)."""
     ctx = context(request)
+    caller = await require_key(request)
     if await ctx.service.queue.length() >= ctx.settings.max_queue:
         raise APIError(
             429, "queue_full", f"the queue holds {ctx.settings.max_queue} tasks; try again later",
             headers={"Retry-After": "5"},
         )
-    return await ctx.service.submit(params, **kwargs)
+    with ctx.throttle.in_flight(request, caller) as track:
+        return track(await ctx.service.submit(params, owner=caller.owner, **kwargs))
 
 
 def urls(request: Request, record: TaskRecord) -> dict[str, str]:
@@ -67,17 +70,23 @@ async def describe(request: Request, service: TaskService, record: TaskRecord) -
     return detail
 
 
-async def find(request: Request) -> TaskRecord:
-    """The task named in the path, readable with the token given (or 404/403)."""
+async def find(request: Request, *, change: bool = False) -> TaskRecord:
+    """The task named in the path, if the request's token or key opens it (`change`: its key must).
+
+    The key is checked before the lookup, so that without one nobody learns which ids exist.
+    """
+    token = given_token(request)
+    caller = await require_key(request) if change or token is None else None
     try:
         record = await context(request).service.get(request.path_params["task_id"])
     except TaskNotFound:
-        raise APIError(404, "not_found", f"no task {request.path_params['task_id']!r}") from None
-    check_token(record, given_token(request))
+        raise no_task(request.path_params["task_id"]) from None
+    check_access(record, token, caller)
     return record
 
 
 async def create_task(request: Request) -> JSONResponse:
+    await require_key(request)  # before anything about the body is told
     params = validate_params(request, await json_object(request))
     record = await submit(request, params)
     body = await describe(request, context(request).service, record)
@@ -91,6 +100,8 @@ async def get_task(request: Request) -> JSONResponse:
 
 
 async def list_tasks(request: Request) -> JSONResponse:
+    """Newest first; a key that is not an admin lists only its own tasks."""
+    caller = await require_key(request)
     query = request.query_params
     problems = []
     status = None
@@ -111,7 +122,8 @@ async def list_tasks(request: Request) -> JSONResponse:
         raise invalid(problems)
     service = context(request).service
     try:
-        page = await service.list(status=status, limit=limit, cursor=query.get("cursor"))
+        owner = None if caller.sees_all else caller.owner
+        page = await service.list(status=status, limit=limit, cursor=query.get("cursor"), owner=owner)
     except ValueError as exc:
         raise invalid([field_error("cursor", "cursor", f"cursor: {exc}")]) from None
     return JSONResponse(
@@ -120,7 +132,7 @@ async def list_tasks(request: Request) -> JSONResponse:
 
 
 async def cancel_task(request: Request) -> JSONResponse:
-    record = await find(request)
+    record = await find(request, change=True)
     service = context(request).service
     try:
         record = await service.cancel(record.id)

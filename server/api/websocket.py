@@ -5,12 +5,21 @@ Client messages (JSON text):
   {"type": "unsubscribe", "id"}
   {"type": "task_info", "tasktoken"}                 Wiro's subscribe: by token, JSON only
   {"type": "subscribe_all", "previews": "none"}      every task's lifecycle, for dashboards
+Any message may carry "api_key" (browsers cannot set headers on a socket); otherwise the key of the
+handshake's headers counts. With keys configured, a subscription by token needs no key; one
+without a token, and subscribe_all, need a key, and show only its own tasks unless it is an admin
+(server.api.access). A socket whose key is revoked is closed with 1008 within about a second.
 Server messages: events (JSON text; a preview in `binary` mode is a binary frame, see
 protocol.events.encode_binary) and control messages without `seq`: `subscribed`, `unsubscribed`,
 `error`. See docs/protocol.md.
 
 All of a socket's subscriptions share one bounded outbound queue drained by one sender task, so a
 slow socket only ever delays itself; when it falls too far behind it is closed with 1013.
+
+Limits (docs/security.md): a socket follows at most `max_subscriptions` tasks at once; one that
+follows nothing for `ws_idle_timeout` seconds is closed with 1000; a message over
+MAX_MESSAGE_BYTES is refused with an error, one over `ws_max_message_bytes` never reaches this
+module (uvicorn closes the socket with 1009), and uvicorn's pings drop a peer that stops answering.
 """
 
 from __future__ import annotations
@@ -18,19 +27,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
+import time
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from server.api.access import OwnEvents, check_access, identify, no_task
 from server.api.context import Context, context
+from server.api.errors import APIError, error_response, parse_json
 from server.observability import metrics
 from server.protocol.events import PREVIEW_MODES, Event, encode_for
 from server.protocol.flow import OutboundQueue
+from server.security.auth import Caller, Credentials, unauthorized
+from server.security.keyring import CACHE_SECONDS
 from server.tasks.feed import TaskFeed
 
 CLOSE_TOO_SLOW = 1013
+CLOSE_IDLE = 1000  # a normal closure: nothing was lost, a client that wants more reconnects
+CLOSE_KEY_REVOKED = 1008  # policy violation
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
@@ -49,18 +64,25 @@ class _Subscription:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, ctx: Context) -> None:
+    def __init__(self, ws: WebSocket, ctx: Context, caller: Caller | None) -> None:
         self.ws = ws
         self.ctx = ctx
+        self.caller = caller  # the handshake's key, if it had one
+        self.keys_used: set[str] = set()  # digests of every key this socket was authenticated by
+        self.watcher: asyncio.Task[None] | None = None
         self.outbound = OutboundQueue(ctx.settings.subscriber_queue)
         self.wake = asyncio.Event()
         self.subscriptions: dict[str, _Subscription] = {}  # task id, or "*" for subscribe_all
         self.closing: tuple[int, str] | None = None
         self.dropped = metrics.DropCounter(metrics.WS_PREVIEWS_DROPPED)
+        self.active_at = time.monotonic()  # the last subscription or event
 
     async def serve(self) -> None:
         metrics.WS_SUBSCRIBERS.inc()
         sender = asyncio.create_task(self._send_loop())
+        idle = asyncio.create_task(self._close_when_idle()) if self.ctx.settings.ws_idle_timeout else None
+        if self.caller is not None and self.caller.key is not None:
+            self._watch(self.caller.key.digest)
         try:
             while self.closing is None:
                 message = await self.ws.receive()
@@ -73,6 +95,10 @@ class Connection:
             for subscription in self.subscriptions.values():
                 self._stop(subscription)
             sender.cancel()
+            if idle is not None:
+                idle.cancel()
+            if self.watcher is not None:
+                self.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
             metrics.WS_SUBSCRIBERS.dec()
@@ -86,9 +112,9 @@ class Connection:
             if len(raw) > MAX_MESSAGE_BYTES:
                 raise _Refused("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
             try:
-                message = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise _Refused("invalid_json", "message is not valid JSON") from None
+                message = parse_json(raw, "message")
+            except APIError as exc:
+                raise _Refused("invalid_json", exc.message) from None
             if not isinstance(message, dict):
                 raise _Refused("invalid_message", "message must be a JSON object")
             request_id = message.get("id") if isinstance(message.get("id"), str) else None
@@ -100,13 +126,30 @@ class Connection:
             elif kind == "unsubscribe":
                 self._unsubscribe(_text(message, "id"))
             elif kind == "subscribe_all":
-                self._subscribe_all(message)
+                await self._subscribe_all(message)
             else:
                 raise _Refused(
                     "unknown_type", "type must be one of: subscribe, unsubscribe, task_info, subscribe_all"
                 )
         except _Refused as refused:
             self._control({"type": "error", "code": refused.code, "message": refused.message, "id": request_id})
+        except APIError as refused:  # from the access checks: unauthorized, forbidden, not_found
+            self._control({"type": "error", "code": refused.type, "message": refused.message, "id": request_id})
+
+    async def _key_holder(self, message: dict[str, Any]) -> Caller | None:
+        """Who sent `message`: its `api_key`, else the handshake's key (see `access.identify`)."""
+        if "api_key" not in message:
+            return self.caller
+        caller = await self.ctx.keys.identify(Credentials(_text(message, "api_key")))
+        if caller is not None and caller.key is not None:
+            self._watch(caller.key.digest)
+        return caller
+
+    async def _require_key(self, message: dict[str, Any]) -> Caller:
+        caller = await self._key_holder(message)
+        if caller is None:
+            raise unauthorized("an API key is required: send api_key, or a token for one task")
+        return caller
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         task_id = _text(message, "id")
@@ -116,12 +159,15 @@ class Connection:
         previews = message.get("previews", "binary")
         if previews not in PREVIEW_MODES:
             raise _Refused("invalid_previews", "previews must be one of: binary, json, none")
-        record = await self.ctx.service.store.get(task_id)
         token = message.get("token")
-        if record is None:
-            raise _Refused("not_found", f"no task {task_id!r}")
-        if token is not None and not (isinstance(token, str) and hmac.compare_digest(token.encode(), record.token.encode())):
+        if token is not None and not isinstance(token, str):
             raise _Refused("forbidden", "the token does not match this task")
+        # the key is checked before the lookup, so that without one nobody learns which ids exist
+        caller = await self._require_key(message) if token is None else None
+        record = await self.ctx.service.store.get(task_id)
+        if record is None:
+            raise no_task(task_id)
+        check_access(record, token, caller)
         await self._follow(task_id, since, previews)
 
     async def _task_info(self, message: dict[str, Any]) -> None:
@@ -132,6 +178,7 @@ class Connection:
         await self._follow(record.id, 0, "none")
 
     async def _follow(self, task_id: str, since: int, previews: str) -> None:
+        self._make_room(task_id)
         self._unsubscribe(task_id, quiet=True)
         subscription = _Subscription(previews)
         self.subscriptions[task_id] = subscription
@@ -139,13 +186,69 @@ class Connection:
         subscription.feed = TaskFeed(self.ctx.service.store, self.ctx.service.bus, task_id, since, self._push)
         await subscription.feed.start()
 
-    def _subscribe_all(self, message: dict[str, Any]) -> None:
+    async def _subscribe_all(self, message: dict[str, Any]) -> None:
         previews = message.get("previews", "none")
         if previews not in PREVIEW_MODES:
             raise _Refused("invalid_previews", "previews must be one of: binary, json, none")
+        caller = await self._require_key(message)
+        self._make_room("*")
         self._unsubscribe("*", quiet=True)
-        self.subscriptions["*"] = _Subscription(previews, unsubscribe=self.ctx.service.bus.subscribe(None, self._push))
+        bus = self.ctx.service.bus
+        if caller.sees_all:
+            unsubscribe = bus.subscribe(None, self._push)
+        else:
+            own = OwnEvents(self.ctx.service.store, caller, self._push)
+            stop_listening = bus.subscribe(None, own)
+
+            def unsubscribe() -> None:
+                stop_listening()
+                own.close()
+
+        self.subscriptions["*"] = _Subscription(previews, unsubscribe=unsubscribe)
         self._control({"type": "subscribed", "id": "*", "since": None})
+
+    def _watch(self, key_digest: str) -> None:
+        self.keys_used.add(key_digest)
+        if self.watcher is None:
+            self.watcher = asyncio.create_task(self._close_when_revoked())
+
+    async def _close_when_revoked(self) -> None:
+        """A socket is authenticated once but may live for days: its keys are checked again as
+        often as the key cache refreshes, and the socket closed once one of them is revoked."""
+        while self.closing is None:
+            await asyncio.sleep(CACHE_SECONDS)
+            for key_digest in list(self.keys_used):
+                if await self.ctx.keys.active(key_digest) is None:
+                    self.closing = (CLOSE_KEY_REVOKED, "API key revoked")
+                    self.wake.set()
+                    return
+
+    def _live(self) -> int:
+        """Subscriptions still to deliver events (one whose task ended stays until unsubscribed)."""
+        return sum(1 for s in self.subscriptions.values() if s.feed is None or not s.feed.done)
+
+    def _make_room(self, key: str) -> None:
+        limit = self.ctx.settings.max_subscriptions
+        if key not in self.subscriptions and self._live() >= limit:
+            raise _Refused(
+                "too_many_subscriptions",
+                f"a socket may follow at most {limit} tasks at once (max_subscriptions); unsubscribe from one first",
+            )
+        self.active_at = time.monotonic()
+
+    async def _close_when_idle(self) -> None:
+        """Close the socket once it has followed nothing for `ws_idle_timeout` seconds: an open
+        socket holds a connection and memory whether or not anyone listens on it."""
+        limit = self.ctx.settings.ws_idle_timeout
+        while self.closing is None:
+            await asyncio.sleep(self.active_at + limit - time.monotonic())
+            now = time.monotonic()
+            if self._live():
+                self.active_at = now
+            elif now - self.active_at >= limit:
+                self.closing = (CLOSE_IDLE, f"idle: no subscription for {limit:g} s")
+                self.wake.set()
+                return
 
     def _unsubscribe(self, task_id: str, *, quiet: bool = False) -> None:
         subscription = self.subscriptions.pop(task_id, None)
@@ -166,6 +269,7 @@ class Connection:
     # -- outgoing ---------------------------------------------------------------------------
 
     def _push(self, event: Event) -> None:
+        self.active_at = time.monotonic()
         self.outbound.push(event)
         if self.outbound.overflowed and self.closing is None:
             self.closing = (CLOSE_TOO_SLOW, "too slow: resubscribe with since to resume")
@@ -222,5 +326,10 @@ def _text(message: dict[str, Any], field: str) -> str:
 
 
 async def endpoint(ws: WebSocket) -> None:
+    try:
+        caller = await identify(ws)  # a bad key in the handshake is refused before the socket opens
+    except APIError as refused:
+        await ws.send_denial_response(error_response(refused))
+        return
     await ws.accept()
-    await Connection(ws, context(ws)).serve()
+    await Connection(ws, context(ws), caller).serve()

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import orjson
 
 from server.protocol.events import Event, Preview, TaskStatus
+from server.security.keys import ApiKey
 from server.tasks.record import TaskRecord
 
 Listener = Callable[[Event], None]
@@ -149,6 +150,37 @@ class FileStore(Protocol):
         ...
 
     async def read(self, task_id: str, name: str) -> bytes | None: ...
+
+
+class KeyStore(Protocol):
+    """API keys, found by their SHA-256, and the Wiro nonces each key has used.
+
+    Kept where the tasks are (SQLite, or Redis), so `latentcast keys` and every front-end share them.
+    """
+
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def find(self, digest: str) -> ApiKey | None:
+        """The key with this digest, revoked or not."""
+        ...
+
+    async def all(self) -> list[ApiKey]:
+        """Every key ever created (revoked ones too), oldest first."""
+        ...
+
+    async def revoke(self, key_id: str, at: float) -> ApiKey | None:
+        """Mark the key revoked (once); None when there is no such key."""
+        ...
+
+    async def configured(self) -> bool:
+        """True once any key was created. Revoked keys count: revoking must never open a server."""
+        ...
+
+    async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
+        """Record the nonce for `window` seconds; False when the key already used it within that time."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 # Names are made by the server ("0.png"), never taken from users; this guards the read side.

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.backends.base import EventBus, FileStore, JobQueue, TaskStore
+from server.backends.base import EventBus, FileStore, JobQueue, KeyStore, TaskStore
 from server.config import Settings
 
 
@@ -18,6 +18,7 @@ class Backend:
     queue: JobQueue
     bus: EventBus
     files: FileStore
+    keys: KeyStore
     # True when the queue outlives the process (Redis): nothing to rebuild at start.
     durable_queue: bool
     start: Callable[[], Awaitable[None]]
@@ -31,22 +32,47 @@ class Backend:
 def open_backend(settings: Settings, *, follow_feed: bool = True) -> Backend:
     if settings.broker is None:
         return _local(settings)
-    if settings.broker.startswith(("redis://", "rediss://", "unix://")):
-        return _redis(settings, follow_feed=follow_feed)
-    raise ValueError(f"--broker must be a redis:// URL, got {settings.broker!r}")
+    _check_broker(settings.broker)
+    return _redis(settings, follow_feed=follow_feed)
+
+
+def open_key_store(settings: Settings) -> KeyStore:
+    """The API keys alone, where the server keeps them: for `latentcast keys` and `serve`'s start-up check."""
+    if settings.broker is None:
+        from server.backends.sqlite_apikeys import SQLiteKeyStore
+
+        return SQLiteKeyStore(settings.database)
+    _check_broker(settings.broker)
+    import redis.asyncio as aioredis
+
+    from server.backends.redis_apikeys import RedisKeyStore
+    from server.backends.redis_keys import Keys
+
+    return RedisKeyStore(aioredis.Redis.from_url(settings.broker), Keys(settings.redis_prefix))
+
+
+def _check_broker(broker: str) -> None:
+    if not broker.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"--broker must be a redis:// URL, got {broker!r}")
 
 
 def _local(settings: Settings) -> Backend:
     from server.backends.disk_files import DiskFiles
     from server.backends.local_bus import LocalBus
     from server.backends.memory_queue import MemoryQueue
+    from server.backends.sqlite_apikeys import SQLiteKeyStore
     from server.backends.sqlite_store import SQLiteStore
 
     store = SQLiteStore(settings.database)
+    keys = SQLiteKeyStore(settings.database)
     heartbeats: dict[str, dict[str, Any]] = {}
 
     async def nothing() -> None:
         return None
+
+    async def close() -> None:
+        await keys.close()
+        await store.close()
 
     async def announce(beat: dict[str, Any]) -> None:
         heartbeats[beat["name"]] = beat
@@ -59,9 +85,10 @@ def _local(settings: Settings) -> Backend:
         queue=MemoryQueue(),
         bus=LocalBus(),
         files=DiskFiles(settings.outputs, settings.base_url),
+        keys=keys,
         durable_queue=False,
         start=nothing,
-        close=store.close,
+        close=close,
         announce=announce,
         live_workers=live_workers,
     )
@@ -71,6 +98,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     import redis.asyncio as aioredis
 
     from server.backends.disk_files import DiskFiles
+    from server.backends.redis_apikeys import RedisKeyStore
     from server.backends.redis_bus import RedisBus
     from server.backends.redis_files import RedisFiles
     from server.backends.redis_keys import Keys
@@ -112,6 +140,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
         queue=queue,
         bus=bus,
         files=files,
+        keys=RedisKeyStore(client, keys),  # shares the client, closed with the store
         durable_queue=True,
         start=start,
         close=close,

@@ -13,6 +13,9 @@
     {p}:cancel           pub/sub channel of cancel requests for running tasks
     {p}:worker:{name}    a live worker's heartbeat (expires when it stops beating)
     {p}:file:{id}:{name} an output file
+    {p}:apikey:{digest}  an API key's record (JSON), by the SHA-256 of the key
+    {p}:apikeys          hash: key id -> digest, every key ever created
+    {p}:nonce:{key id}:{nonce}  a Wiro nonce that key used (expires after the replay window)
 """
 
 from __future__ import annotations
@@ -78,3 +81,13 @@ class Keys:
 
     def file(self, task_id: str, name: str) -> str:
         return f"{self.prefix}:file:{task_id}:{name}"
+
+    def apikey(self, digest: str) -> str:
+        return f"{self.prefix}:apikey:{digest}"
+
+    @property
+    def apikeys(self) -> str:
+        return f"{self.prefix}:apikeys"
+
+    def nonce(self, key_id: str, nonce: str) -> str:
+        return f"{self.prefix}:nonce:{key_id}:{nonce}"

@@ -17,13 +17,13 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.api.access import require_key
 from server.api.context import context
-from server.api.errors import APIError, field_error, pydantic_fields
+from server.api.errors import APIError, field_error, parse_json, pydantic_fields
 from server.api.tasks import submit, validate_params
 from server.protocol.events import TaskStatus
 from server.tasks.record import TaskRecord
@@ -41,8 +41,9 @@ M = TypeVar("M", bound=BaseModel)
 class Refusal(Exception):
     """A request refused, or a task that did not complete, before any provider's wording.
 
-    kind: "body" (not a JSON object), "validation", "model" (not served), "not_found",
-    "conflict" (not possible in the task's state), "queue_full", "failed", "cancelled", "timeout".
+    kind: "unauthorized" (no valid API key), "body" (not a JSON object), "validation", "model" (not
+    served), "not_found", "conflict" (not possible in the task's state), "queue_full", "failed",
+    "cancelled", "timeout".
     """
 
     kind: str
@@ -56,6 +57,7 @@ class Refusal(Exception):
 
 # The HTTP status of each kind of refusal, for providers that answer with the status (Wiro does not).
 HTTP_STATUS = {
+    "unauthorized": 401,
     "body": 400,
     "validation": 400,
     "model": 400,
@@ -72,16 +74,26 @@ def invalid(field: str, rule: str, message: str) -> Refusal:
     return Refusal("validation", message, [field_error(field, rule, message)])
 
 
-def endpoint(render: Callable[[Refusal], Response]) -> Callable[..., Callable[[Request], Awaitable[Response]]]:
-    """Decorate a provider's handler so that a `Refusal` comes out in that provider's shape."""
+def endpoint(
+    render: Callable[[Refusal], Response], *, key: bool = True
+) -> Callable[..., Callable[[Request], Awaitable[Response]]]:
+    """Decorate a provider's handler so that a `Refusal`, or a missing or bad API key, comes out in
+    that provider's shape. The key is checked first, unless `key` is False: a handler that a task's
+    token alone may use checks it itself (`require_key`) when no token is given."""
 
     def wrap(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def run(request: Request) -> Response:
             try:
+                if key:
+                    await require_key(request)
                 return await handler(request)
             except Refusal as refusal:
                 return render(refusal)
+            except APIError as exc:
+                if exc.status != 401:
+                    raise
+                return render(Refusal("unauthorized", exc.message, headers=exc.headers))
 
         return run
 
@@ -89,11 +101,11 @@ def endpoint(render: Callable[[Refusal], Response]) -> Callable[..., Callable[[R
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, or a "body" refusal."""
+    """The body as a JSON object, or a "body" refusal ("validation" for a key given twice)."""
     try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise Refusal("body", f"the request body is not valid JSON: {exc}") from None
+        body = parse_json(await request.body())
+    except APIError as exc:
+        raise Refusal("validation" if exc.fields else "body", exc.message, exc.fields or []) from None
     if not isinstance(body, dict):
         raise Refusal("body", "the request body must be a JSON object")
     return body
@@ -126,7 +138,7 @@ async def start(
 
 
 def _reworded(exc: APIError, names: Mapping[str, str]) -> Refusal:
-    if exc.type == "queue_full":
+    if exc.status == 429:  # the queue is full, or the caller has its most tasks in flight
         return Refusal("queue_full", exc.message, headers=exc.headers)
     fields = []
     for f in exc.fields or []:

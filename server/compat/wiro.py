@@ -3,8 +3,9 @@
 
 Bodies are JSON, multipart/form-data or url-encoded forms. As on Wiro every answer is HTTP 200:
 `{"result": true, "errors": [], ...}`, or `{"result": false, "errors": [{"code", "message"}]}`
-with Wiro's codes (0 bad request, 1 not found or not allowed now, 96 too many tasks). The tool's
-parameters follow Wiro's text-to-image tools; see docs/compatibility.md.
+with Wiro's codes (0 bad request, 1 not found or not allowed now, 96 too many tasks); only a
+missing or bad API key is an HTTP 401 (same body), so that it cannot pass for a task's failure.
+The tool's parameters follow Wiro's text-to-image tools; see docs/compatibility.md.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal
 
-import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.api.access import require_key
 from server.api.context import context
+from server.api.errors import APIError, parse_json
 from server.compat.common import Refusal, endpoint, invalid, parse, start
 from server.compat.wiro_detail import deliver_when_done, detail_body
 from server.protocol.events import TaskStatus
@@ -72,7 +74,8 @@ def _render(refusal: Refusal) -> Response:
         errors = [{"code": code, "message": _wiro_words(f)} for f in refusal.fields]
     else:
         errors = [{"code": code, "message": refusal.message}]
-    return JSONResponse({"result": False, "errors": errors}, headers=refusal.headers)
+    status = 401 if refusal.kind == "unauthorized" else 200
+    return JSONResponse({"result": False, "errors": errors}, status_code=status, headers=refusal.headers)
 
 
 def _wiro_words(field: dict[str, str]) -> str:
@@ -93,9 +96,9 @@ async def _fields(request: Request) -> dict[str, Any]:
     if kind.startswith("application/x-www-form-urlencoded"):
         return dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
+        body = parse_json(raw)
+    except APIError:
+        body = None  # Wiro says no more than this about a body that is not parameters
     if not isinstance(body, dict):
         raise Refusal("body", "Request parameters are invalid.")
     return body
@@ -114,7 +117,11 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, str]:
         if part.get_filename() is not None:
             raise invalid(name, "file", f"{name}: this tool takes no files")
         payload = part.get_payload(decode=True)
-        fields[name] = payload.decode(part.get_content_charset() or "utf-8", "replace") if payload else ""
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            fields[name] = payload.decode(charset, "replace") if payload else ""
+        except LookupError:
+            raise invalid(name, "charset", f"{name}: unknown charset {charset!r}") from None
     return fields
 
 
@@ -147,23 +154,23 @@ async def run(request: Request) -> Response:
     return JSONResponse({"errors": [], "taskid": record.id, "socketaccesstoken": record.token, "result": True})
 
 
-async def _task(request: Request) -> TaskRecord:
-    """The task named by `tasktoken` (or `taskid`)."""
+async def _task(request: Request, *, change: bool = False) -> TaskRecord:
+    """The task named by `tasktoken` (or `taskid`): the token alone reads it; a task id, or
+    changing it (`change`), takes the key that created it (another key's task is not found)."""
     fields = await _fields(request)
     store = context(request).service.store
     token, task_id = fields.get("tasktoken"), fields.get("taskid")
-    if isinstance(token, str) and token:
-        record = await store.get_by_token(token)
-    elif isinstance(task_id, str | int) and str(task_id):
-        record = await store.get(str(task_id))
-    else:
+    by_token = isinstance(token, str) and bool(token)
+    if not by_token and not (isinstance(task_id, str | int) and str(task_id)):
         raise Refusal("body", "taskid or tasktoken is required")
-    if record is None:
+    caller = await require_key(request) if change or not by_token else None
+    record = await store.get_by_token(str(token)) if by_token else await store.get(str(task_id))
+    if record is None or (caller is not None and not caller.sees(record)):
         raise Refusal("not_found", "There is no task yet.")
     return record
 
 
-@endpoint(_render)
+@endpoint(_render, key=False)
 async def task_detail(request: Request) -> Response:
     return JSONResponse(await detail_body(context(request).service, await _task(request)))
 
@@ -171,7 +178,7 @@ async def task_detail(request: Request) -> Response:
 @endpoint(_render)
 async def task_cancel(request: Request) -> Response:
     """Cancel a task that is still queued (Kill stops a running one)."""
-    record = await _task(request)
+    record = await _task(request, change=True)
     if record.status is not TaskStatus.QUEUED:
         raise Refusal("conflict", "Task is not in a cancellable state.")
     await _stop(request, record, "cancelled by request", "Task is not in a cancellable state.")
@@ -181,7 +188,7 @@ async def task_cancel(request: Request) -> Response:
 @endpoint(_render)
 async def task_kill(request: Request) -> Response:
     """Stop a task that a worker has taken; it ends with task_cancel at its next step."""
-    record = await _task(request)
+    record = await _task(request, change=True)
     if record.status is TaskStatus.QUEUED:
         raise Refusal("conflict", "Task could not be killed: it is still queued; use /Task/Cancel")
     why = f"Task could not be killed: it already ended ({record.status})"

@@ -6,12 +6,16 @@ rule about what a generation may ask for lives here once.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 MAX_SEED = 2**63 - 1
+# C0 control characters other than tab, newline and carriage return: no prompt needs them, and NUL
+# in particular is cut off or refused by C libraries, terminals and log readers downstream.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # SD3's VAE downsamples by 8, so sizes step by 8. (The transformer patches 2x2 latents, so the
 # pipeline needs multiples of 16: the runner generates the next multiple of 16 and centre-crops.)
 SIZE_MULTIPLE = 8
@@ -54,6 +58,18 @@ class TaskParams(BaseModel):
         if not prompt.strip():
             raise PydanticCustomError("not_blank", "prompt must not be blank")
         return prompt
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _no_control_characters(cls, text: str) -> str:
+        found = _CONTROL.search(text)
+        if found is not None:
+            raise PydanticCustomError(
+                "control_characters",
+                "control character {code} is not allowed (only tab, newline and carriage return are)",
+                {"code": f"U+{ord(found.group()):04X}"},
+            )
+        return text
 
 
 def check_limits(params: TaskParams, limits: Limits) -> list[tuple[str, str, str]]:

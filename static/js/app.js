@@ -6,8 +6,9 @@ import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
 import { TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize } from "./task-state.js";
 
-const api = new Api();
-const socket = new LatentcastSocket(api.base);
+const KEY_STORAGE = "latentcast.apiKey"; // shared with the dashboard; kept for this tab only
+const api = new Api("", { apiKey: sessionStorage.getItem(KEY_STORAGE) });
+const socket = new LatentcastSocket(api.base); // follows tasks by their token: no key needed
 const surface = new PreviewSurface($("#preview"), { onPaint: () => (ui.placeholder.hidden = true) });
 const form = $("#task-form");
 const SETTINGS_KEY = "latentcast.form";
@@ -37,6 +38,7 @@ const ui = {
   formError: $("#form-error"),
   submit: $("#submit"),
   stage: $("#stage"),
+  apiKey: $("#api_key"),
 };
 
 /** The task on screen: {id, token, state, subscription}. */
@@ -133,7 +135,17 @@ function showError(error) {
     element.setAttribute("aria-describedby", note.id);
     element.closest(".field")?.append(note);
   }
-  ui.formError.textContent = fields.length ? "Please fix the highlighted fields." : error.message;
+  const needsKey = error instanceof ApiError && error.status === 401;
+  if (needsKey) {
+    ui.apiKey.closest("details").open = true;
+    ui.apiKey.setAttribute("aria-invalid", "true");
+    ui.apiKey.focus();
+  }
+  ui.formError.textContent = fields.length
+    ? "Please fix the highlighted fields."
+    : needsKey
+      ? "This server needs a valid API key: enter it under Advanced."
+      : error.message;
   ui.formError.hidden = false;
   if (fields.length) form.elements[fields[0].field]?.focus?.();
 }
@@ -144,6 +156,9 @@ form.addEventListener("submit", async (event) => {
   if (!form.reportValidity()) return;
   const params = readForm();
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(params));
+  api.apiKey = ui.apiKey.value.trim() || null;
+  if (api.apiKey) sessionStorage.setItem(KEY_STORAGE, api.apiKey);
+  else sessionStorage.removeItem(KEY_STORAGE);
   ui.submit.disabled = true;
   ui.submit.textContent = "Submitting…";
   try {
@@ -396,6 +411,7 @@ try {
 } catch {
   localStorage.removeItem(SETTINGS_KEY);
 }
+ui.apiKey.value = api.apiKey ?? "";
 syncSizePreset();
 syncOutputs();
 loadModels();

@@ -110,8 +110,10 @@ function merge(detail) {
   if (!known || detail.last_seq > known.lastSeq) {
     const state = TaskState.fromDetail(detail);
     if (known?.prompt && !state.prompt) state.prompt = known.prompt;
+    state.token = tokenOf(detail);
     tasks.set(detail.id, state);
   } else {
+    known.token ??= tokenOf(detail);
     known.prompt = detail.params?.prompt ?? known.prompt;
     known.width ??= detail.params?.width;
     known.height ??= detail.params?.height;
@@ -119,6 +121,12 @@ function merge(detail) {
     known.startTime = Math.min(known.startTime ?? detail.created_at, detail.created_at);
   }
   schedule();
+}
+
+/** The task's token, from its page link: an <img> cannot send an API key, so on a server with
+ * keys its file URLs carry the token instead. */
+function tokenOf(detail) {
+  return detail.urls?.page ? new URL(detail.urls.page).searchParams.get("token") : null;
 }
 
 function apply(event, image) {
@@ -239,12 +247,12 @@ function createRecentCard(state) {
 
 function updateRecentCard(card, state, now) {
   const output = state.outputs[0];
-  const shown = output ? `${output.name}` : state.status;
+  const shown = output ? `${output.name} ${state.token ?? ""}` : state.status;
   if (card.shown !== shown) {
     card.shown = shown;
     card.thumb.replaceChildren(
       output
-        ? h("img", { src: fileUrl(api.base, state.id, output), alt: `Result of: ${promptText(state)}`, loading: "lazy", decoding: "async" })
+        ? h("img", { src: fileUrl(api.base, state.id, output, state.token), alt: `Result of: ${promptText(state)}`, loading: "lazy", decoding: "async" })
         : state.status === "cancelled" ? "Cancelled" : "Failed",
     );
   }

@@ -114,7 +114,10 @@ async def test_counters_move_with_a_task(server, client):
 async def test_subscribers_gauge_counts_open_sockets_and_sse_streams(server, client):
     task = await submit(client, num_inference_steps=30, width=128, height=128)
     before = await scrape(client)
-    async with websockets.connect(server.ws_url) as one, websockets.connect(server.ws_url) as two:
+    # unbounded client queues: sockets this test never reads must not stall, or closing them waits
+    async with websockets.connect(server.ws_url, max_queue=None) as one, websockets.connect(
+        server.ws_url, max_queue=None
+    ) as two:
         for ws in (one, two):
             await ws.send(orjson.dumps({"type": "subscribe", "id": task["id"], "token": task["token"]}).decode())
             assert decode_frame(await ws.recv())["type"] == "subscribed"

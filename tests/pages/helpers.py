@@ -137,7 +137,7 @@ async def screenshot(page: Page, name: str, tmp_path: Path, *, full_page: bool =
 
 
 @contextlib.contextmanager
-def partner_site(html: str) -> Iterator[str]:
+def partner_site(html: str, port: int = 0) -> Iterator[str]:
     """Another origin serving one HTML page (a third party's site), for cross-origin embedding.
 
     A real loopback server, not a routed fake: Chromium only lets pages whose address it knows is
@@ -160,7 +160,7 @@ def partner_site(html: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=site.serve_forever, daemon=True)
     thread.start()
     try:

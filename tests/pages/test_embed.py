@@ -6,7 +6,7 @@ import httpx
 from playwright.async_api import Page, expect
 
 from tests.pages.helpers import create_task, partner_site
-from tests.support import ServerProcess
+from tests.support import ServerProcess, free_port
 
 # Computed styles on both sides of the component's shadow boundary.
 STYLES = """
@@ -61,12 +61,10 @@ async def test_the_example_page_embeds_a_task_that_reaches_done(server: ServerPr
     await expect(framed.locator("img")).to_have_js_property("naturalWidth", 384)
 
 
-async def test_the_component_works_on_a_third_party_origin(server: ServerProcess, page: Page) -> None:
-    task = await create_task(server.base_url, width=384, height=256, num_inference_steps=12)
-    ident, token = task["id"], task["token"]
-    html = f"""<!doctype html>
+async def test_the_component_works_on_a_third_party_origin(start_server, page: Page) -> None:
+    html = """<!doctype html>
 <html><head>
-<script type="module" src="{server.base_url}/static/embed.js"></script>
+<script type="module" src="{server}/static/embed.js"></script>
 <script type="module">
   window.seen = [];
   for (const element of document.querySelectorAll("latentcast-preview"))
@@ -79,7 +77,11 @@ async def test_the_component_works_on_a_third_party_origin(server: ServerProcess
 <div style="width: 200px"><latentcast-preview id="wrong" task="{ident}" token="not-its-token"></latentcast-preview></div>
 </body></html>"""
 
-    with partner_site(html) as origin:
+    # a server trusts other sites' pages only when told to (docs/security.md)
+    site_port = free_port()
+    server = start_server("--preview-min-interval", "0", "--cors-origin", f"http://127.0.0.1:{site_port}")
+    task = await create_task(server.base_url, width=384, height=256, num_inference_steps=12)
+    with partner_site(html.format(server=server.base_url, ident=task["id"], token=task["token"]), port=site_port) as origin:
         await page.goto(f"{origin}/status")
         await check_third_party_embeds(page, server, task)
 
@@ -114,11 +116,12 @@ async def check_third_party_embeds(page: Page, server: ServerProcess, task: dict
 
 
 async def test_embed_pages_may_be_framed_and_the_others_may_not(server: ServerProcess) -> None:
+    """By this server's pages only, unless --cors-origin names other sites (tests/security)."""
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         embed = await http.get("/embed/0123456789abcdef?token=x")
         page = await http.get("/")
         script = await http.get("/static/embed.js")
-    assert embed.status_code == 200 and "frame-ancestors *" in embed.headers["content-security-policy"]
+    assert embed.status_code == 200 and "frame-ancestors 'self'" in embed.headers["content-security-policy"]
     assert "x-frame-options" not in embed.headers
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "SAMEORIGIN"

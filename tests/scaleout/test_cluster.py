@@ -10,6 +10,17 @@ import redis.asyncio as aioredis
 
 from tests.support import collect, seqs, types, wait_status
 
+def without_pictures(events: list[dict]) -> list[dict]:
+    """Events without their preview pictures: flow control may replace an unsent one with a newer."""
+    plain = []
+    for event in events:
+        event = {key: value for key, value in event.items() if key != "_image"}
+        if event["type"] == "task_progress":
+            event["message"] = {key: value for key, value in event["message"].items() if key != "preview"}
+        plain.append(event)
+    return plain
+
+
 LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100}
 SHORT = {"prompt": "short", "width": 64, "height": 64, "num_inference_steps": 6}
 
@@ -29,7 +40,10 @@ async def test_two_frontends_three_workers_same_events_everywhere(cluster):
     live_a, live_b = await asyncio.gather(*on_a), await asyncio.gather(*on_b)
     for events_a, events_b in zip(live_a, live_b):
         assert seqs(events_a) == list(range(1, len(events_a) + 1))
-        assert events_a == events_b
+        # the same events; which previews' pictures each socket got depends on when it could send
+        assert without_pictures(events_a) == without_pictures(events_b)
+        pictures = [e["_image"] for e in events_a + events_b if "_image" in e]
+        assert pictures and all(p.startswith(b"\xff\xd8") for p in pictures)  # JPEG
         assert types(events_a)[-1] == "task_postprocess_end"
     ran_on = {next(e["message"]["worker"] for e in events if e["type"] == "task_accept") for events in live_a}
     assert ran_on <= {"w1", "w2", "w3"} and len(ran_on) >= 2

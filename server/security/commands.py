@@ -1,0 +1,173 @@
+"""`latentcast keys create|list|revoke`, and what `serve` may expose without keys.
+
+The commands work on the store the server uses (the SQLite database in --data-dir, or Redis with
+--broker), so they run while the server runs: it sees a new or revoked key within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from server.backends.base import KeyStore
+from server.config import Settings, default_data_dir
+from server.security.keys import ApiKey, new_key
+
+CREATE_HINT = "latentcast keys create --name NAME"
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    keys = commands.add_parser("keys", help="API keys: create, list, revoke (docs/security.md)")
+    actions = keys.add_subparsers(dest="action", required=True)
+
+    create = actions.add_parser("create", help="make a key; prints it and its secret once")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument("--admin", action="store_true", help="sees and cancels every task, not only its own")
+    create.add_argument("--rate-per-minute", type=_positive, default=None, help="requests a minute this key may make")
+    create.add_argument("--max-in-flight", type=_positive, default=None, help="unfinished tasks this key may have")
+    create.add_argument("--json", action="store_true", help="print {id, name, key, secret, admin} as JSON")
+    create.set_defaults(run=_run, action_run=_create)
+
+    listing = actions.add_parser("list", help="every key: id, name, role, limits, created, revoked")
+    listing.add_argument("--json", action="store_true", help="one JSON array (no key nor secret: they are not kept)")
+    listing.set_defaults(run=_run, action_run=_list)
+
+    revoke = actions.add_parser("revoke", help="stop a key at once (its open sockets are closed)")
+    revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
+    revoke.set_defaults(run=_run, action_run=_revoke)
+
+    for action in (create, listing, revoke):
+        where = action.add_argument_group("where the server keeps its keys")
+        where.add_argument(
+            "--data-dir", type=Path, default=None, help="the server's --data-dir (default: ~/.latentcast)"
+        )
+        where.add_argument("--broker", default=None, metavar="redis://HOST:6379/0", help="the server's --broker")
+        where.add_argument("--redis-prefix", default="lc", help="the server's --redis-prefix")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from server.backends.factory import open_key_store
+
+    data_dir = args.data_dir or default_data_dir()
+    settings = Settings(data_dir=data_dir, broker=args.broker, redis_prefix=args.redis_prefix)
+
+    async def run() -> int:
+        store = open_key_store(settings)
+        try:
+            return await args.action_run(store, args)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _create(store: KeyStore, args: argparse.Namespace) -> int:
+    made = new_key(args.name, admin=args.admin, rate_per_minute=args.rate_per_minute, max_in_flight=args.max_in_flight)
+    await store.add(made.record)
+    key = made.record
+    if args.json:
+        shown = {"id": key.id, "name": key.name, "key": made.key, "secret": made.secret, "admin": key.admin}
+        print(orjson.dumps(shown).decode())
+        return 0
+    print(f"Created {key.id} ({_describe(key)})")
+    print(f"  API key: {made.key}")
+    print(f"  Secret:  {made.secret}   (only for Wiro's x-signature)")
+    print("Shown once: the server keeps a hash of the key, and the secret sealed with the key.")
+    return 0
+
+
+async def _list(store: KeyStore, args: argparse.Namespace) -> int:
+    keys = await store.all()
+    if args.json:
+        hidden = ("digest", "sealed_secret")
+        listed = [{k: v for k, v in dataclasses.asdict(key).items() if k not in hidden} for key in keys]
+        print(orjson.dumps(listed).decode())
+        return 0
+    if not keys:
+        print(f"No keys: the server is open to anyone who can reach it. `{CREATE_HINT}` makes one.")
+    for key in keys:
+        state = f"revoked {_when(key.revoked_at)}" if key.revoked_at is not None else "active"
+        print(f"{key.id}  {_describe(key)}  created {_when(key.created_at)}  {state}")
+    return 0
+
+
+async def _revoke(store: KeyStore, args: argparse.Namespace) -> int:
+    key = await store.revoke(args.key_id, time.time())
+    if key is None:
+        print(f"latentcast keys revoke: no key {args.key_id!r} (see `latentcast keys list`)", file=sys.stderr)
+        return 1
+    print(f"Revoked {key.id} ({key.name}): refused within a second; its open sockets are closed.")
+    return 0
+
+
+def _describe(key: ApiKey) -> str:
+    parts = [repr(key.name), "admin" if key.admin else "own tasks only"]
+    if key.rate_per_minute is not None:
+        parts.append(f"{key.rate_per_minute} requests/min")
+    if key.max_in_flight is not None:
+        parts.append(f"{key.max_in_flight} in flight")
+    return ", ".join(parts)
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at is not None else "-"
+
+
+# -- serve without keys ---------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+async def _configured(settings: Settings) -> bool:
+    from server.backends.factory import open_key_store
+
+    store = open_key_store(settings)
+    try:
+        return await store.configured()
+    finally:
+        await store.close()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exposure:
+    allowed: bool  # whether `serve` may start as asked
+    open: bool  # whoever reaches the server may use it: no keys
+    message: str
+
+
+def exposure(settings: Settings, *, insecure: bool) -> Exposure:
+    """Who could use the server `serve` is asked to start, and whether it may start."""
+    if asyncio.run(_configured(settings)):
+        return Exposure(True, False, "API keys required (`latentcast keys list` shows them)")
+    where = f"{settings.host}:{settings.port}"
+    if is_loopback(settings.host):
+        message = f"No API keys: open to anyone on this machine (listening on {where} only). `{CREATE_HINT}` makes one."
+        return Exposure(True, True, message)
+    if insecure:
+        message = f"No API keys and --insecure: anyone who can reach {where} may run and read every task."
+        return Exposure(True, True, message)
+    return Exposure(False, True, (
+        f"refusing to listen on {settings.host} without API keys: anyone who can reach it could run and read "
+        f"every task. Create one (`{CREATE_HINT}`), listen on 127.0.0.1, or pass --insecure."
+    ))

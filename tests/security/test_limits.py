@@ -1,0 +1,372 @@
+"""Every limit on what a client may send or hold, with its status code and an error that names it:
+operator limits on a task, body size and pace, request heads (slow-loris), requests per minute
+and tasks in flight (per address and per key), and the WebSocket's message size, subscriptions,
+idle time and pings."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from server.security.ratelimit import InFlight, RateLimiter
+from tests.security.helpers import BODIES, TINY, bearer, count_tasks, create_key, parse_response, raw_exchange
+from tests.support import ServerProcess, subscribe
+
+OVERSIZED = "x" * 5000  # --max-body-bytes 4096 on `limited`
+
+
+def _is_413(answer: httpx.Response | tuple[int, dict[str, str], bytes]) -> None:
+    status, headers, body = (
+        (answer.status_code, dict(answer.headers), answer.content) if isinstance(answer, httpx.Response) else answer
+    )
+    assert status == 413, body
+    error = orjson.loads(body)["error"]
+    assert error == {"type": "body_too_large", "message": "the request body is larger than 4096 bytes"}
+    assert headers["connection"] == "close"  # the rest of the body is not read
+
+
+# -- the pure limiters, on a clock of the test's own -----------------------------------------
+
+
+def test_rate_limiter_allows_a_minutes_burst_then_refills_evenly() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert [limiter.take("a", 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a", 3) == pytest.approx(20.0)  # one request every 20 s
+    assert limiter.take("b", 3) == 0.0  # each identity has its own allowance
+    now[0] = 10.0
+    assert limiter.take("a", 3) == pytest.approx(10.0)  # a refused request spends nothing
+    now[0] = 20.0
+    assert limiter.take("a", 3) == 0.0
+    assert limiter.take("a", 3) > 0
+
+
+def test_rate_limiter_forgets_refilled_buckets() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0], prune_above=4)
+    for who in "abcd":
+        limiter.take(who, 60)
+    now[0] = 61.0
+    limiter.take("e", 60)
+    assert set(limiter._buckets) == {"e"}
+
+
+def test_in_flight_slots_are_reserved_bound_and_freed_once() -> None:
+    tasks = InFlight()
+    first, second = tasks.reserve("a", 2), tasks.reserve("a", 2)
+    assert first is not None and second is not None and tasks.reserve("a", 2) is None
+    tasks.bind(first, "t1")
+    tasks.release(second)  # never queued
+    tasks.release(second)
+    assert tasks.count("a") == 1
+    tasks.finished("t1")
+    tasks.finished("t1")
+    assert tasks.count("a") == 0
+
+
+# -- what one task may ask for -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        ({"prompt": "x" * 51}, "prompt", "string_too_long"),  # --max-prompt-chars 50
+        ({"num_images": 3}, "num_images", "less_than_equal"),  # --max-images 2
+    ],
+)
+async def test_operator_limits_on_a_task(limited: ServerProcess, change: dict, field: str, rule: str) -> None:
+    async with httpx.AsyncClient(base_url=limited.base_url) as http:
+        before = await count_tasks(http)
+        answer = await http.post("/v1/tasks", json={**TINY, **change})
+        assert answer.status_code == 422
+        assert [(f["field"], f["rule"]) for f in answer.json()["error"]["fields"]] == [(field, rule)]
+        assert await count_tasks(http) == before
+
+
+# -- request bodies ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(BODIES))
+async def test_a_body_over_the_limit_is_413_at_once(limited: ServerProcess, path: str) -> None:
+    async with httpx.AsyncClient(base_url=limited.base_url) as http:
+        before = await count_tasks(http)
+        _is_413(await http.post(path, json={**BODIES[path], "prompt": OVERSIZED}))
+        assert await count_tasks(http) == before
+
+
+async def test_a_multipart_body_over_the_limit_is_413(limited: ServerProcess) -> None:
+    body = (
+        b"--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n" + OVERSIZED.encode() + b"\r\n--B--\r\n"
+    )
+    async with httpx.AsyncClient(base_url=limited.base_url) as http:
+        before = await count_tasks(http)
+        answer = await http.post(
+            "/v1/Run/stabilityai/stable-diffusion-3-medium",
+            content=body,
+            headers={"content-type": "multipart/form-data; boundary=B"},
+        )
+        _is_413(answer)
+        assert await count_tasks(http) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("/v1/tasks", "application/json", orjson.dumps({**TINY, "prompt": OVERSIZED})),
+        (
+            "/v1/Run/stabilityai/stable-diffusion-3-medium",
+            "multipart/form-data; boundary=B",
+            b"--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n" + OVERSIZED.encode() + b"\r\n--B--\r\n",
+        ),
+    ],
+    ids=["native", "wiro-multipart"],
+)
+def test_a_chunked_body_is_cut_once_it_passes_the_limit(
+    limited: ServerProcess, path: str, content_type: str, body: bytes
+) -> None:
+    pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    _is_413(parse_response(raw_exchange(limited.port, head.encode() + chunks + b"0\r\n\r\n")))
+
+
+def test_a_trickling_body_is_cut_with_408(limited: ServerProcess) -> None:
+    """--min-body-rate 200 after --header-timeout 1: a byte every 0.1 s is far too slow."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        sock.settimeout(0.1)
+        answer = b""
+        while not answer and time.monotonic() - started < 5:
+            sock.send(b" ")
+            try:
+                answer = sock.recv(4096)
+            except TimeoutError:
+                pass
+    status, headers, body = parse_response(answer)
+    assert (status, headers["connection"]) == (408, "close")
+    assert orjson.loads(body)["error"]["type"] == "body_timeout"
+    assert 1.0 <= time.monotonic() - started < 3
+
+
+# -- slow-loris: request heads -----------------------------------------------------------------
+
+
+def _closed_after(sock: socket.socket, limit: float) -> float:
+    """Seconds until the server closes `sock` (which must send nothing more meanwhile)."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    assert sock.recv(1) == b""
+    return time.monotonic() - started
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut(limited: ServerProcess) -> None:
+    """--header-timeout 1: the head below takes 4 s at this pace; the server closes after 1."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\n\r\n"
+    started = time.monotonic()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+        with pytest.raises(OSError):  # EPIPE / ECONNRESET once the server has closed
+            for byte in head:
+                sock.send(bytes([byte]))
+                sent += 1
+                time.sleep(0.1)
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1) == b"":
+                        raise ConnectionResetError("closed by the server")
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+    assert sent < len(head)
+    assert 0.9 <= time.monotonic() - started < 2.5
+
+
+def test_a_connection_that_sends_nothing_is_closed(limited: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+        assert 0.9 <= _closed_after(sock, 5) < 2.5
+
+
+async def test_normal_clients_are_not_affected(limited: ServerProcess) -> None:
+    """A keep-alive client that pauses longer than --header-timeout between requests, and a
+    body near the limit sent at once, are served as ever."""
+    async with httpx.AsyncClient(base_url=limited.base_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        await asyncio.sleep(1.5)
+        assert (await http.get("/healthz")).status_code == 200
+        answer = await http.post("/v1/tasks", json={**TINY, "negative_prompt": "x" * 3800})
+        assert answer.status_code == 201, answer.text
+
+
+# -- requests per minute and tasks in flight ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def throttled(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """No keys: each client address gets 2 tasks in flight and 12 API requests a minute."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("throttled"), "--workers", "0", "--max-in-flight", "2", "--rate-per-minute", "12"
+    ).start()
+    yield server
+    server.stop()
+
+
+async def test_tasks_in_flight_and_requests_per_minute_per_address(throttled: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=throttled.base_url) as http:
+        first = (await http.post("/v1/tasks", json=TINY)).json()
+        assert (await http.post("/v1/tasks", json=TINY)).status_code == 201
+        refused = await http.post("/v1/tasks", json=TINY)
+        assert (refused.status_code, refused.headers["retry-after"]) == (429, "5")
+        assert refused.json()["error"]["type"] == "too_many_in_flight"
+        assert "2 of your tasks are queued or running" in refused.json()["error"]["message"]
+        # the providers' endpoints refuse in their own shape
+        aiml = await http.post("/v1/images/generations", json=BODIES["/v1/images/generations"])
+        assert (aiml.status_code, aiml.json()["statusCode"], aiml.headers["retry-after"]) == (429, 429, "5")
+        wiro = await http.post("/v1/Run/stabilityai/stable-diffusion-3-medium", json=BODIES[
+            "/v1/Run/stabilityai/stable-diffusion-3-medium"])
+        assert wiro.json()["errors"][0]["code"] == 96
+        # a task's end frees its place
+        assert (await http.post(f"/v1/tasks/{first['id']}/cancel")).status_code == 202
+        assert (await http.post("/v1/tasks", json=TINY)).status_code == 201
+        assert await count_tasks(http) == 3  # 7 requests so far, 8 with this one
+        statuses = [(await http.get("/v1/models")).status_code for _ in range(6)]
+        assert 429 in statuses and statuses[0] == 200
+        limited_answer = await http.get("/v1/models")
+        assert limited_answer.status_code == 429 and int(limited_answer.headers["retry-after"]) >= 1
+        assert limited_answer.json()["error"]["type"] == "rate_limited"
+        assert "more than 12 requests a minute" in limited_answer.json()["error"]["message"]
+        # pages and health checks are not API requests
+        assert (await http.get("/healthz")).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def keyed_limits(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Keys: `capped` with its own limits (3 requests a minute, 1 task in flight), `plain` with the
+    operator's (30 a minute, no limit in flight)."""
+    folder: Path = tmp_path_factory.mktemp("keyed-limits")
+    keys = {
+        "capped": create_key(folder, "capped", "--rate-per-minute", "3", "--max-in-flight", "1"),
+        "plain": create_key(folder, "plain"),
+    }
+    server = ServerProcess(folder, "--workers", "0", "--rate-per-minute", "30").start()
+    yield server, keys
+    server.stop()
+
+
+async def test_a_keys_own_limits_count_for_that_key_alone(keyed_limits: Any) -> None:
+    server, keys = keyed_limits
+    capped, plain = bearer(keys["capped"]), bearer(keys["plain"])
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        assert (await http.post("/v1/tasks", json=TINY, headers=capped)).status_code == 201
+        in_flight = await http.post("/v1/tasks", json=TINY, headers=capped)
+        assert (in_flight.status_code, in_flight.json()["error"]["type"]) == (429, "too_many_in_flight")
+        assert (await http.get("/v1/tasks", headers=capped)).status_code == 200
+        rate = await http.get("/v1/tasks", headers=capped)
+        assert (rate.status_code, rate.json()["error"]["type"]) == (429, "rate_limited")
+        assert "more than 3 requests a minute" in rate.json()["error"]["message"]
+        for _ in range(3):  # another key: the operator's limits, untouched by capped's
+            assert (await http.post("/v1/tasks", json=TINY, headers=plain)).status_code == 201
+
+
+async def test_made_up_keys_count_against_the_address(keyed_limits: Any) -> None:
+    server, _ = keyed_limits
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        statuses = [
+            (await http.get("/v1/tasks", headers={"Authorization": f"Bearer lc_madeup{n}"})).status_code
+            for n in range(31)
+        ]
+    assert statuses[:30] == [401] * 30 and statuses[30] == 429
+
+
+# -- WebSocket -----------------------------------------------------------------------------------
+
+
+async def _queued_tasks(server: ServerProcess, count: int) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        return [(await http.post("/v1/tasks", json=TINY)).json() for _ in range(count)]
+
+
+async def _control(ws: Any) -> dict[str, Any]:
+    """The next control message (events of the subscribed, queued tasks are skipped)."""
+    while True:
+        message = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        if "seq" not in message:
+            return message
+
+
+async def test_a_socket_message_over_the_limit_closes_it_with_1009(limited: ServerProcess) -> None:
+    async with websockets.connect(limited.ws_url, max_size=None) as ws:
+        await ws.send("x" * 250_000)  # --ws-max-message-bytes 200000
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert "200000" in closed.value.rcvd.reason
+
+
+async def test_subscriptions_per_socket(limited: ServerProcess) -> None:
+    tasks = await _queued_tasks(limited, 4)
+    async with websockets.connect(limited.ws_url) as ws:
+        for task in tasks[:3]:
+            await subscribe(ws, task["id"], task["token"])
+            assert (await _control(ws))["type"] == "subscribed"
+        await subscribe(ws, tasks[0]["id"], tasks[0]["token"])  # again: replaces, takes no more room
+        assert (await _control(ws))["type"] == "subscribed"
+        await subscribe(ws, tasks[3]["id"], tasks[3]["token"])
+        refused = await _control(ws)
+        assert (refused["type"], refused["code"], refused["id"]) == ("error", "too_many_subscriptions", tasks[3]["id"])
+        assert "at most 3 tasks" in refused["message"]
+        await ws.send(orjson.dumps({"type": "unsubscribe", "id": tasks[0]["id"]}).decode())
+        assert (await _control(ws))["type"] == "unsubscribed"
+        await subscribe(ws, tasks[3]["id"], tasks[3]["token"])
+        assert (await _control(ws))["type"] == "subscribed"
+
+
+async def test_a_socket_that_follows_nothing_is_closed(limited: ServerProcess) -> None:
+    """--ws-idle-timeout 1.5: from the start, and from the end of its last subscription."""
+    (task,) = await _queued_tasks(limited, 1)
+    async with websockets.connect(limited.ws_url) as ws:
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert 1.4 <= time.monotonic() - started < 3
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle: no subscription for 1.5 s")
+    async with websockets.connect(limited.ws_url) as ws:
+        await subscribe(ws, task["id"], task["token"])
+        assert (await _control(ws))["type"] == "subscribed"
+        await asyncio.sleep(2.5)  # a live subscription (a queued task) keeps it open, pings answered
+        await ws.send(orjson.dumps({"type": "unsubscribe", "id": task["id"]}).decode())
+        assert (await _control(ws))["type"] == "unsubscribed"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(_control(ws), 3)
+
+
+def _ws_frame(text: bytes) -> bytes:
+    """A client text frame, masked with a zero key (allowed, and leaves the payload as it is)."""
+    assert len(text) < 126
+    return bytes([0x81, 0x80 | len(text)]) + b"\0\0\0\0" + text
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(limited: ServerProcess) -> None:
+    """--ws-ping-interval 0.5 --ws-ping-timeout 0.5; it follows a task, so it is not idle."""
+    (task,) = await _queued_tasks(limited, 1)
+    handshake = (
+        "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    message = orjson.dumps({"type": "subscribe", "id": task["id"], "token": task["token"], "previews": "none"})
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+        sock.sendall(handshake.encode() + _ws_frame(message))
+        started = time.monotonic()
+        while sock.recv(65536):  # the pings arrive, and go unanswered
+            pass
+    assert time.monotonic() - started < 3
