@@ -9,7 +9,6 @@ same code the SQLite store uses, so both backends describe a task identically.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import orjson
@@ -52,11 +51,9 @@ return 'ok'
 
 
 def _load(fields: dict[bytes, bytes]) -> TaskRecord:
-    data = orjson.loads(fields[b"record"])
-    data["status"] = TaskStatus(data["status"])
     if fields.get(b"cancel_requested") == b"1":
-        data["cancel_requested"] = True
-    return TaskRecord(**data)
+        return TaskRecord.from_json(fields[b"record"], cancel_requested=True)
+    return TaskRecord.from_json(fields[b"record"])
 
 
 def event_from_fields(task_id: str, seq: int, fields: dict[bytes, bytes], preview: Preview | None = None) -> Event:
@@ -93,7 +90,7 @@ class RedisStore:
             tx.hset(
                 k.task(record.id),
                 mapping={
-                    "record": orjson.dumps(dataclasses.asdict(record)),
+                    "record": record.to_json(),
                     "status": str(record.status),
                     "token": record.token,
                     "created_at": repr(record.created_at),
@@ -170,7 +167,7 @@ class RedisStore:
                     type_,
                     repr(time),
                     orjson.dumps(message),
-                    orjson.dumps(dataclasses.asdict(record)),
+                    record.to_json(),
                     str(record.status),
                     fence.owner if fence else "",
                     str(fence.attempt) if fence else "",

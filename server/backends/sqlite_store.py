@@ -51,16 +51,6 @@ CREATE TABLE IF NOT EXISTS previews (
 _FINAL = tuple(str(s) for s in TaskStatus if s.is_final)
 
 
-def _dump(record: TaskRecord) -> bytes:
-    return orjson.dumps(dataclasses.asdict(record))
-
-
-def _load(blob: bytes) -> TaskRecord:
-    fields = orjson.loads(blob)
-    fields["status"] = TaskStatus(fields["status"])
-    return TaskRecord(**fields)
-
-
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +65,7 @@ class SQLiteStore:
     async def create(self, record: TaskRecord) -> None:
         self._db.execute(
             "INSERT INTO tasks (id, token, owner, status, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-            (record.id, record.token, record.owner, str(record.status), record.created_at, _dump(record)),
+            (record.id, record.token, record.owner, str(record.status), record.created_at, record.to_json()),
         )
         self._active[record.id] = record
 
@@ -83,7 +73,7 @@ class SQLiteStore:
         if (record := self._active.get(task_id)) is not None:
             return dataclasses.replace(record)
         row = self._db.execute("SELECT record FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return _load(row[0]) if row else None
+        return TaskRecord.from_json(row[0]) if row else None
 
     async def get_by_token(self, token: str) -> TaskRecord | None:
         row = self._db.execute("SELECT id FROM tasks WHERE token = ?", (token,)).fetchone()
@@ -108,7 +98,7 @@ class SQLiteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
-        items = [self._active.get(task_id) or _load(blob) for task_id, blob in rows[:limit]]
+        items = [self._active.get(task_id) or TaskRecord.from_json(blob) for task_id, blob in rows[:limit]]
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
         return Page(items=[dataclasses.replace(r) for r in items], next_cursor=next_cursor)
 
@@ -136,7 +126,7 @@ class SQLiteStore:
                 (task_id, event.seq, type_, time, orjson.dumps(message)),
             )
             db.execute(
-                "UPDATE tasks SET status = ?, record = ? WHERE id = ?", (str(record.status), _dump(record), task_id)
+                "UPDATE tasks SET status = ?, record = ? WHERE id = ?", (str(record.status), record.to_json(), task_id)
             )
             if preview is not None:
                 db.execute(
@@ -173,14 +163,14 @@ class SQLiteStore:
         if record is None:
             raise KeyError(task_id)
         record.cancel_requested = True
-        self._db.execute("UPDATE tasks SET record = ? WHERE id = ?", (_dump(record), task_id))
+        self._db.execute("UPDATE tasks SET record = ? WHERE id = ?", (record.to_json(), task_id))
 
     async def unfinished(self) -> list[TaskRecord]:
         marks = ",".join("?" * len(_FINAL))
         rows = self._db.execute(
             f"SELECT record FROM tasks WHERE status NOT IN ({marks}) ORDER BY created_at, id", _FINAL
         ).fetchall()
-        records = [_load(blob) for (blob,) in rows]
+        records = [TaskRecord.from_json(blob) for (blob,) in rows]
         for record in records:
             self._active[record.id] = record
         return [dataclasses.replace(r) for r in records]

@@ -73,14 +73,6 @@ def _jsonable(value: Any) -> Any:
     return redact(str(value))
 
 
-class _DropServiceEventLines(logging.Filter):
-    """The task service logs each lifecycle event; the status log (`latentcast.task`) says the
-    same once per status change, so with it on, the per-event lines are left out."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "latentcast.tasks" and record.levelno == logging.INFO and hasattr(record, "event"))
-
-
 def configure_logging(
     log_format: str = "text", *, progress: bool = False, stream: TextIO | None = None, level: int = logging.INFO
 ) -> ConsoleProgress | None:
@@ -93,7 +85,6 @@ def configure_logging(
     bar = ConsoleProgress(stream) if progress and log_format == "text" else None
     handler: logging.Handler = ConsoleHandler(stream, bar) if bar is not None else logging.StreamHandler(stream)
     handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
-    handler.addFilter(_DropServiceEventLines())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 import time
 from typing import Any
@@ -20,8 +19,6 @@ from server.protocol.events import Event, EventType, Preview, TaskStatus
 from server.tasks.catalog import ModelCatalog
 from server.tasks.params import TaskParams
 from server.tasks.record import TaskRecord
-
-log = logging.getLogger("latentcast.tasks")
 
 # A task interrupted by this many restarts or worker losses is failed instead of run again.
 MAX_ATTEMPTS = 3
@@ -111,8 +108,6 @@ class TaskService:
         at = time.time() if at is None else at
         event = await self.store.append(task_id, str(type_), message, time=at, preview=preview, fence=fence)
         self.bus.publish(event)
-        if event.type not in (EventType.PROGRESS, EventType.OUTPUT):
-            log.info("task %s %s", task_id, event.type, extra={"task": task_id, "event": event.type, "seq": event.seq})
         return event
 
     async def next_job(self, worker: str) -> tuple[Job, TaskRecord]:

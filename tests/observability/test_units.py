@@ -126,8 +126,6 @@ def test_configure_logging_json_sends_every_logger_as_json():
         assert configure_logging("json", progress=True, stream=stream) is None  # no bar in JSON mode
         logging.getLogger("uvicorn.error").info("Started server process [%d]", 1)
         logging.getLogger("latentcast.task").info("task x queued", extra={"task": "x", "status": "queued"})
-        # the service's per-event lines give way to the status lines
-        logging.getLogger("latentcast.tasks").info("task x task_queue", extra={"task": "x", "event": "task_queue"})
         lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
         assert [line["logger"] for line in lines] == ["uvicorn.error", "latentcast.task"]
         with pytest.raises(ValueError):
