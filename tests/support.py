@@ -140,6 +140,27 @@ async def collect(
                 return events
 
 
+async def collect_from_the_start(
+    server: ServerProcess, client: httpx.AsyncClient, body: dict[str, Any], previews: str = "json"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Submit `body` and follow it live from its first step, so that it gets every preview (a
+    subscriber that joins late gets only the newest): a long task holds the server's one worker
+    until the socket has subscribed, then is cancelled."""
+    long = {"prompt": "blocker", "width": 512, "height": 512, "num_inference_steps": 100}
+    blocker = await client.post("/v1/tasks", json=long)
+    task = (await client.post("/v1/tasks", json=body)).json()
+    events: list[dict[str, Any]] = []
+    async with websockets.connect(server.ws_url, max_size=None) as ws:
+        await subscribe(ws, task["id"], task["token"], previews=previews)
+        assert decode_frame(await ws.recv())["type"] == "subscribed"
+        assert (await client.post(f"/v1/tasks/{blocker.json()['id']}/cancel")).status_code == 202
+        while not events or not is_terminal(events[-1]):
+            event = decode_frame(await asyncio.wait_for(ws.recv(), 120))
+            if "seq" in event:
+                events.append(event)
+    return task, events
+
+
 def types(events: Sequence[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 

@@ -10,7 +10,7 @@ import pytest
 from server.engine.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler, configure_scheduler
 from server.tasks.params import TaskParams
 from tests.compat.helpers import image_of, native_task
-from tests.support import SMALL, ServerProcess, collect, types
+from tests.support import SMALL, ServerProcess, collect, collect_from_the_start, types
 
 
 def test_the_native_choices_are_the_engines_schedulers() -> None:
@@ -23,8 +23,8 @@ def test_the_native_choices_are_the_engines_schedulers() -> None:
 async def test_a_task_with_each_scheduler_completes(
     server: ServerProcess, client: httpx.AsyncClient, name: str
 ) -> None:
-    task = await native_task(client, scheduler=name, **SMALL, preview_every=1)
-    events = await collect(server.ws_url, task["id"], task["token"])
+    body = {"prompt": "native", "scheduler": name, **SMALL, "preview_every": 1}
+    task, events = await collect_from_the_start(server, client, body)
     assert types(events)[-1] == "task_postprocess_end"
     # one progress event (with a preview of the denoised estimate) per step, whatever the solver
     progress = [e for e in events if e["type"] == "task_progress"]

@@ -11,11 +11,15 @@ import orjson
 import websockets
 from PIL import Image
 
-from tests.support import SMALL, collect, decode_frame, seqs, subscribe, types
+from tests.support import SMALL, collect, collect_from_the_start, decode_frame, seqs, subscribe, types
+
+
+def body(**params) -> dict:
+    return {"prompt": "a lighthouse at dusk", **SMALL, **params}
 
 
 async def submit(client: httpx.AsyncClient, **params) -> dict:
-    response = await client.post("/v1/tasks", json={"prompt": "a lighthouse at dusk", **SMALL, **params})
+    response = await client.post("/v1/tasks", json=body(**params))
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -76,8 +80,8 @@ async def test_full_event_sequence_with_gapless_seq(server, client):
 
 
 async def test_binary_previews_decode_as_images_of_the_promised_size(server, client):
-    task = await submit(client, width=128, height=96, preview_format="jpeg")
-    events = await collect(server.ws_url, task["id"], task["token"], previews="binary")
+    asked = body(width=128, height=96, preview_format="jpeg")
+    task, events = await collect_from_the_start(server, client, asked, "binary")
     previews = [e for e in events if "_image" in e]
     assert len(previews) == 4  # every step, with --preview-min-interval 0
     for event in previews:
@@ -88,8 +92,8 @@ async def test_binary_previews_decode_as_images_of_the_promised_size(server, cli
 
 
 async def test_json_previews_carry_base64_webp(server, client):
-    task = await submit(client, width=96, height=64, num_images=2, preview_format="webp")
-    events = await collect(server.ws_url, task["id"], task["token"], previews="json")
+    asked = body(width=96, height=64, num_images=2, preview_format="webp")
+    task, events = await collect_from_the_start(server, client, asked)
     previews = [e["message"]["preview"] for e in events if "preview" in e.get("message", {})]
     assert len(previews) == 4
     for preview in previews:
@@ -100,8 +104,7 @@ async def test_json_previews_carry_base64_webp(server, client):
 
 
 async def test_preview_every_and_method_none(server, client):
-    task = await submit(client, num_inference_steps=6, preview_every=4)
-    events = await collect(server.ws_url, task["id"], task["token"], previews="json")
+    task, events = await collect_from_the_start(server, client, body(num_inference_steps=6, preview_every=4))
     steps_with_preview = [e["message"]["step"] for e in events if "preview" in e.get("message", {})]
     assert steps_with_preview == [4, 6]  # every 4th, and always the last
 
