@@ -204,7 +204,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", "server", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
+                [PYTHON, "-m", "latentcast", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
                 cwd=SERVER_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,

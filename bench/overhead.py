@@ -42,7 +42,7 @@ class InProcessService:
     """The app from `server.app.create_app`, served by uvicorn on a loopback port in this event loop."""
 
     def __init__(self, data_dir: Path) -> None:
-        from server.config import Settings
+        from latentcast.server.config import Settings
 
         self.port = free_port()
         self.settings = Settings(data_dir=data_dir, port=self.port, preview_min_interval=0.0, max_queue=100_000)
@@ -52,7 +52,7 @@ class InProcessService:
     async def __aenter__(self) -> InProcessService:
         import uvicorn
 
-        from server.app import create_app
+        from latentcast.server.app import create_app
 
         self.app = create_app(self.settings)
         config = uvicorn.Config(
@@ -81,7 +81,7 @@ def bare_run(pipe: Any, size: int, steps: int, guidance: float) -> tuple[float, 
     """The bare call's seconds; then the seconds to also save its picture as the service does (PNG)."""
     import torch
 
-    from server.engine.runner import _encode_output
+    from latentcast.server.engine.runner import _encode_output
 
     generator = torch.Generator(device="cpu").manual_seed(SEED)
     began = time.perf_counter()
@@ -128,7 +128,7 @@ async def service_run(
 
 
 def preview_seconds() -> float:
-    from server.observability import metrics
+    from latentcast.server.observability import metrics
 
     return sum(
         sample.value
@@ -209,7 +209,7 @@ def main() -> None:
     elif len(args.repeats) == 1:
         args.repeats = args.repeats * len(args.sizes)
     args.repeats_per_size = args.repeats
-    from server.cli import _quiet_libraries
+    from latentcast.server.cli import _quiet_libraries
 
     _quiet_libraries()
     report = Report("overhead", "1a. service overhead: a task through the service vs the bare pipe(...) call")

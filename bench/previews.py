@@ -37,7 +37,7 @@ def taesd_folder(given: Path | None, scratch: Path) -> tuple[Path, str]:
 def measure(previewer: Any, fmt: str, latent: int, repeats: int, budget: float) -> list[float]:
     import torch
 
-    from server.engine.previews import denoised_estimate, encode_image
+    from latentcast.server.engine.previews import denoised_estimate, encode_image
 
     generator = torch.Generator().manual_seed(0)
     previous = torch.randn(1, 16, latent, latent, generator=generator)
@@ -69,9 +69,9 @@ def main() -> None:
         args.latents, args.repeats, args.formats = [8], 2, ["jpeg"]
     import torch
 
-    from server.cli import _quiet_libraries
-    from server.engine.loader import load_pipeline
-    from server.engine.previews import make_previewer
+    from latentcast.server.cli import _quiet_libraries
+    from latentcast.server.engine.loader import load_pipeline
+    from latentcast.server.engine.previews import make_previewer
 
     _quiet_libraries()
     report = Report("previews", "1b. preview cost per step: estimate + previewer + encode")

@@ -88,8 +88,8 @@ async def announce_placeholder(broker: str, prefix: str, url: str) -> None:
     import httpx
     import redis
 
-    from server.backends.redis_keys import Keys
-    from server.tasks.catalog import SD3_MEDIUM_ALIASES
+    from latentcast.server.backends.redis_keys import Keys
+    from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
 
     beat = {"name": "bench-placeholder", "device": "none", "model": "builtin:tiny", "aliases": list(SD3_MEDIUM_ALIASES),
             "task": None, "ready": True, "started_at": time.time(), "beat_at": time.time(), "pid": 0, "host": "bench"}

@@ -1,6 +1,6 @@
 """The Python client of Latentcast: submit Stable Diffusion 3 tasks and follow them live.
 
-    from client import AsyncClient, ProgressEvent
+    from latentcast.client import AsyncClient, ProgressEvent
 
     async with AsyncClient("http://127.0.0.1:8000") as client:
         task = await client.submit(prompt="a lighthouse at dusk", width=512, height=512)
@@ -10,11 +10,11 @@
         print(await task.download("out"))
 
 `Client` is the same without `await`. The command line (`latentcast generate`, `latentcast
-watch`) is in `client.cli`. See docs/client.md.
+watch`) is in `latentcast.client.cli`. See docs/client.md.
 """
 
-from client.async_client import AsyncClient, Task
-from client.errors import (
+from latentcast.client.async_client import AsyncClient, Task
+from latentcast.client.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -33,7 +33,7 @@ from client.errors import (
     TaskFailedError,
     ValidationError,
 )
-from client.events import (
+from latentcast.client.events import (
     AcceptEvent,
     AssignEvent,
     CancelEvent,
@@ -52,8 +52,8 @@ from client.events import (
     QueueEvent,
     StartEvent,
 )
-from client.models import Output, TaskInfo, TaskPage
-from client.sync import Client, SyncTask
+from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.sync import Client, SyncTask
 
 __all__ = [
     "APIConnectionError",

@@ -31,7 +31,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from client.errors import (
+from latentcast.client.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -40,7 +40,7 @@ from client.errors import (
     error_from_response,
     error_from_socket,
 )
-from client.events import (
+from latentcast.client.events import (
     PREVIEW_MODES,
     CancelEvent,
     ErrorEvent,
@@ -51,7 +51,7 @@ from client.events import (
     event_from_envelope,
     parse_frame,
 )
-from client.models import Output, TaskInfo, TaskPage
+from latentcast.client.models import Output, TaskInfo, TaskPage
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Task"]
 

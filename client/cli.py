@@ -8,8 +8,8 @@ stdout, one per line. Exit codes: 0 done; 1 the server refused or the task faile
 cancelled (the server's message is printed); 2 bad arguments; 130 interrupted (Ctrl-C): `generate`
 cancels its task on the server first, `watch` only stops watching.
 
-`add_commands(subparsers)` registers both commands on the `latentcast` parser (server/cli.py);
-`python -m client` runs them on their own.
+`add_commands(subparsers)` registers both commands on the `latentcast` parser (server/cli.py),
+which runs them without the server's dependencies (`pip install latentcast` is enough).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from client.animation import animation_format, write_animation
-from client.async_client import DEFAULT_BASE_URL, AsyncClient, Task
-from client.errors import (
+from latentcast.client.animation import animation_format, write_animation
+from latentcast.client.async_client import DEFAULT_BASE_URL, AsyncClient, Task
+from latentcast.client.errors import (
     APIConnectionError,
     ConflictError,
     LatentcastError,
@@ -36,7 +36,7 @@ from client.errors import (
     TaskFailedError,
     ValidationError,
 )
-from client.events import (
+from latentcast.client.events import (
     AcceptEvent,
     AssignEvent,
     EndEvent,
@@ -47,8 +47,8 @@ from client.events import (
     QueueEvent,
     StartEvent,
 )
-from client.models import Output
-from client.progress import ProgressBar, format_seconds
+from latentcast.client.models import Output
+from latentcast.client.progress import ProgressBar, format_seconds
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -430,15 +430,3 @@ def run_watch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m client generate|watch ...`: the commands without the server package."""
-    parser = argparse.ArgumentParser(prog="latentcast", description="Latentcast client.")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,7 +24,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from client.events import Event
+    from latentcast.client.events import Event
 
 
 class LatentcastError(Exception):

@@ -20,7 +20,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from client.models import Output
+from latentcast.client.models import Output
 
 if TYPE_CHECKING:
     from PIL import Image

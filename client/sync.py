@@ -21,10 +21,10 @@ from typing import Any, Self
 
 import httpx
 
-from client._loop import LoopThread
-from client.async_client import DEFAULT_TIMEOUT, AsyncClient, Task
-from client.events import Event, PreviewMode
-from client.models import Output, TaskInfo, TaskPage
+from latentcast.client._loop import LoopThread
+from latentcast.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Task
+from latentcast.client.events import Event, PreviewMode
+from latentcast.client.models import Output, TaskInfo, TaskPage
 
 __all__ = ["Client", "SyncTask"]
 

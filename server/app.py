@@ -12,19 +12,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api.context import Context
-from server.api.errors import APIError, error_response, handle_api_error
-from server.api.routes import routes
-from server.backends.factory import Backend, open_backend
-from server.config import Settings
-from server.engine.fleet import announce, announce_forever, build_workers
-from server.observability import attach as observe
-from server.security.browser import protect
-from server.security.body import BodyLimit
-from server.security.keyring import KeyRing
-from server.security.throttle import RateLimit, Throttle
-from server.tasks.catalog import ModelCatalog, ServedModel
-from server.tasks.service import TaskService
+from latentcast.server.api.context import Context
+from latentcast.server.api.errors import APIError, error_response, handle_api_error
+from latentcast.server.api.routes import routes
+from latentcast.server.backends.factory import Backend, open_backend
+from latentcast.server.config import Settings
+from latentcast.server.engine.fleet import announce, announce_forever, build_workers
+from latentcast.server.observability import attach as observe
+from latentcast.server.security.browser import protect
+from latentcast.server.security.body import BodyLimit
+from latentcast.server.security.keyring import KeyRing
+from latentcast.server.security.throttle import RateLimit, Throttle
+from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
+from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.server")
 

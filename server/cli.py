@@ -1,16 +1,26 @@
-"""`latentcast`: the command line. `serve` runs the service; each command says what it needs."""
+"""`latentcast`: the command line. `serve` runs the service; each command says what it needs.
+
+This module imports nothing beyond the standard library at load time: `pip install latentcast`
+(the client alone) runs `generate` and `watch` through it, and the server's commands say which
+extra to install instead of failing on an import.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import logging
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from server.config import Settings, default_data_dir
-from server.tasks.params import Limits
+if TYPE_CHECKING:
+    from latentcast.server.config import Settings
+
+# What `pip install "latentcast[server]"` adds; a server command checks for them before it starts.
+SERVER_MODULES = ("torch", "diffusers", "transformers", "starlette", "uvicorn", "pydantic")
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +103,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     _engine_options(serve)
     _backend_options(serve)
     _limit_options(serve)
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, needs_server=True)
 
 
 def _worker_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -103,11 +113,13 @@ def _worker_parser(commands: argparse._SubParsersAction) -> None:  # type: ignor
     worker.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)  # accepted, unused: no HTTP here
     _engine_options(worker)
     _backend_options(worker)
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, needs_server=True)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from server.tasks.catalog import SD3_MEDIUM_ALIASES
+    from latentcast.server.config import Settings, default_data_dir
+    from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
+    from latentcast.server.tasks.params import Limits
 
     common = dict(
         data_dir=args.data_dir or default_data_dir(),
@@ -158,7 +170,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.engine.fleet import run_worker_process
+    from latentcast.server.engine.fleet import run_worker_process
 
     if args.broker is None:
         print("latentcast worker: --broker redis://... is required (a lone worker has nobody to work for)", file=sys.stderr)
@@ -179,7 +191,7 @@ def _quiet_libraries() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.security.commands import exposure
+    from latentcast.server.security.commands import exposure
 
     exposed = exposure(_settings(args), insecure=args.insecure)  # before the slow imports: refuse at once
     if not exposed.allowed:
@@ -188,10 +200,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     _quiet_libraries()
-    from server.app import create_app
+    from latentcast.server.app import create_app
 
     settings = dataclasses.replace(_settings(args), log_format=args.log_format)
-    from server.observability import configure_logging
+    from latentcast.server.observability import configure_logging
 
     # Every logger (uvicorn's too: log_config=None below) in one format; the console progress bar
     # only on a terminal, and never in JSON mode.
@@ -200,7 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
         "Latentcast on %s (model %s, data in %s)", settings.base_url, settings.model, settings.data_dir
     )
     logging.getLogger("latentcast").log(logging.WARNING if exposed.open else logging.INFO, exposed.message)
-    from server.security.slowloris import head_deadline
+    from latentcast.server.security.slowloris import head_deadline
 
     uvicorn.run(
         create_app(settings),
@@ -228,14 +240,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _worker_parser(commands)
-    from server.security.commands import add_commands as add_key_commands
+    from latentcast.server.security.commands import add_commands as add_key_commands
 
     add_key_commands(commands)
-    from client.cli import add_commands
+    from latentcast.client.cli import add_commands
 
     add_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "needs_server", False) and (missing := _missing_server_modules()):
+        print(
+            f"latentcast {args.command}: the server is not installed here (no {', '.join(missing)}); "
+            "pip install \"latentcast[server]\"",
+            file=sys.stderr,
+        )
+        return 2
     return args.run(args)
+
+
+def _missing_server_modules() -> list[str]:
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 
 
 if __name__ == "__main__":

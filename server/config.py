@@ -6,8 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from server.tasks.catalog import SD3_MEDIUM_ALIASES
-from server.tasks.params import Limits
+from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
+from latentcast.server.tasks.params import Limits
 
 
 def default_data_dir() -> Path:

@@ -59,7 +59,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", self.command, "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
+            [sys.executable, "-m", "latentcast", self.command, "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -15,12 +15,12 @@ import hmac
 
 from starlette.requests import HTTPConnection
 
-from server.api.context import context
-from server.api.errors import APIError
-from server.backends.base import Listener, TaskStore
-from server.protocol.events import Event
-from server.security.auth import Caller, credentials, unauthorized
-from server.tasks.record import TaskRecord
+from latentcast.server.api.context import context
+from latentcast.server.api.errors import APIError
+from latentcast.server.backends.base import Listener, TaskStore
+from latentcast.server.protocol.events import Event
+from latentcast.server.security.auth import Caller, credentials, unauthorized
+from latentcast.server.tasks.record import TaskRecord
 
 
 def given_token(connection: HTTPConnection) -> str | None:

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from server.backends.base import FileStore
-from server.backends.factory import Backend
-from server.config import Settings
-from server.engine.worker import Worker
-from server.tasks.service import TaskService
+from latentcast.server.backends.base import FileStore
+from latentcast.server.backends.factory import Backend
+from latentcast.server.config import Settings
+from latentcast.server.engine.worker import Worker
+from latentcast.server.tasks.service import TaskService
 
 if TYPE_CHECKING:  # not at run time: keyring imports the compat endpoints, which import this module
-    from server.security.keyring import KeyRing
-    from server.security.throttle import Throttle
+    from latentcast.server.security.keyring import KeyRing
+    from latentcast.server.security.throttle import Throttle
 
 
 @dataclasses.dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.context import context
-from server.api.errors import APIError
-from server.api.tasks import find
+from latentcast.server.api.context import context
+from latentcast.server.api.errors import APIError
+from latentcast.server.api.tasks import find
 
 
 async def get_file(request: Request) -> Response:

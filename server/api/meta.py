@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.api.access import require_key
-from server.api.context import context
+from latentcast.server.api.access import require_key
+from latentcast.server.api.context import context
 
 
 async def list_models(request: Request) -> JSONResponse:

@@ -10,9 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.context import context
-from server.observability import refresh
-from server.observability.metrics import REGISTRY
+from latentcast.server.api.context import context
+from latentcast.server.observability import refresh
+from latentcast.server.observability.metrics import REGISTRY
 
 
 async def metrics(request: Request) -> Response:

@@ -13,6 +13,8 @@ with `--cors-origin` (server.security.browser). Static files may be loaded from 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 from pathlib import Path
 
 from starlette.requests import Request
@@ -21,10 +23,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from server.api.context import context
-from server.security.browser import OriginPolicy
+from latentcast.server.api.context import context
+from latentcast.server.security.browser import OriginPolicy
 
-STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+# The pages are package data (`latentcast.static`), read from wherever the package is installed.
+STATIC: Path = contextlib.ExitStack().enter_context(
+    importlib.resources.as_file(importlib.resources.files("latentcast.static"))
+)
 
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -67,8 +72,7 @@ class _PublicStatic:
     """StaticFiles whose responses any origin may load (module scripts cross-origin need CORS)."""
 
     def __init__(self, directory: Path) -> None:
-        # check_dir=False: without static/ (an install that left it out) the API still starts
-        self.files = StaticFiles(directory=directory, check_dir=False)
+        self.files = StaticFiles(directory=directory)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:

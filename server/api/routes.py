@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from server.api import files, meta, metrics, sse, tasks, websocket
-from server.api import pages
-from server import compat
+from latentcast.server.api import files, meta, metrics, sse, tasks, websocket
+from latentcast.server.api import pages
+from latentcast.server import compat
 
 routes: list[BaseRoute] = [
     # the native API

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from server.api.context import context
-from server.api.errors import field_error, invalid
-from server.api.tasks import find
-from server.observability import metrics
-from server.protocol.events import encode_sse
-from server.protocol.flow import OutboundQueue
-from server.tasks.feed import TaskFeed
+from latentcast.server.api.context import context
+from latentcast.server.api.errors import field_error, invalid
+from latentcast.server.api.tasks import find
+from latentcast.server.observability import metrics
+from latentcast.server.protocol.events import encode_sse
+from latentcast.server.protocol.flow import OutboundQueue
+from latentcast.server.tasks.feed import TaskFeed
 
 KEEPALIVE_SECONDS = 15.0
 

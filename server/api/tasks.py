@@ -8,14 +8,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from server.api.access import check_access, given_token, no_task, require_key
-from server.api.context import context
-from server.api.errors import APIError, field_error, invalid, json_object, pydantic_fields
-from server.protocol.events import TaskStatus
-from server.tasks.catalog import UnknownModel
-from server.tasks.params import TaskParams, check_limits
-from server.tasks.record import TaskRecord
-from server.tasks.service import TaskFinished, TaskNotFound, TaskService
+from latentcast.server.api.access import check_access, given_token, no_task, require_key
+from latentcast.server.api.context import context
+from latentcast.server.api.errors import APIError, field_error, invalid, json_object, pydantic_fields
+from latentcast.server.protocol.events import TaskStatus
+from latentcast.server.tasks.catalog import UnknownModel
+from latentcast.server.tasks.params import TaskParams, check_limits
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskFinished, TaskNotFound, TaskService
 
 
 def validate_params(request: Request, body: dict[str, Any]) -> TaskParams:

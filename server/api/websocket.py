@@ -33,15 +33,15 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from server.api.access import OwnEvents, check_access, identify, no_task
-from server.api.context import Context, context
-from server.api.errors import APIError, error_response, parse_json
-from server.observability import metrics
-from server.protocol.events import PREVIEW_MODES, Event, encode_for
-from server.protocol.flow import OutboundQueue
-from server.security.auth import Caller, Credentials, unauthorized
-from server.security.keyring import CACHE_SECONDS
-from server.tasks.feed import TaskFeed
+from latentcast.server.api.access import OwnEvents, check_access, identify, no_task
+from latentcast.server.api.context import Context, context
+from latentcast.server.api.errors import APIError, error_response, parse_json
+from latentcast.server.observability import metrics
+from latentcast.server.protocol.events import PREVIEW_MODES, Event, encode_for
+from latentcast.server.protocol.flow import OutboundQueue
+from latentcast.server.security.auth import Caller, Credentials, unauthorized
+from latentcast.server.security.keyring import CACHE_SECONDS
+from latentcast.server.tasks.feed import TaskFeed
 
 CLOSE_TOO_SLOW = 1013
 CLOSE_IDLE = 1000  # a normal closure: nothing was lost, a client that wants more reconnects

@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from server.protocol.events import Event, Preview, TaskStatus
-from server.security.keys import ApiKey
-from server.tasks.record import TaskRecord
+from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.security.keys import ApiKey
+from latentcast.server.tasks.record import TaskRecord
 
 Listener = Callable[[Event], None]
 

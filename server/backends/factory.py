@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.backends.base import EventBus, FileStore, JobQueue, KeyStore, TaskStore
-from server.config import Settings
+from latentcast.server.backends.base import EventBus, FileStore, JobQueue, KeyStore, TaskStore
+from latentcast.server.config import Settings
 
 
 @dataclasses.dataclass
@@ -39,14 +39,14 @@ def open_backend(settings: Settings, *, follow_feed: bool = True) -> Backend:
 def open_key_store(settings: Settings) -> KeyStore:
     """The API keys alone, where the server keeps them: for `latentcast keys` and `serve`'s start-up check."""
     if settings.broker is None:
-        from server.backends.sqlite_apikeys import SQLiteKeyStore
+        from latentcast.server.backends.sqlite_apikeys import SQLiteKeyStore
 
         return SQLiteKeyStore(settings.database)
     _check_broker(settings.broker)
     import redis.asyncio as aioredis
 
-    from server.backends.redis_apikeys import RedisKeyStore
-    from server.backends.redis_keys import Keys
+    from latentcast.server.backends.redis_apikeys import RedisKeyStore
+    from latentcast.server.backends.redis_keys import Keys
 
     return RedisKeyStore(aioredis.Redis.from_url(settings.broker), Keys(settings.redis_prefix))
 
@@ -57,11 +57,11 @@ def _check_broker(broker: str) -> None:
 
 
 def _local(settings: Settings) -> Backend:
-    from server.backends.disk_files import DiskFiles
-    from server.backends.local_bus import LocalBus
-    from server.backends.memory_queue import MemoryQueue
-    from server.backends.sqlite_apikeys import SQLiteKeyStore
-    from server.backends.sqlite_store import SQLiteStore
+    from latentcast.server.backends.disk_files import DiskFiles
+    from latentcast.server.backends.local_bus import LocalBus
+    from latentcast.server.backends.memory_queue import MemoryQueue
+    from latentcast.server.backends.sqlite_apikeys import SQLiteKeyStore
+    from latentcast.server.backends.sqlite_store import SQLiteStore
 
     store = SQLiteStore(settings.database)
     keys = SQLiteKeyStore(settings.database)
@@ -97,13 +97,13 @@ def _local(settings: Settings) -> Backend:
 def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     import redis.asyncio as aioredis
 
-    from server.backends.disk_files import DiskFiles
-    from server.backends.redis_apikeys import RedisKeyStore
-    from server.backends.redis_bus import RedisBus
-    from server.backends.redis_files import RedisFiles
-    from server.backends.redis_keys import Keys
-    from server.backends.redis_queue import RedisQueue
-    from server.backends.redis_store import RedisStore
+    from latentcast.server.backends.disk_files import DiskFiles
+    from latentcast.server.backends.redis_apikeys import RedisKeyStore
+    from latentcast.server.backends.redis_bus import RedisBus
+    from latentcast.server.backends.redis_files import RedisFiles
+    from latentcast.server.backends.redis_keys import Keys
+    from latentcast.server.backends.redis_queue import RedisQueue
+    from latentcast.server.backends.redis_store import RedisStore
 
     assert settings.broker is not None
     client = aioredis.Redis.from_url(settings.broker)

@@ -12,8 +12,8 @@ import dataclasses
 import orjson
 import redis.asyncio as aioredis
 
-from server.backends.redis_keys import Keys
-from server.security.keys import ApiKey
+from latentcast.server.backends.redis_keys import Keys
+from latentcast.server.security.keys import ApiKey
 
 
 def _dump(key: ApiKey) -> bytes:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from server.backends.base import Listener
-from server.backends.local_bus import LocalBus
-from server.backends.redis_keys import Keys
-from server.backends.redis_store import event_from_fields, preview_from_fields
-from server.protocol.events import Event
+from latentcast.server.backends.base import Listener
+from latentcast.server.backends.local_bus import LocalBus
+from latentcast.server.backends.redis_keys import Keys
+from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
+from latentcast.server.protocol.events import Event
 
 log = logging.getLogger("latentcast.redis")
 

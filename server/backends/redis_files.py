@@ -9,8 +9,8 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
-from server.backends.base import safe_output_name
-from server.backends.redis_keys import Keys
+from latentcast.server.backends.base import safe_output_name
+from latentcast.server.backends.redis_keys import Keys
 
 
 class RedisFiles:

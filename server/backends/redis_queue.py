@@ -15,8 +15,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from server.backends.base import Fence, Job
-from server.backends.redis_keys import GROUP, Keys
+from latentcast.server.backends.base import Fence, Job
+from latentcast.server.backends.redis_keys import GROUP, Keys
 
 _PUT = """
 local n = redis.call('INCR', KEYS[3])

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from server.backends.base import Fence, Page, StaleWrite, decode_cursor, encode_cursor
-from server.backends.redis_keys import Keys
-from server.protocol.events import Event, Preview, TaskStatus
-from server.tasks.record import TaskRecord
+from latentcast.server.backends.base import Fence, Page, StaleWrite, decode_cursor, encode_cursor
+from latentcast.server.backends.redis_keys import Keys
+from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.record import TaskRecord
 
 _APPEND = """
 local task, events, preview, feed, old_index, new_index, token_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from server.security.keys import ApiKey
+from latentcast.server.security.keys import ApiKey
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (

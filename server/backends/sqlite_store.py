@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from server.backends.base import Fence, Page, decode_cursor, encode_cursor
-from server.protocol.events import Event, Preview, TaskStatus
-from server.tasks.record import TaskRecord
+from latentcast.server.backends.base import Fence, Page, decode_cursor, encode_cursor
+from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.record import TaskRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

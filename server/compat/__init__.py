@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from server.compat import aimlapi, segmind, texttoimage, wiro
+from latentcast.server.compat import aimlapi, segmind, texttoimage, wiro
 
 routes: list[BaseRoute] = [*aimlapi.routes, *wiro.routes, *segmind.routes, *texttoimage.routes]

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.compat.common import (
+from latentcast.server.compat.common import (
     HTTP_STATUS,
     Refusal,
     endpoint,
@@ -27,7 +27,7 @@ from server.compat.common import (
     random_seed,
     start,
 )
-from server.tasks.params import MAX_SEED
+from latentcast.server.tasks.params import MAX_SEED
 
 MODELS = ("stable-diffusion-v3-medium", "stable-diffusion-v35-large")
 # the providers' pixel sizes for each `image_size` preset (width, height)

@@ -21,13 +21,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.access import require_key
-from server.api.context import context
-from server.api.errors import APIError, field_error, parse_json, pydantic_fields
-from server.api.tasks import submit, validate_params
-from server.protocol.events import TaskStatus
-from server.tasks.record import TaskRecord
-from server.tasks.service import TaskFinished, TaskService
+from latentcast.server.api.access import require_key
+from latentcast.server.api.context import context
+from latentcast.server.api.errors import APIError, field_error, parse_json, pydantic_fields
+from latentcast.server.api.tasks import submit, validate_params
+from latentcast.server.protocol.events import TaskStatus
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskFinished, TaskService
 
 # How long a synchronous endpoint (AI/ML API, Segmind, textToImage) waits for its task before it
 # cancels the task and answers with the provider's timeout. Seconds; the environment may change it.

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.compat.common import HTTP_STATUS, Refusal, endpoint, finish, json_body, output_bytes, parse, start
+from latentcast.server.compat.common import HTTP_STATUS, Refusal, endpoint, finish, json_body, output_bytes, parse, start
 
 MODEL = "stable-diffusion-3-medium"
 # Segmind's sampler names that have a flow-matching counterpart here (server.engine.schedulers).

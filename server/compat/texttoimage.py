@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.api.context import context
-from server.compat.common import (
+from latentcast.server.api.context import context
+from latentcast.server.compat.common import (
     HTTP_STATUS,
     Refusal,
     endpoint,

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.api.access import require_key
-from server.api.context import context
-from server.api.errors import APIError, parse_json
-from server.compat.common import Refusal, endpoint, invalid, parse, start
-from server.compat.wiro_detail import deliver_when_done, detail_body
-from server.protocol.events import TaskStatus
-from server.tasks.record import TaskRecord
-from server.tasks.service import TaskFinished
+from latentcast.server.api.access import require_key
+from latentcast.server.api.context import context
+from latentcast.server.api.errors import APIError, parse_json
+from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
+from latentcast.server.compat.wiro_detail import deliver_when_done, detail_body
+from latentcast.server.protocol.events import TaskStatus
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskFinished
 
 SCHEDULERS = {
     "FlowMatchEulerDiscreteScheduler": "flow_match_euler",

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from server.compat.common import wait_ended
-from server.protocol.events import EventType, TaskStatus
-from server.tasks.record import TaskRecord
-from server.tasks.service import TaskService
+from latentcast.server.compat.common import wait_ended
+from latentcast.server.protocol.events import EventType, TaskStatus
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.compat.wiro")
 

@@ -11,11 +11,11 @@ import asyncio
 import os
 import socket
 
-from server.backends.factory import Backend
-from server.config import Settings
-from server.engine.loader import LoadedModel, load_pipeline
-from server.engine.worker import Worker
-from server.tasks.service import TaskService
+from latentcast.server.backends.factory import Backend
+from latentcast.server.config import Settings
+from latentcast.server.engine.loader import LoadedModel, load_pipeline
+from latentcast.server.engine.worker import Worker
+from latentcast.server.tasks.service import TaskService
 
 
 def build_workers(settings: Settings, service: TaskService, backend: Backend, count: int) -> list[Worker]:
@@ -64,8 +64,8 @@ async def run_worker_process(settings: Settings) -> None:
     """`latentcast worker`: workers on a shared backend, until SIGTERM or SIGINT."""
     import signal
 
-    from server.backends.factory import open_backend
-    from server.tasks.catalog import ModelCatalog, ServedModel
+    from latentcast.server.backends.factory import open_backend
+    from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 
     backend = open_backend(settings, follow_feed=False)
     service = TaskService(

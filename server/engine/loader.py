@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusion3Pipeline
 
-from server.engine.builtin import BUILTIN_MODELS, ensure_builtin
+from latentcast.server.engine.builtin import BUILTIN_MODELS, ensure_builtin
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,

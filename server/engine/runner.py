@@ -19,13 +19,13 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from server.backends.base import FileStore
-from server.engine.loader import LoadedModel
-from server.engine.previews import Previewer, denoised_estimate, encode_image
-from server.engine.schedulers import configure_scheduler
-from server.observability.metrics import observe_preview
-from server.protocol.events import EventType, Preview
-from server.tasks.record import TaskRecord
+from latentcast.server.backends.base import FileStore
+from latentcast.server.engine.loader import LoadedModel
+from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
+from latentcast.server.engine.schedulers import configure_scheduler
+from latentcast.server.observability.metrics import observe_preview
+from latentcast.server.protocol.events import EventType, Preview
+from latentcast.server.tasks.record import TaskRecord
 
 Emit = Callable[..., None]  # emit(type, message, preview=None): thread-safe, never blocks
 

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from server.backends.base import Job, StaleWrite
-from server.backends.base import FileStore
-from server.engine.loader import LoadedModel
-from server.engine.previews import Previewer, make_previewer
-from server.engine.runner import Interrupted, StopSignal, run_generation
-from server.protocol.events import EventType, Preview
-from server.tasks.record import TaskRecord
-from server.tasks.service import TaskService
+from latentcast.server.backends.base import Job, StaleWrite
+from latentcast.server.backends.base import FileStore
+from latentcast.server.engine.loader import LoadedModel
+from latentcast.server.engine.previews import Previewer, make_previewer
+from latentcast.server.engine.runner import Interrupted, StopSignal, run_generation
+from latentcast.server.protocol.events import EventType, Preview
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.worker")
 

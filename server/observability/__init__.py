@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.observability.logs import configure_logging, console_progress
-from server.observability.observer import TaskObserver, observe, refresh
+from latentcast.server.observability.logs import configure_logging, console_progress
+from latentcast.server.observability.observer import TaskObserver, observe, refresh
 
 __all__ = ["TaskObserver", "attach", "configure_logging", "console_progress", "observe", "refresh"]
 

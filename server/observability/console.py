@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from server.protocol.events import Event, EventType
+from latentcast.server.protocol.events import Event, EventType
 
 _CLEAR = "\r\x1b[K"
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from server.observability.console import ConsoleHandler, ConsoleProgress
+from latentcast.server.observability.console import ConsoleHandler, ConsoleProgress
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

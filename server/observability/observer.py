@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from server.observability import metrics
-from server.protocol.events import Event, EventType, TaskStatus, status_after
+from latentcast.server.observability import metrics
+from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
 
 log = logging.getLogger("latentcast.task")
 

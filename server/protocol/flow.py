@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 
-from server.protocol.events import Event
+from latentcast.server.protocol.events import Event
 
 
 class OutboundQueue:

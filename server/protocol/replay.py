@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from server.protocol.events import Event
+from latentcast.server.protocol.events import Event
 
 
 class Gap(Exception):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from server.api.errors import APIError
-from server.security.keys import ApiKey
-from server.tasks.record import TaskRecord
+from latentcast.server.api.errors import APIError
+from latentcast.server.security.keys import ApiKey
+from latentcast.server.tasks.record import TaskRecord
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

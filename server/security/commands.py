@@ -13,12 +13,14 @@ import ipaddress
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from server.backends.base import KeyStore
-from server.config import Settings, default_data_dir
-from server.security.keys import ApiKey, new_key
+if TYPE_CHECKING:  # the command line loads this module without the server's dependencies
+    from latentcast.server.backends.base import KeyStore
+    from latentcast.server.config import Settings
+    from latentcast.server.security.keys import ApiKey
 
 CREATE_HINT = "latentcast keys create --name NAME"
 
@@ -33,15 +35,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     create.add_argument("--rate-per-minute", type=_positive, default=None, help="requests a minute this key may make")
     create.add_argument("--max-in-flight", type=_positive, default=None, help="unfinished tasks this key may have")
     create.add_argument("--json", action="store_true", help="print {id, name, key, secret, admin} as JSON")
-    create.set_defaults(run=_run, action_run=_create)
+    create.set_defaults(run=_run, action_run=_create, needs_server=True)
 
     listing = actions.add_parser("list", help="every key: id, name, role, limits, created, revoked")
     listing.add_argument("--json", action="store_true", help="one JSON array (no key nor secret: they are not kept)")
-    listing.set_defaults(run=_run, action_run=_list)
+    listing.set_defaults(run=_run, action_run=_list, needs_server=True)
 
     revoke = actions.add_parser("revoke", help="stop a key at once (its open sockets are closed)")
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
-    revoke.set_defaults(run=_run, action_run=_revoke)
+    revoke.set_defaults(run=_run, action_run=_revoke, needs_server=True)
 
     for action in (create, listing, revoke):
         where = action.add_argument_group("where the server keeps its keys")
@@ -60,7 +62,8 @@ def _positive(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from server.backends.factory import open_key_store
+    from latentcast.server.backends.factory import open_key_store
+    from latentcast.server.config import Settings, default_data_dir
 
     data_dir = args.data_dir or default_data_dir()
     settings = Settings(data_dir=data_dir, broker=args.broker, redis_prefix=args.redis_prefix)
@@ -76,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _create(store: KeyStore, args: argparse.Namespace) -> int:
+    from latentcast.server.security.keys import new_key
+
     made = new_key(args.name, admin=args.admin, rate_per_minute=args.rate_per_minute, max_in_flight=args.max_in_flight)
     await store.add(made.record)
     key = made.record
@@ -140,7 +145,7 @@ def is_loopback(host: str) -> bool:
 
 
 async def _configured(settings: Settings) -> bool:
-    from server.backends.factory import open_key_store
+    from latentcast.server.backends.factory import open_key_store
 
     store = open_key_store(settings)
     try:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 
-from server.backends.base import KeyStore
-from server.compat.wiro_signature import verify_wiro_signature
-from server.security.auth import ANYONE, Caller, Credentials, unauthorized
-from server.security.keys import ApiKey, digest, unseal
+from latentcast.server.backends.base import KeyStore
+from latentcast.server.compat.wiro_signature import verify_wiro_signature
+from latentcast.server.security.auth import ANYONE, Caller, Credentials, unauthorized
+from latentcast.server.security.keys import ApiKey, digest, unseal
 
 CACHE_SECONDS = 0.5
 NONCE_WINDOW = 300.0

@@ -20,15 +20,15 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.api.errors import APIError, error_response
-from server.backends.base import EventBus
-from server.config import Settings
-from server.protocol.events import Event
-from server.security.auth import Caller, credentials
-from server.security.keyring import KeyRing
-from server.security.keys import ApiKey, digest
-from server.security.ratelimit import InFlight, RateLimiter
-from server.tasks.record import TaskRecord
+from latentcast.server.api.errors import APIError, error_response
+from latentcast.server.backends.base import EventBus
+from latentcast.server.config import Settings
+from latentcast.server.protocol.events import Event
+from latentcast.server.security.auth import Caller, credentials
+from latentcast.server.security.keyring import KeyRing
+from latentcast.server.security.keys import ApiKey, digest
+from latentcast.server.security.ratelimit import InFlight, RateLimiter
+from latentcast.server.tasks.record import TaskRecord
 
 # Nobody knows when a task will end; a client told to come back in this many seconds usually finds room.
 IN_FLIGHT_RETRY_SECONDS = 5

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from server.backends.base import EventBus, TaskStore
-from server.protocol.events import Event
-from server.protocol.replay import Cursor, Gap
+from latentcast.server.backends.base import EventBus, TaskStore
+from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.replay import Cursor, Gap
 
 
 class TaskFeed:

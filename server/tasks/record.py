@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from server.protocol.events import Event, EventType, TaskStatus, status_after
+from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
 
 # Events that are log lines or progress, not lifecycle milestones: their times are not kept.
 _UNTIMED = frozenset({EventType.PROGRESS, EventType.OUTPUT, EventType.OUTPUT_FULL, EventType.ERROR_FULL})

@@ -14,11 +14,11 @@ import secrets
 import time
 from typing import Any
 
-from server.backends.base import EventBus, Fence, Job, JobQueue, Page, TaskStore
-from server.protocol.events import Event, EventType, Preview, TaskStatus
-from server.tasks.catalog import ModelCatalog
-from server.tasks.params import TaskParams
-from server.tasks.record import TaskRecord
+from latentcast.server.backends.base import EventBus, Fence, Job, JobQueue, Page, TaskStore
+from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
+from latentcast.server.tasks.catalog import ModelCatalog
+from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.record import TaskRecord
 
 # A task interrupted by this many restarts or worker losses is failed instead of run again.
 MAX_ATTEMPTS = 3

@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.backends.memory_queue import MemoryQueue
+from latentcast.server.backends.memory_queue import MemoryQueue
 
 # put a new task, take the head, or cancel the task at some index of those waiting
 operations = st.lists(

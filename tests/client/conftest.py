@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from client import AsyncClient
+from latentcast.client import AsyncClient
 from tests.support import ServerProcess
 
 # Tiny and quick; LONG leaves time to act while the task runs (the tiny model does ~10-100 it/s).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from client import (
+from latentcast.client import (
     AsyncClient,
     CancelEvent,
     ConflictError,

@@ -19,7 +19,7 @@ TASK_LINE = re.compile(r"task ([0-9a-f]+), seed \d+ \(follow it: latentcast watc
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server", *args]
+    return [sys.executable, "-m", "latentcast", *args]
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import struct
 import pytest
 from PIL import Image
 
-from client import (
+from latentcast.client import (
     AuthenticationError,
     CancelEvent,
     ConflictError,
@@ -24,8 +24,8 @@ from client import (
     RateLimitError,
     ValidationError,
 )
-from client.errors import InternalServerError, error_from_response, error_from_socket
-from client.events import FrameError, decode_frame, parse_frame
+from latentcast.client.errors import InternalServerError, error_from_response, error_from_socket
+from latentcast.client.events import FrameError, decode_frame, parse_frame
 
 
 def _webp(size: tuple[int, int] = (8, 6)) -> bytes:

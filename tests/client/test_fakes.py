@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from client import (
+from latentcast.client import (
     AsyncClient,
     AuthenticationError,
     ErrorEvent,

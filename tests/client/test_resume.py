@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from client import APIConnectionError, AsyncClient, ProgressEvent
+from latentcast.client import APIConnectionError, AsyncClient, ProgressEvent
 from tests.client.conftest import LONG
 from tests.client.proxy import TcpProxy
 from tests.support import ServerProcess, collect

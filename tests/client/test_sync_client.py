@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from client import (
+from latentcast.client import (
     CancelEvent,
     Client,
     NotFoundError,

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from server.tasks.catalog import SD3_MEDIUM_ALIASES
+from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
 from tests.support import ServerProcess
 
 

@@ -7,8 +7,8 @@ import typing
 import httpx
 import pytest
 
-from server.engine.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler, configure_scheduler
-from server.tasks.params import TaskParams
+from latentcast.server.engine.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler, configure_scheduler
+from latentcast.server.tasks.params import TaskParams
 from tests.compat.helpers import image_of, native_task
 from tests.support import SMALL, ServerProcess, collect, collect_from_the_start, types
 
@@ -88,6 +88,6 @@ def test_the_models_own_scheduler_comes_back_after_another(tiny_pipe: object) ->
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tmp_path_factory: pytest.TempPathFactory) -> object:
-    from server.engine.loader import load_pipeline
+    from latentcast.server.engine.loader import load_pipeline
 
     return load_pipeline("builtin:tiny", data_dir=tmp_path_factory.mktemp("tiny")).pipe

@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from server.compat import aimlapi, segmind, texttoimage, wiro
-from server.compat.common import WAIT_ENV, Refusal
+from latentcast.server.compat import aimlapi, segmind, texttoimage, wiro
+from latentcast.server.compat.common import WAIT_ENV, Refusal
 from tests.compat.helpers import count_tasks, task_with_prompt
 from tests.support import ServerProcess, wait_status
 

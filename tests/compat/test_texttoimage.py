@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.compat.texttoimage import fit
+from latentcast.server.compat.texttoimage import fit
 from tests.compat.helpers import changed, image_of, nothing_queued
 from tests.support import ServerProcess
 

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from server.compat.wiro_detail import task_detail
-from server.compat.wiro_signature import wiro_signature
-from server.protocol.events import Event
-from server.tasks.params import TaskParams
-from server.tasks.record import TaskRecord
+from latentcast.server.compat.wiro_detail import task_detail
+from latentcast.server.compat.wiro_signature import wiro_signature
+from latentcast.server.protocol.events import Event
+from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.record import TaskRecord
 from tests.compat.conftest import Receiver
 from tests.compat.helpers import changed, nothing_queued, wiro_socket
 from tests.support import ServerProcess, wait_status

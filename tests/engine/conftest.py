@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.loader import LoadedModel, load_pipeline
+from latentcast.server.engine.loader import LoadedModel, load_pipeline
 
 
 @pytest.fixture(scope="session")

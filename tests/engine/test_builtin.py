@@ -10,8 +10,8 @@ import pytest
 import torch
 from diffusers import StableDiffusion3Pipeline
 
-from server.engine.builtin import BUILTIN_MODELS, build_tiny_pipeline, ensure_builtin
-from server.engine.loader import LoadedModel, ModelLoadError, load_pipeline, resolve_dtype
+from latentcast.server.engine.builtin import BUILTIN_MODELS, build_tiny_pipeline, ensure_builtin
+from latentcast.server.engine.loader import LoadedModel, ModelLoadError, load_pipeline, resolve_dtype
 
 COMPONENTS = (
     "scheduler",

@@ -11,8 +11,8 @@ import torch
 from diffusers import AutoencoderTiny, FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
-from server.engine.loader import LoadedModel
-from server.engine.previews import (
+from latentcast.server.engine.loader import LoadedModel
+from latentcast.server.engine.previews import (
     SD3_LATENT_RGB_BIAS,
     SD3_LATENT_RGB_FACTORS,
     Latent2RGB,

@@ -62,7 +62,7 @@ def test_a_terminal_shows_a_progress_bar_per_running_task(tmp_path):
     master, slave = pty.openpty()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "latentcast", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
     )

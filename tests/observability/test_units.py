@@ -8,12 +8,12 @@ import logging
 import orjson
 import pytest
 
-from server.observability import metrics
-from server.observability.console import ConsoleHandler, ConsoleProgress
-from server.observability.logs import JSONFormatter, configure_logging, redact
-from server.observability.observer import TaskObserver
-from server.protocol.events import Event, Preview
-from server.protocol.flow import OutboundQueue
+from latentcast.server.observability import metrics
+from latentcast.server.observability.console import ConsoleHandler, ConsoleProgress
+from latentcast.server.observability.logs import JSONFormatter, configure_logging, redact
+from latentcast.server.observability.observer import TaskObserver
+from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.protocol.flow import OutboundQueue
 
 
 def events_of_a_task(task: str, steps: int = 3, start: float = 1000.0) -> list[Event]:

@@ -3,7 +3,7 @@ import base64
 import orjson
 import pytest
 
-from server.protocol.events import (
+from latentcast.server.protocol.events import (
     Event,
     EventType,
     Preview,

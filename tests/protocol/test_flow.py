@@ -1,5 +1,5 @@
-from server.protocol.events import Event, Preview
-from server.protocol.flow import OutboundQueue
+from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.protocol.flow import OutboundQueue
 
 
 def progress(task: str, seq: int, image: bool = True) -> Event:

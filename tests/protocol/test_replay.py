@@ -1,7 +1,7 @@
 import pytest
 
-from server.protocol.events import Event
-from server.protocol.replay import Cursor, Gap
+from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.replay import Cursor, Gap
 
 
 def event(seq: int, type_: str = "task_output") -> Event:

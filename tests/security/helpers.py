@@ -31,7 +31,7 @@ BODIES: dict[str, dict[str, Any]] = {
 def keys_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`latentcast keys ...` as an operator runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "server", "keys", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "latentcast", "keys", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
 

@@ -41,7 +41,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
 
 def test_without_keys_a_public_address_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "server", "serve", *PUBLIC, "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "latentcast", "serve", *PUBLIC, "--data-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2

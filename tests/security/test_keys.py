@@ -13,7 +13,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from server.compat.wiro_signature import wiro_signature
+from latentcast.server.compat.wiro_signature import wiro_signature
 from tests.security.conftest import Keyed
 from tests.security.helpers import TINY, bearer, create_key, keys_cli, revoke_key
 from tests.support import RedisServer, ServerProcess

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import websockets
 
-from server.observability.logs import JSONFormatter, TextFormatter
+from latentcast.server.observability.logs import JSONFormatter, TextFormatter
 from tests.security.helpers import TINY, bearer, create_key
 from tests.support import ServerProcess, collect
 

@@ -17,7 +17,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from server.security.ratelimit import InFlight, RateLimiter
+from latentcast.server.security.ratelimit import InFlight, RateLimiter
 from tests.security.helpers import BODIES, TINY, bearer, count_tasks, create_key, parse_response, raw_exchange
 from tests.support import ServerProcess, subscribe
 
