@@ -28,12 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-
-def _terminal(event: dict[str, Any]) -> bool:
-    if event["type"] in ("task_postprocess_end", "task_cancel"):
-        return True
-    message = event.get("message")
-    return event["type"] == "task_error" and isinstance(message, dict) and message.get("fatal") is True
+from latentcast.client.wire import decode_frame, ends_stream
 
 
 def _client_frame(opcode: int, payload: bytes) -> bytes:
@@ -137,14 +132,10 @@ class Subscriber(asyncio.Protocol):
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             self._fail(f"closed by the server ({code})")
             return
-        if opcode == 0x2:
-            length = int.from_bytes(payload[:4], "big")
-            event = orjson.loads(payload[4 : 4 + length])
-            self.previews_received += 1
-        elif opcode == 0x1:
-            event = orjson.loads(payload)
-        else:
+        if opcode not in (0x1, 0x2):
             return
+        event, image = decode_frame(payload if opcode == 0x2 else payload.decode())
+        self.previews_received += image is not None
         if "seq" not in event:
             if event.get("type") == "subscribed" and not self.subscribed.done():
                 self.subscribed_at = time.time()
@@ -156,7 +147,7 @@ class Subscriber(asyncio.Protocol):
         self.types.append(event["type"])
         if event["time"] >= self.subscribed_at > 0:
             self.latencies.append((event["type"], received - event["time"]))
-        if _terminal(event) and not self.finished.done():
+        if ends_stream(event) and not self.finished.done():
             self.finished.set_result(None)
 
     def _fail(self, why: str) -> None:

@@ -1,4 +1,6 @@
-"""What every benchmark shares: the machine it ran on, servers to measure, clients, the report.
+"""What every benchmark shares: the machine it ran on, the server to measure, statistics, the report.
+
+The processes (server, redis-server) are the tests', from tests.processes.
 
 Each benchmark prints a human-readable report and, as its last line, `RESULT {json}` with every
 number it measured (the smoke tests read that line); `--json PATH` also writes the JSON to a file.
@@ -7,30 +9,24 @@ number it measured (the smoke tests read that line); `--json PATH` also writes t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime
 import os
 import platform
 import resource
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
+from latentcast.client.wire import ends_stream as is_terminal  # noqa: F401 (the benchmarks' import)
+from tests.processes import ServerProcess
+
 PYTHON = sys.executable
-# The server under test runs from this tree (an experiment's patched copy, when set).
-SERVER_ROOT = Path(os.environ.get("LATENTCAST_BENCH_SERVER_ROOT", ROOT))
 
 
 # -- the machine -------------------------------------------------------------------------------
@@ -149,13 +145,15 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-# -- processes ------------------------------------------------------------------------------------
+# -- the server under measurement -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextlib.contextmanager
+def measured_server(*args: str) -> Iterator[ServerProcess]:
+    """`latentcast serve *args` (tests.processes, as the tests start it) in a data dir thrown away after."""
+    with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder, ServerProcess(Path(folder), *args) as server:
+        yield server
+
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -173,112 +171,6 @@ def rss_bytes(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
-class Server:
-    """`latentcast serve` in a subprocess (as a user runs it), with its own data dir and port."""
-
-    def __init__(self, *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
-        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="latentcast-bench-")
-        self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
-        self.port = free_port()
-        self.args = list(args)
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir / "server.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/ws"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, timeout: float = 120) -> Server:
-        import httpx
-
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [PYTHON, "-m", "latentcast", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
-                cwd=SERVER_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})},
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="latentcast-bench-redis-") as folder:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-                time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
-async def wait_ready(url: str, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get("/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
-
-
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """`GET /metrics` as {(sample name, sorted labels): value}."""
     import httpx
@@ -294,10 +186,3 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def is_terminal(event: dict[str, Any]) -> bool:
-    if event["type"] in ("task_postprocess_end", "task_cancel"):
-        return True
-    message = event.get("message")
-    return event["type"] == "task_error" and isinstance(message, dict) and message.get("fatal") is True

@@ -20,13 +20,14 @@ from typing import Any
 
 import httpx
 
-from bench.common import PYTHON, ROOT, Report, Server, metric, parser, raise_fd_limit, rss_bytes, scrape
+from bench.common import PYTHON, Report, measured_server, metric, parser, raise_fd_limit, rss_bytes, scrape
+from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 1000
 TARGET_SOCKETS, TARGET_BYTES = 5000, 2**30
 
 
-async def open_sockets(server: Server, task: dict[str, Any], count: int) -> list[asyncio.subprocess.Process]:
+async def open_sockets(server: ServerProcess, task: dict[str, Any], count: int) -> list[asyncio.subprocess.Process]:
     processes = []
     for start in range(0, count, PER_PROCESS):
         processes.append(
@@ -70,8 +71,8 @@ async def run(args: Any, report: Report) -> None:
     limit = raise_fd_limit(max(args.counts) * 2 + 2048)
     report.line(f"   open-file limit: {limit}")
     rows, results = [], []
-    with Server("--workers", "0", "--max-queue", "100000") as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+    with measured_server("--workers", "0", "--max-queue", "100000") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             task = (await http.post("/v1/tasks", json={"prompt": "idle", "width": 64, "height": 64})).json()
             warm = await open_sockets(server, task, 20)
             await close_sockets(warm)
@@ -82,12 +83,12 @@ async def run(args: Any, report: Report) -> None:
                 processes = await open_sockets(server, task, count)
                 opened = time.monotonic() - began
                 held = await settle_rss(server.pid, 2.0)
-                gauge = metric(await asyncio.to_thread(scrape, server.url), "latentcast_subscribers", transport="websocket")
+                gauge = metric(await asyncio.to_thread(scrape, server.base_url), "latentcast_subscribers", transport="websocket")
                 health = await healthz_ms(http)
                 await close_sockets(processes)
                 await asyncio.sleep(2.0)
                 after = rss_bytes(server.pid)
-                gauge_after = metric(await asyncio.to_thread(scrape, server.url), "latentcast_subscribers", transport="websocket")
+                gauge_after = metric(await asyncio.to_thread(scrape, server.base_url), "latentcast_subscribers", transport="websocket")
                 extra = held - base
                 result = {
                     "sockets": count, "rss_before": base, "rss_holding": held, "rss_after_close": after,

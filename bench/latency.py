@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import PYTHON, ROOT, Report, Server, metric, parser, percentile, raise_fd_limit, scrape
+from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, scrape
+from latentcast.client.wire import PREVIEW_MODES
+from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250
 LIFECYCLE = (
@@ -33,7 +35,7 @@ LIFECYCLE = (
 )
 
 
-async def _client(server: Server, task: dict[str, Any], count: int, previews: str) -> asyncio.subprocess.Process:
+async def _client(server: ServerProcess, task: dict[str, Any], count: int, previews: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         PYTHON, "-m", "bench._subscribers", "--url", server.ws_url, "--task", task["id"], f"--token={task['token']}",
         "--count", str(count), "--previews", previews,
@@ -65,7 +67,7 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return loop, other
 
 
-async def one_run(server: Server, http: httpx.AsyncClient, count: int, args: Any) -> dict[str, Any]:
+async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, args: Any) -> dict[str, Any]:
     # Gates hold the worker while the subscribers connect (queued ones add time if connecting is slow).
     gates = [
         (await http.post("/v1/tasks", json={
@@ -87,7 +89,7 @@ async def one_run(server: Server, http: httpx.AsyncClient, count: int, args: Any
     for process in processes:
         await _line(process, "READY", timeout=300)
     connect_seconds = time.monotonic() - ready_began
-    before = await asyncio.to_thread(scrape, server.url)
+    before = await asyncio.to_thread(scrape, server.base_url)
     cpu_before = thread_cpu(server.pid)
     # The measured task must still be waiting when every subscriber is ready.
     gate_held = (await http.get(f"/v1/tasks/{task['id']}")).json()["status"] == "queued"
@@ -104,7 +106,7 @@ async def one_run(server: Server, http: httpx.AsyncClient, count: int, args: Any
             break
         await asyncio.sleep(0.05)
     cpu_after = thread_cpu(server.pid)
-    after = await asyncio.to_thread(scrape, server.url)
+    after = await asyncio.to_thread(scrape, server.base_url)
     times = detail["times"]
     loop_cpu = cpu_after[0] - cpu_before[0]
     sent = metric(after, "latentcast_events_sent_total", transport="websocket") - metric(
@@ -148,8 +150,8 @@ async def one_run(server: Server, http: httpx.AsyncClient, count: int, args: Any
 async def run(args: Any, report: Report) -> None:
     raise_fd_limit(max(4096, 2 * max(args.counts) + 1024))
     runs = []
-    with Server("--preview-min-interval", "0", "--max-queue", "100000") as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+    with measured_server("--preview-min-interval", "0", "--max-queue", "100000") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as http:
             # warm-up: first-run costs (previewer, allocator) are not part of any measurement
             if args.warmup:
                 await one_run(server, http, min(1, max(args.counts)), args)
@@ -200,7 +202,7 @@ def main() -> None:
     parse.add_argument("--counts", type=int, nargs="+", default=[0, 1, 100, 1000, 0])
     parse.add_argument("--size", type=int, default=256)
     parse.add_argument("--steps", type=int, default=28)
-    parse.add_argument("--previews", default="binary", choices=["binary", "json", "none"])
+    parse.add_argument("--previews", default="binary", choices=PREVIEW_MODES)
     parse.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the uncounted first run")
     args = parse.parse_args()
     if args.smoke:

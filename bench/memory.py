@@ -24,7 +24,7 @@ import httpx
 import orjson
 import websockets
 
-from bench.common import Report, Server, is_terminal, metric, parser, rss_bytes, scrape
+from bench.common import Report, is_terminal, measured_server, metric, parser, rss_bytes, scrape
 
 BODY = {"prompt": "a lighthouse at dusk", "width": 64, "height": 64, "num_inference_steps": 4}
 TARGET_GROWTH_MIB = 16.0
@@ -73,8 +73,8 @@ async def run_tasks(http: httpx.AsyncClient, dashboard: Dashboard, count: int, b
 
 async def run(args: Any, report: Report) -> None:
     rows, checkpoints = [], []
-    with Server(*args.server_args) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+    with measured_server(*args.server_args) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as http:
             dashboard = Dashboard(server.ws_url)
             ready = asyncio.Event()
             reader = asyncio.create_task(dashboard.run(ready))
@@ -94,7 +94,7 @@ async def run(args: Any, report: Report) -> None:
                 rss = rss_bytes(server.pid)
                 checkpoints.append({"finished": done, "rss": rss, "seconds": time.monotonic() - began})
                 rows.append([done, f"{rss / 2**20:.1f}", f"{(rss - base) / 2**20:+.1f}", f"{(rss - base) / done / 1024:+.2f}"])
-            samples = await asyncio.to_thread(scrape, server.url)
+            samples = await asyncio.to_thread(scrape, server.base_url)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader

@@ -31,7 +31,9 @@ import httpx
 import orjson
 import websockets
 
-from bench.common import Report, free_port, is_terminal, median, parser
+from bench.common import Report, is_terminal, median, parser
+from latentcast.client.wire import decode_frame
+from tests.processes import free_port
 
 PROMPT = "a lighthouse at dusk, oil on canvas"
 SEED = 1234
@@ -112,13 +114,8 @@ async def service_run(
     async with websockets.connect(service.ws_url, max_size=None) as ws:
         await ws.send(orjson.dumps({"type": "subscribe", "id": task["id"], "token": task["token"]}).decode())
         while True:
-            frame = await ws.recv()
-            if isinstance(frame, bytes):
-                length = int.from_bytes(frame[:4], "big")
-                event = orjson.loads(frame[4 : 4 + length])
-                previews += 1
-            else:
-                event = orjson.loads(frame)
+            event, image = decode_frame(await ws.recv())
+            previews += image is not None
             frames += 1
             if "seq" in event and is_terminal(event):
                 break

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, median, parser, percentile
+from latentcast.client.wire import PREVIEW_FORMATS, PREVIEW_METHODS
 
 TARGET_MS = 2.0  # latent2rgb + encode at a 128x128 latent
 
@@ -60,8 +61,8 @@ def measure(previewer: Any, fmt: str, latent: int, repeats: int, budget: float) 
 def main() -> None:
     parse = parser(__doc__.split("\n\n")[0])
     parse.add_argument("--latents", type=int, nargs="+", default=[32, 64, 128], help="latent sides (image / 8)")
-    parse.add_argument("--methods", nargs="+", default=["latent2rgb", "taesd", "vae"])
-    parse.add_argument("--formats", nargs="+", default=["jpeg", "webp"])
+    parse.add_argument("--methods", nargs="+", default=[m for m in PREVIEW_METHODS if m != "none"])
+    parse.add_argument("--formats", nargs="+", default=list(PREVIEW_FORMATS))
     parse.add_argument("--repeats", type=int, default=200, help="calls per cell (fewer for slow methods: 10 s budget)")
     parse.add_argument("--taesd", type=Path, default=None, help="an AutoencoderTiny (taesd3) folder")
     args = parse.parse_args()

@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.common import PYTHON, ROOT, Report, Server, metric, parser, percentile, redis_server, scrape
+from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, scrape
+from tests.processes import ROOT, RedisServer, ServerProcess
 
 TARGET_PER_SECOND = 1000
 
@@ -35,7 +38,7 @@ def server_cpu(pid: int) -> float:
     return times.user + times.system
 
 
-async def measure(server: Server, tasks: int, processes: int, connections: int) -> dict[str, Any]:
+async def measure(server: ServerProcess, tasks: int, processes: int, connections: int) -> dict[str, Any]:
     clients = [
         await asyncio.create_subprocess_exec(
             PYTHON, "-m", "bench._submitters", "--port", str(server.port),
@@ -48,7 +51,7 @@ async def measure(server: Server, tasks: int, processes: int, connections: int) 
         assert client.stdout is not None
         line = (await asyncio.wait_for(client.stdout.readline(), 120)).decode()
         assert line.startswith("READY"), line
-    before = await asyncio.to_thread(scrape, server.url)
+    before = await asyncio.to_thread(scrape, server.base_url)
     cpu_before = server_cpu(server.pid)
     for client in clients:
         assert client.stdin is not None
@@ -62,7 +65,7 @@ async def measure(server: Server, tasks: int, processes: int, connections: int) 
         results.append(orjson.loads(line[5:]))
         await client.wait()
     cpu = server_cpu(server.pid) - cpu_before
-    after = await asyncio.to_thread(scrape, server.url)
+    after = await asyncio.to_thread(scrape, server.base_url)
     statuses: dict[str, int] = {}
     for result in results:
         for status, n in result["statuses"].items():
@@ -88,13 +91,13 @@ async def announce_placeholder(broker: str, prefix: str, url: str) -> None:
     import httpx
     import redis
 
-    from latentcast.server.backends.redis_keys import Keys
+    from latentcast.server.backends.redis_names import RedisNames
     from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
 
     beat = {"name": "bench-placeholder", "device": "none", "model": "builtin:tiny", "aliases": list(SD3_MEDIUM_ALIASES),
             "task": None, "ready": True, "started_at": time.time(), "beat_at": time.time(), "pid": 0, "host": "bench"}
     client = redis.Redis.from_url(broker)
-    client.set(Keys(prefix).worker("bench-placeholder"), orjson.dumps(beat), ex=3600)
+    client.set(RedisNames(prefix).worker("bench-placeholder"), orjson.dumps(beat), ex=3600)
     client.close()
     async with httpx.AsyncClient(base_url=url) as http:
         for _ in range(100):
@@ -111,9 +114,9 @@ async def run(args: Any, report: Report, backends: list[tuple[str, str | None]])
         prefix = f"bench{secrets.token_hex(4)}"
         if broker is not None:
             options += ["--broker", broker, "--redis-prefix", prefix]
-        with Server(*options) as server:
+        with measured_server(*options) as server:
             if broker is not None:
-                await announce_placeholder(broker, prefix, server.url)
+                await announce_placeholder(broker, prefix, server.base_url)
             await measure(server, min(200, args.tasks), args.processes, args.connections)  # warm-up
             runs = []
             for _ in range(args.repeats):
@@ -150,7 +153,10 @@ def main() -> None:
         if args.broker:
             backends.append(("redis", args.broker))
         elif args.redis:
-            backends.append(("redis", stack.enter_context(redis_server())))
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="latentcast-bench-redis-")))
+            redis = RedisServer(folder, durable=False).start()
+            stack.callback(redis.stop)
+            backends.append(("redis", redis.url))
         asyncio.run(run(args, report, backends))
     report.finish(args.json)
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -40,18 +40,10 @@ from latentcast.client.errors import (
     error_from_response,
     error_from_socket,
 )
-from latentcast.client.events import (
-    PREVIEW_MODES,
-    CancelEvent,
-    ErrorEvent,
-    Event,
-    FrameError,
-    PostprocessEndEvent,
-    PreviewMode,
-    event_from_envelope,
-    parse_frame,
-)
+from latentcast.client.events import CancelEvent, ErrorEvent, Event, PostprocessEndEvent, event_from_envelope
 from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.task_options import TaskOptions, submit_body
+from latentcast.client.wire import PREVIEW_MODES, Cursor, FrameError, Gap, PreviewMode, decode_frame
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Task"]
 
@@ -138,52 +130,15 @@ class AsyncClient:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def submit(
-        self,
-        prompt: str,
-        *,
-        negative_prompt: str | None = None,
-        model: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        seed: int | None = None,
-        num_images: int | None = None,
-        output_format: str | None = None,
-        preview_method: str | None = None,
-        preview_every: int | None = None,
-        preview_format: str | None = None,
-        scheduler: str | None = None,
-        shift: float | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> Task:
+    async def submit(self, prompt: str, **options: Unpack[TaskOptions]) -> Task:
         """Queue a generation (`POST /v1/tasks`) and return its `Task`.
 
-        Parameters left as None take the server's defaults (1024x1024, 28 steps, ...); see docs/protocol.md.
-        `extra_body` adds fields as they are (the server refuses unknown ones).
+        `options` are `TaskOptions` (width, height, num_inference_steps, seed, ...); those left out
+        take the server's defaults (see docs/protocol.md).
         Raises `ValidationError` (with `.fields`) for a refused field, `RateLimitError` when
         the queue is full (after the retries).
         """
-        given = {
-            "prompt": prompt,
-            "negative_prompt": negative_prompt,
-            "model": model,
-            "width": width,
-            "height": height,
-            "num_inference_steps": num_inference_steps,
-            "guidance_scale": guidance_scale,
-            "seed": seed,
-            "num_images": num_images,
-            "output_format": output_format,
-            "preview_method": preview_method,
-            "preview_every": preview_every,
-            "preview_format": preview_format,
-            "scheduler": scheduler,
-            "shift": shift,
-        }
-        body = {key: value for key, value in given.items() if value is not None}
-        body.update(extra_body or {})
+        body = submit_body(prompt, options)
         # A refused submit changes nothing, so 429 may be retried; a sent request is not repeated.
         response = await self._request("POST", "/v1/tasks", json=body, idempotent=False)
         info = TaskInfo.from_dict(response.json())
@@ -204,7 +159,7 @@ class AsyncClient:
             async with self._socket() as ws:
                 await ws.send(json.dumps({"type": "task_info", "tasktoken": token}))
                 while True:
-                    envelope, _ = parse_frame(await asyncio.wait_for(ws.recv(), self._connect_timeout()))
+                    envelope, _ = decode_frame(await asyncio.wait_for(ws.recv(), self._connect_timeout()))
                     if envelope.get("type") == "subscribed" and "seq" not in envelope:
                         return Task(self, str(envelope["id"]), token)
                     if envelope.get("type") == "error" and "seq" not in envelope:
@@ -341,16 +296,15 @@ class Task:
         if previews not in PREVIEW_MODES:
             raise ValueError(f"previews must be one of {', '.join(PREVIEW_MODES)}, not {previews!r}")
         client = self.client
-        last = since
+        cursor = Cursor(last=since)
         failures = 0
         while True:
             opened = time.monotonic()
             progressed = False
             try:
-                async with client._socket() as ws, contextlib.aclosing(self._receive(ws, last)) as received:
-                    await ws.send(json.dumps(self._subscription(last, previews)))
+                async with client._socket() as ws, contextlib.aclosing(self._receive(ws, cursor)) as received:
+                    await ws.send(json.dumps(self._subscription(cursor.last, previews)))
                     async for event in received:
-                        last = event.seq
                         progressed = True
                         self.last_seq = max(self.last_seq, event.seq)
                         if event.terminal:
@@ -364,7 +318,7 @@ class Task:
                 if error.status_code is not None and error.status_code < 500 and error.status_code != 429:
                     raise error from None
                 reason = error
-            except (ConnectionClosed, OSError, TimeoutError, WebSocketException, _Gap) as exc:
+            except (ConnectionClosed, OSError, TimeoutError, WebSocketException, Gap) as exc:
                 if isinstance(exc, InvalidURI):
                     raise APIConnectionError(f"bad server URL {client.ws_url!r}: {exc}") from exc
                 reason = exc
@@ -378,7 +332,7 @@ class Task:
                 ) from (reason if isinstance(reason, BaseException) else None)
             self.reconnects += 1
             delay = backoff_delay(failures, *client.reconnect_delay)
-            log.info("task %s: socket lost (%s); resuming after seq %d in %.2fs", self.id, reason, last, delay)
+            log.info("task %s: socket lost (%s); resuming after seq %d in %.2fs", self.id, reason, cursor.last, delay)
             await asyncio.sleep(delay)
 
     def _subscription(self, since: int, previews: str) -> dict[str, Any]:
@@ -387,27 +341,23 @@ class Task:
             message["token"] = self.token
         return message
 
-    async def _receive(self, ws: ClientConnection, since: int) -> AsyncGenerator[Event, None]:
-        """This task's events on one socket after `since`, each the next seq; control messages handled here."""
-        last = since
+    async def _receive(self, ws: ClientConnection, cursor: Cursor) -> AsyncGenerator[Event, None]:
+        """This task's events on one socket, each let through `cursor` (the next seq, once; `Gap`
+        on a hole); control messages handled here."""
         async for frame in ws:
             try:
-                envelope, image = parse_frame(frame)
+                envelope, image = decode_frame(frame)
             except FrameError as exc:
                 raise APIError(f"unreadable message from the server: {exc}") from None
             if "seq" not in envelope:
                 if envelope.get("type") == "error" and envelope.get("id") in (self.id, None):
                     raise error_from_socket(envelope)
                 continue  # subscribed / unsubscribed
-            if envelope.get("id") != self.id:
+            if envelope["id"] != self.id:
                 continue
-            seq = envelope.get("seq")
-            if not isinstance(seq, int) or seq <= last:
-                continue  # already seen (never expected; a guard against duplicates)
-            if seq != last + 1:
-                raise _Gap(f"expected seq {last + 1}, got {seq}")
-            last = seq
-            yield event_from_envelope(envelope, image)
+            event = event_from_envelope(envelope, image)
+            if cursor.admit(event):
+                yield event
 
     async def result(self) -> list[Output]:
         """Wait for the task to end and return its outputs.
@@ -462,10 +412,6 @@ class Task:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         return [await self.save_output(o, directory / f"{self.id}-{o.name}") for o in outputs]
-
-
-class _Gap(Exception):
-    """The stream skipped a seq: resubscribe from the last one seen."""
 
 
 def _response_error(response: httpx.Response) -> APIError:

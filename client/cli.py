@@ -49,6 +49,7 @@ from latentcast.client.events import (
 )
 from latentcast.client.models import Output
 from latentcast.client.progress import ProgressBar, format_seconds
+from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -116,11 +117,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     generate.add_argument("--images", type=int, default=None, help="images to generate (1-4)")
     generate.add_argument("--format", choices=sorted(FORMAT_SUFFIXES), default=None, help="image format")
     generate.add_argument("--model", default=None, help="a model (or alias) the server serves")
-    generate.add_argument("--scheduler", default=None, help="flow_match_euler (default), dpmpp_2m or unipc")
+    generate.add_argument("--scheduler", default=None, choices=SCHEDULERS, help=f"default {DEFAULT_SCHEDULER}")
     generate.add_argument("--shift", type=float, default=None, help="sigma shift (default: the model's own)")
-    generate.add_argument("--preview-method", default=None, choices=["latent2rgb", "taesd", "vae", "none"])
+    generate.add_argument("--preview-method", default=None, choices=PREVIEW_METHODS)
     generate.add_argument("--preview-every", type=int, default=None, metavar="N", help="a preview every N steps")
-    generate.add_argument("--preview-format", default=None, choices=["jpeg", "webp"], help="how previews are encoded")
+    generate.add_argument("--preview-format", default=None, choices=PREVIEW_FORMATS, help="how previews are encoded")
     _follow_options(generate)
     _connection_options(generate)
     generate.set_defaults(run=run_generate)

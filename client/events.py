@@ -1,40 +1,27 @@
-"""Typed task events, and decoding the frames they arrive in.
+"""Typed task events, read from the frames they arrive in.
 
 Every event has the envelope's `type`, `task_id`, `seq`, `time` and raw `message`; each type adds
 its message's fields (`ProgressEvent.step`, `QueueEvent.position`, ...). A `ProgressEvent` may
 carry a `Preview`: the decoded image bytes with their format and size (`preview.image()` gives a
 PIL image). A type this client does not know yet arrives as a plain `Event`.
 
-On the socket an event is JSON text, or, for a preview in `binary` mode, a binary frame: a 4-byte
-big-endian length N, N bytes of JSON envelope, then the image bytes (see docs/protocol.md).
+The frames themselves (JSON text, or a binary preview frame), the terminal rule and the event
+type names are the wire protocol, `latentcast.client.wire`; this module only types what it decodes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import io
 import json
-import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from latentcast.client.models import Output
+from latentcast.client.wire import EventType, decode_frame, is_terminal, split_preview
 
 if TYPE_CHECKING:
     from PIL import Image
-
-PreviewMode = Literal["binary", "json", "none"]
-PREVIEW_MODES: tuple[str, ...] = ("binary", "json", "none")
-TERMINAL_TYPES = frozenset({"task_postprocess_end", "task_cancel"})
-
-
-def is_terminal(type_: str, message: Any) -> bool:
-    """True for the one event that ends a task's stream (done, cancelled, or a fatal error)."""
-    if type_ in TERMINAL_TYPES:
-        return True
-    return type_ == "task_error" and isinstance(message, dict) and message.get("fatal") is True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -273,84 +260,52 @@ class ErrorEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    "task_queue": QueueEvent,
-    "task_accept": AcceptEvent,
-    "task_preprocess_start": PreprocessStartEvent,
-    "task_preprocess_end": PreprocessEndEvent,
-    "task_assign": AssignEvent,
-    "task_start": StartEvent,
-    "task_output": OutputEvent,
-    "task_progress": ProgressEvent,
-    "task_output_full": OutputFullEvent,
-    "task_error_full": ErrorFullEvent,
-    "task_end": EndEvent,
-    "task_postprocess_start": PostprocessStartEvent,
-    "task_postprocess_end": PostprocessEndEvent,
-    "task_cancel": CancelEvent,
-    "task_error": ErrorEvent,
+    EventType.QUEUE: QueueEvent,
+    EventType.ACCEPT: AcceptEvent,
+    EventType.PREPROCESS_START: PreprocessStartEvent,
+    EventType.PREPROCESS_END: PreprocessEndEvent,
+    EventType.ASSIGN: AssignEvent,
+    EventType.START: StartEvent,
+    EventType.OUTPUT: OutputEvent,
+    EventType.PROGRESS: ProgressEvent,
+    EventType.OUTPUT_FULL: OutputFullEvent,
+    EventType.ERROR_FULL: ErrorFullEvent,
+    EventType.END: EndEvent,
+    EventType.POSTPROCESS_START: PostprocessStartEvent,
+    EventType.POSTPROCESS_END: PostprocessEndEvent,
+    EventType.CANCEL: CancelEvent,
+    EventType.ERROR: ErrorEvent,
 }
 
 
-class FrameError(ValueError):
-    """A frame from the server that is not a valid message."""
-
-
-def parse_frame(frame: str | bytes) -> tuple[dict[str, Any], bytes | None]:
-    """A socket message as (JSON object, image bytes of a binary preview frame or None)."""
-    try:
-        if isinstance(frame, bytes):
-            if len(frame) < 4:
-                raise FrameError("binary frame shorter than its length prefix")
-            (length,) = struct.unpack_from(">I", frame)
-            if 4 + length > len(frame):
-                raise FrameError(f"binary frame declares a {length}-byte envelope but has {len(frame) - 4} bytes")
-            envelope = json.loads(frame[4 : 4 + length])
-            image: bytes | None = frame[4 + length :]
-        else:
-            envelope, image = json.loads(frame), None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FrameError(f"frame is not valid JSON: {exc}") from None
-    if not isinstance(envelope, dict):
-        raise FrameError("frame is not a JSON object")
-    return envelope, image
-
-
 def event_from_envelope(envelope: dict[str, Any], image: bytes | None = None) -> Event:
-    """The typed event for an envelope; `image` is the bytes that followed it in a binary frame."""
-    type_ = str(envelope.get("type", ""))
-    message = envelope.get("message")
+    """The typed event for a checked envelope (`wire.decode_frame`); `image` is the bytes that
+    followed it in a binary frame."""
+    type_ = envelope["type"]
+    message, parts = split_preview(envelope.get("message"), image)
     preview = None
-    if isinstance(message, dict) and isinstance(message.get("preview"), dict):
-        meta = message["preview"]
-        data = image
-        if "data" in meta:
-            try:
-                data = base64.b64decode(meta["data"], validate=True)
-            except (binascii.Error, TypeError, ValueError):
-                data = None
-            # the message keeps the preview's description; the bytes live in `preview.data`
-            message = {**message, "preview": {k: v for k, v in meta.items() if k != "data"}}
-        if data:
-            preview = Preview(
-                format=str(meta.get("format", "webp")),
-                width=int(meta.get("width") or 0),
-                height=int(meta.get("height") or 0),
-                data=data,
-            )
+    if parts is not None:
+        preview = Preview(
+            format=str(parts.meta.get("format", "webp")),
+            width=_get(parts.meta, "width", int) or 0,
+            height=_get(parts.meta, "height", int) or 0,
+            data=parts.data,
+        )
     cls = EVENT_TYPES.get(type_, Event)
     return cls(
         type=type_,
-        task_id=str(envelope.get("id", "")),
-        seq=int(envelope.get("seq", 0)),
-        time=float(envelope.get("time") or 0.0),
+        task_id=envelope["id"],
+        seq=envelope["seq"],
+        time=_get(envelope, "time", float) or 0.0,
         message=message,
         **cls._fields(message, preview),
     )
 
 
-def decode_frame(frame: str | bytes) -> Event | dict[str, Any]:
-    """A socket message as a typed `Event`, or, for a control message (no `seq`), its JSON object."""
-    envelope, image = parse_frame(frame)
+def event_from_frame(frame: str | bytes) -> Event | dict[str, Any]:
+    """A socket message as a typed `Event`, or, for a control message (no `seq`), its JSON object.
+    Raises `wire.FrameError` for a malformed frame."""
+    envelope, image = decode_frame(frame)
     if "seq" not in envelope:
         return envelope
     return event_from_envelope(envelope, image)

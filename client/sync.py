@@ -14,19 +14,23 @@ where an event loop already runs (Jupyter).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 
 from latentcast.client._loop import LoopThread
 from latentcast.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Task
-from latentcast.client.events import Event, PreviewMode
+from latentcast.client.events import Event
 from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.task_options import TaskOptions
+from latentcast.client.wire import PreviewMode
 
 __all__ = ["Client", "SyncTask"]
+
+T = TypeVar("T")
 
 
 class Client:
@@ -66,8 +70,13 @@ class Client:
 
     @property
     def async_client(self) -> AsyncClient:
-        """The `AsyncClient` underneath (its coroutines run on this client's loop thread only)."""
+        """The `AsyncClient` underneath (its coroutines run on this client's loop thread only: `run`)."""
         return self._async
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of `async_client` (or of one of its tasks) on this client's loop thread,
+        blocking until it is done; its result is returned, its exception raised."""
+        return self._loop.run(coro)
 
     def __enter__(self) -> Self:
         return self
@@ -87,46 +96,9 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
 
-    def submit(
-        self,
-        prompt: str,
-        *,
-        negative_prompt: str | None = None,
-        model: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        seed: int | None = None,
-        num_images: int | None = None,
-        output_format: str | None = None,
-        preview_method: str | None = None,
-        preview_every: int | None = None,
-        preview_format: str | None = None,
-        scheduler: str | None = None,
-        shift: float | None = None,
-        extra_body: dict[str, Any] | None = None,
-    ) -> SyncTask:
+    def submit(self, prompt: str, **options: Unpack[TaskOptions]) -> SyncTask:
         """Queue a generation and return its task; see `AsyncClient.submit`."""
-        coro = self._async.submit(
-            prompt,
-            negative_prompt=negative_prompt,
-            model=model,
-            width=width,
-            height=height,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            seed=seed,
-            num_images=num_images,
-            output_format=output_format,
-            preview_method=preview_method,
-            preview_every=preview_every,
-            preview_format=preview_format,
-            scheduler=scheduler,
-            shift=shift,
-            extra_body=extra_body,
-        )
-        return SyncTask(self, self._loop.run(coro))
+        return SyncTask(self, self.run(self._async.submit(prompt, **options)))
 
     def task(self, task_id: str, token: str | None = None) -> SyncTask:
         """A handle on an existing task, e.g. one someone else submitted, given its token."""
@@ -134,15 +106,15 @@ class Client:
 
     def task_by_token(self, token: str) -> SyncTask:
         """The task that has this token."""
-        return SyncTask(self, self._loop.run(self._async.task_by_token(token)))
+        return SyncTask(self, self.run(self._async.task_by_token(token)))
 
     def get(self, task_id: str, token: str | None = None) -> TaskInfo:
         """The task's detail."""
-        return self._loop.run(self._async.get(task_id, token))
+        return self.run(self._async.get(task_id, token))
 
     def list(self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> TaskPage:
         """One page of tasks, newest first."""
-        return self._loop.run(self._async.list(status=status, limit=limit, cursor=cursor))
+        return self.run(self._async.list(status=status, limit=limit, cursor=cursor))
 
     def iter_tasks(self, *, status: str | None = None, page_size: int = 50) -> Iterator[TaskInfo]:
         """Every task, newest first, fetching pages as it goes."""
@@ -156,7 +128,7 @@ class Client:
 
     def models(self) -> builtins.list[dict[str, Any]]:
         """The models the server serves."""
-        return self._loop.run(self._async.models())
+        return self.run(self._async.models())
 
 
 class SyncTask:
@@ -191,12 +163,12 @@ class SyncTask:
         return f"SyncTask({self.id!r})"
 
     def get(self) -> TaskInfo:
-        return self.client._loop.run(self._task.get())
+        return self.client.run(self._task.get())
 
     def events(self, previews: PreviewMode = "binary", since: int = 0) -> Iterator[Event]:
         """Every event after `since` until the terminal one, resuming after dropped sockets."""
         stream = self._task.events(previews=previews, since=since)
-        run = self.client._loop.run
+        run = self.client.run
 
         async def next_event() -> Event:
             return await anext(stream)
@@ -213,18 +185,18 @@ class SyncTask:
 
     def result(self) -> list[Output]:
         """Wait for the outputs. Raises `TaskFailedError` or `TaskCancelledError`."""
-        return self.client._loop.run(self._task.result())
+        return self.client.run(self._task.result())
 
     def cancel(self) -> TaskInfo:
         """Ask the server to cancel the task (`ConflictError` once it has ended)."""
-        return self.client._loop.run(self._task.cancel())
+        return self.client.run(self._task.cancel())
 
     def read_output(self, output: Output | str) -> bytes:
-        return self.client._loop.run(self._task.read_output(output))
+        return self.client.run(self._task.read_output(output))
 
     def save_output(self, output: Output | str, path: str | Path) -> Path:
-        return self.client._loop.run(self._task.save_output(output, path))
+        return self.client.run(self._task.save_output(output, path))
 
     def download(self, directory: str | Path = ".") -> list[Path]:
         """Wait for the outputs and save each as `directory/{task id}-{name}`."""
-        return self.client._loop.run(self._task.download(directory))
+        return self.client.run(self._task.download(directory))

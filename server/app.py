@@ -1,4 +1,9 @@
-"""Builds the ASGI application: backend, task service, workers and routes, wired from `Settings`."""
+"""Builds the ASGI application: backend, task service, workers and routes, wired from `Settings`.
+
+The top of the layers (README.md, "Layout"): the only place, with server.cli and
+server.worker_process, that opens a backend and hands its parts to the layers below, and that
+puts the native API, the providers' endpoints and the pages together.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +17,24 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from latentcast.server import compat
+from latentcast.server.api import openapi, pages
 from latentcast.server.api.context import Context
-from latentcast.server.api.errors import APIError, error_response, handle_api_error
-from latentcast.server.api.routes import routes
+from latentcast.server.api.operations import operations as api_operations
+from latentcast.server.api.routes import routes as api_routes
 from latentcast.server.backends.factory import Backend, open_backend
+from latentcast.server.compat.operations import operations as compat_operations
 from latentcast.server.config import Settings
 from latentcast.server.engine.fleet import announce, announce_forever, build_workers
+from latentcast.server.errors import APIError, error_response, handle_api_error
 from latentcast.server.observability import attach as observe
-from latentcast.server.security.browser import protect
+from latentcast.server.observability import counting_heartbeats
+from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.security.body import BodyLimit
+from latentcast.server.security.browser import protect
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
-from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.server")
 
@@ -35,10 +45,10 @@ def build_context(settings: Settings) -> Context:
     backend = open_backend(settings)
     # One process serves its own model; on Redis the catalog follows the live workers' heartbeats.
     served = [ServedModel(settings.model, settings.model_aliases)] if settings.broker is None else []
-    service = TaskService(backend.store, backend.queue, backend.bus, ModelCatalog(served))
-    workers = build_workers(settings, service, backend, settings.workers)
+    service = backend.task_service(ModelCatalog(served))
+    workers = build_workers(settings, service, backend.files, settings.workers, time_preview=observe_preview)
     keys = KeyRing(backend.keys)
-    return Context(settings, backend, service, workers, keys, Throttle(settings, keys, backend.bus))
+    return Context(settings, backend, service, workers, keys, Throttle(settings, keys, service))
 
 
 async def _refresh_catalog(backend: Backend, catalog: ModelCatalog) -> None:
@@ -73,15 +83,16 @@ def create_app(settings: Settings) -> Starlette:
         await backend.start()
         for worker in workers:
             await worker.load()
-        observability = await observe(context)  # metrics, status logs, console bar: from the event stream
+        observability = await observe(service)  # metrics, status logs, console bar: from the event stream
+        publish = counting_heartbeats(backend.announce)
         if not backend.durable_queue:
             await service.recover()
-        await announce(settings, backend, workers)
+        await announce(settings, publish, workers)
         if settings.broker is not None:
             await _refresh_catalog(backend, service.catalog)
         background = [
             asyncio.create_task(service.announce_positions()),
-            asyncio.create_task(announce_forever(settings, backend, workers)),
+            asyncio.create_task(announce_forever(settings, publish, workers)),
         ]
         if settings.broker is not None:
             background.append(asyncio.create_task(_follow_workers(backend, service.catalog)))
@@ -94,11 +105,13 @@ def create_app(settings: Settings) -> Starlette:
                 await worker.shutdown(settings.shutdown_grace)
             for task in background:
                 task.cancel()
+            await context.background.close()  # e.g. Wiro callbacks still waiting for their task
             observability.close()
             await backend.close()
 
     app = Starlette(
-        routes=routes,
+        # the pages last: "/static" is a mount
+        routes=[*api_routes, *compat.routes, openapi.route({**api_operations, **compat_operations}), *pages.routes],
         lifespan=lifespan,
         exception_handlers={APIError: handle_api_error, HTTPException: _http_error, Exception: _internal_error},
     )

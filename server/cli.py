@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import logging
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 # What `pip install "latentcast[server]"` adds; a server command checks for them before it starts.
 SERVER_MODULES = ("torch", "diffusers", "transformers", "starlette", "uvicorn", "pydantic")
+# The default of --compat-wait, when set (it was the only way to change the wait before the flag).
+COMPAT_WAIT_ENV = "LATENTCAST_COMPAT_WAIT_SECONDS"
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +33,11 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--model", default="builtin:tiny", help="builtin:tiny, a diffusers SD3 folder, or a hub id")
     engine.add_argument(
         "--model-alias", action="append", default=None, metavar="NAME",
-        help="another name requests may use for the model (repeatable; default: the SD3 Medium names)",
+        help="another name requests may use for the model, besides the providers' SD3 names (repeatable)",
+    )
+    engine.add_argument(
+        "--replace-model-aliases", action="store_true",
+        help="the model answers only to its own name and the --model-alias names, not the providers' defaults",
     )
     engine.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
     engine.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
@@ -94,6 +101,11 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     serve.add_argument("--max-queue", type=int, default=1000, help="queued tasks before 429")
     serve.add_argument("--subscriber-queue", type=int, default=1024, help="events a subscriber may lag behind")
     serve.add_argument("--send-timeout", type=float, default=10.0, help="seconds one send to a client may take")
+    serve.add_argument(
+        "--compat-wait", type=float, default=os.environ.get(COMPAT_WAIT_ENV, "900"), metavar="SECONDS",
+        help="seconds a provider's synchronous endpoint waits for its task before cancelling it "
+        f"(default: ${COMPAT_WAIT_ENV}, else 900)",
+    )
     serve.add_argument("--max-pixels", type=int, default=2048 * 2048)
     serve.add_argument("--max-steps", type=int, default=100)
     serve.add_argument(
@@ -116,16 +128,23 @@ def _worker_parser(commands: argparse._SubParsersAction) -> None:  # type: ignor
     worker.set_defaults(run=_worker, needs_server=True)
 
 
+def _model_aliases(args: argparse.Namespace) -> tuple[str, ...]:
+    """--model-alias adds names to the defaults; with --replace-model-aliases they are the only ones."""
+    from latentcast.server.tasks.catalog import DEFAULT_ALIASES
+
+    given = tuple(args.model_alias or ())
+    return given if args.replace_model_aliases else tuple(dict.fromkeys((*DEFAULT_ALIASES, *given)))
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     from latentcast.server.config import Settings, default_data_dir
-    from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
     from latentcast.server.tasks.params import Limits
 
     common = dict(
         data_dir=args.data_dir or default_data_dir(),
         public_url=args.public_url,
         model=args.model,
-        model_aliases=tuple(args.model_alias) if args.model_alias is not None else SD3_MEDIUM_ALIASES,
+        model_aliases=_model_aliases(args),
         device=args.device,
         dtype=args.dtype,
         workers=args.workers,
@@ -148,6 +167,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_queue=args.max_queue,
         subscriber_queue=args.subscriber_queue,
         send_timeout=args.send_timeout,
+        compat_wait=args.compat_wait,
         cors_origins=tuple(origin.rstrip("/") for origin in args.cors_origin),
         limits=Limits(
             max_pixels=args.max_pixels, max_steps=args.max_steps,
@@ -170,7 +190,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from latentcast.server.engine.fleet import run_worker_process
+    from latentcast.server.worker_process import run_worker_process
 
     if args.broker is None:
         print("latentcast worker: --broker redis://... is required (a lone worker has nobody to work for)", file=sys.stderr)
@@ -191,7 +211,7 @@ def _quiet_libraries() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from latentcast.server.security.commands import exposure
+    from latentcast.server.keys_command import exposure
 
     exposed = exposure(_settings(args), insecure=args.insecure)  # before the slow imports: refuse at once
     if not exposed.allowed:
@@ -240,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _worker_parser(commands)
-    from latentcast.server.security.commands import add_commands as add_key_commands
+    from latentcast.server.keys_command import add_commands as add_key_commands
 
     add_key_commands(commands)
     from latentcast.client.cli import add_commands

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from latentcast.server.tasks.catalog import SD3_MEDIUM_ALIASES
+from latentcast.server.tasks.catalog import DEFAULT_ALIASES
 from latentcast.server.tasks.params import Limits
 
 
@@ -29,7 +29,7 @@ class Settings:
     outputs_dir: Path | None = None  # Redis mode: a shared folder for outputs instead of Redis
     # the engine
     model: str = "builtin:tiny"
-    model_aliases: tuple[str, ...] = SD3_MEDIUM_ALIASES
+    model_aliases: tuple[str, ...] = DEFAULT_ALIASES
     device: str = "cpu"
     dtype: str | None = None
     workers: int = 1
@@ -42,6 +42,7 @@ class Settings:
     max_queue: int = 1000
     subscriber_queue: int = 1024
     send_timeout: float = 10.0
+    compat_wait: float = 900.0  # seconds a provider's synchronous endpoint waits for its task
     # hostile clients (docs/security.md, "Limits and hostile input"); a rate or timeout of 0 is off
     max_body_bytes: int = 1024 * 1024
     min_body_rate: float = 1024.0  # bytes/s a body must average, after header_timeout seconds

@@ -16,11 +16,12 @@ import hmac
 from starlette.requests import HTTPConnection
 
 from latentcast.server.api.context import context
-from latentcast.server.api.errors import APIError
-from latentcast.server.backends.base import Listener, TaskStore
+from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import Event
 from latentcast.server.security.auth import Caller, credentials, unauthorized
+from latentcast.server.tasks.ports import Listener
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskNotFound, TaskService
 
 
 def given_token(connection: HTTPConnection) -> str | None:
@@ -67,8 +68,8 @@ class OwnEvents:
     `subscribe_all` when it is not an admin). Events carry no owner: each task's record is read
     once, its events held meanwhile so their order is kept, and forgotten after its last event."""
 
-    def __init__(self, store: TaskStore, caller: Caller, deliver: Listener) -> None:
-        self.store = store
+    def __init__(self, service: TaskService, caller: Caller, deliver: Listener) -> None:
+        self.service = service
         self.caller = caller
         self.deliver = deliver
         self.visible: dict[str, bool] = {}
@@ -90,8 +91,10 @@ class OwnEvents:
             self.visible.pop(event.task_id, None)
 
     async def _look_up(self, task_id: str) -> None:
-        record = await self.store.get(task_id)
-        self.visible[task_id] = record is not None and self.caller.sees(record)
+        try:
+            self.visible[task_id] = self.caller.sees(await self.service.get(task_id))
+        except TaskNotFound:
+            self.visible[task_id] = False
         for event in self.held.pop(task_id, []):
             self(event)
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from latentcast.server.backends.base import FileStore
+from latentcast.server.api.background import BackgroundJobs
 from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
 from latentcast.server.engine.worker import Worker
+from latentcast.server.security.keyring import KeyRing
+from latentcast.server.security.throttle import Throttle
+from latentcast.server.tasks.ports import FileStore
 from latentcast.server.tasks.service import TaskService
-
-if TYPE_CHECKING:  # not at run time: keyring imports the compat endpoints, which import this module
-    from latentcast.server.security.keyring import KeyRing
-    from latentcast.server.security.throttle import Throttle
 
 
 @dataclasses.dataclass
@@ -26,6 +24,7 @@ class Context:
     workers: list[Worker]
     keys: KeyRing
     throttle: Throttle
+    background: BackgroundJobs = dataclasses.field(default_factory=BackgroundJobs)
 
     @property
     def files(self) -> FileStore:

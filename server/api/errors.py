@@ -1,6 +1,6 @@
-"""API errors: one JSON shape for every failure, naming the field and the rule where there is one.
+"""Reading a request: its body as strict JSON, and validation errors that name the field and the rule.
 
-    {"error": {"type": "validation_error", "message": "...", "fields": [{"field", "rule", "message"}]}}
+Every refusal is the API's error (`server.errors.APIError`), in its one JSON shape.
 """
 
 from __future__ import annotations
@@ -10,31 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-
-class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        type_: str,
-        message: str,
-        *,
-        fields: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.type = type_
-        self.message = message
-        self.fields = fields
-        self.headers = headers
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.type, "message": self.message}
-        if self.fields:
-            error["fields"] = self.fields
-        return {"error": error}
+from latentcast.server.errors import APIError
 
 
 def field_error(field: str, rule: str, message: str) -> dict[str, str]:
@@ -58,8 +35,9 @@ def invalid(fields: list[dict[str, str]], status: int = 422) -> APIError:
 
 
 def parse_json(raw: bytes | str, what: str = "request body") -> Any:
-    """`raw` as JSON, strictly: UTF-8, no duplicate keys, no lone surrogates; else a 400 (a 422
-    naming the key for a duplicate: which of the two values was meant cannot be known).
+    """`raw` as JSON, strictly: UTF-8, no name twice in an object, no lone surrogates; else a 400 (a
+    422 naming a name given twice, rule `duplicate_key`: which of the two values was meant cannot
+    be known).
 
     The standard library's parser, not orjson: orjson refuses NaN, Infinity and integers beyond 64
     bits outright with only a character offset, while parsed here they reach validation, which
@@ -70,12 +48,12 @@ def parse_json(raw: bytes | str, what: str = "request body") -> Any:
         raise APIError(400, "invalid_json", f"{what} is empty; send a JSON object")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(text, object_pairs_hook=_unique_keys)
+        value = json.loads(text, object_pairs_hook=_unique_names)
     except UnicodeDecodeError:
         raise APIError(400, "invalid_json", f"{what} is not UTF-8") from None
-    except _DuplicateKey as exc:
-        key = exc.key.encode("utf-8", "backslashreplace").decode()[:100]  # it is echoed back
-        raise invalid([field_error(key, "duplicate_key", f"{key}: given more than once")]) from None
+    except _DuplicateName as exc:
+        name = exc.name.encode("utf-8", "backslashreplace").decode()[:100]  # it is echoed back
+        raise invalid([field_error(name, "duplicate_key", f"{name}: given more than once")]) from None
     except RecursionError:
         raise APIError(400, "invalid_json", f"{what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
@@ -86,18 +64,19 @@ def parse_json(raw: bytes | str, what: str = "request body") -> Any:
     return value
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+class _DuplicateName(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members as a dict, refusing a name given twice (JSON says "names", not keys)."""
     value: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in value:
-            raise _DuplicateKey(key)
-        value[key] = item
+    for name, item in pairs:
+        if name in value:
+            raise _DuplicateName(name)
+        value[name] = item
     return value
 
 
@@ -124,12 +103,3 @@ async def json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid([field_error("body", "object_type", "body: must be a JSON object")])
     return body
-
-
-def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-async def handle_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, APIError)
-    return error_response(exc)

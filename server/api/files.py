@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from latentcast.server.api.context import context
-from latentcast.server.api.errors import APIError
 from latentcast.server.api.tasks import find
+from latentcast.server.errors import APIError
 
 
 async def get_file(request: Request) -> Response:

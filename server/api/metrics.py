@@ -16,5 +16,6 @@ from latentcast.server.observability.metrics import REGISTRY
 
 
 async def metrics(request: Request) -> Response:
-    await refresh(context(request))
+    ctx = context(request)
+    await refresh(ctx.service, ctx.backend)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

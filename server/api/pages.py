@@ -1,4 +1,5 @@
-"""The browser pages: live preview (`/`, `/t/{id}`), dashboard, the iframe embed, and `static/`.
+"""The browser pages: live preview (`/`, `/t/{id}`), dashboard, the iframe embed, the API reference
+(`/docs`), and `static/`.
 
 Every page is a static HTML file; its JavaScript (ES modules under `static/`, no build step) reads
 the task id and token from the address bar and talks to the public API and socket like any other
@@ -68,6 +69,11 @@ async def embed_example(request: Request) -> Response:
     return _page(request, "examples/embed.html")
 
 
+async def api_docs(request: Request) -> Response:
+    """`/docs`: the API reference, which the page's script renders from `/openapi.json`."""
+    return _page(request, "docs.html")
+
+
 class _PublicStatic:
     """StaticFiles whose responses any origin may load (module scripts cross-origin need CORS)."""
 
@@ -96,5 +102,6 @@ routes: list[BaseRoute] = [
     Route("/dashboard", dashboard, methods=["GET", "HEAD"]),
     Route("/embed/{task_id}", embed, methods=["GET", "HEAD"]),
     Route("/examples/embed.html", embed_example, methods=["GET", "HEAD"]),
+    Route("/docs", api_docs, methods=["GET", "HEAD"]),
     Mount("/static", app=_PublicStatic(STATIC), name="static"),
 ]

@@ -4,51 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from latentcast.server.api.access import check_access, given_token, no_task, require_key
 from latentcast.server.api.context import context
-from latentcast.server.api.errors import APIError, field_error, invalid, json_object, pydantic_fields
+from latentcast.server.api.errors import field_error, invalid, json_object
+from latentcast.server.api.submission import submit
+from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
-from latentcast.server.tasks.catalog import UnknownModel
-from latentcast.server.tasks.params import TaskParams, check_limits
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskNotFound, TaskService
-
-
-def validate_params(request: Request, body: dict[str, Any]) -> TaskParams:
-    """The body as `TaskParams` within this server's limits and models, or the 4xx that says why."""
-    ctx = context(request)
-    try:
-        params = TaskParams.model_validate(body)
-    except ValidationError as exc:
-        raise invalid(pydantic_fields(exc)) from None
-    problems = check_limits(params, ctx.settings.limits)
-    if params.preview_method == "taesd" and ctx.settings.taesd is None:
-        problems.append(("preview_method", "taesd_weights", "preview_method taesd needs a server started with --taesd"))
-    if problems:
-        raise invalid([field_error(*p) for p in problems])
-    try:
-        ctx.service.catalog.resolve(params.model)
-    except UnknownModel as exc:
-        raise invalid([field_error("model", "served_model", str(exc))], status=400) from None
-    return params
-
-
-async def submit(request: Request, params: TaskParams, **kwargs: Any) -> TaskRecord:
-    """Queue a validated task for the request's key (its owner), refusing with 429 when the queue is
-    full or the caller already has its most tasks in flight (server.security.throttle)."""
-    ctx = context(request)
-    caller = await require_key(request)
-    if await ctx.service.queue.length() >= ctx.settings.max_queue:
-        raise APIError(
-            429, "queue_full", f"the queue holds {ctx.settings.max_queue} tasks; try again later",
-            headers={"Retry-After": "5"},
-        )
-    with ctx.throttle.in_flight(request, caller) as track:
-        return track(await ctx.service.submit(params, owner=caller.owner, **kwargs))
 
 
 def urls(request: Request, record: TaskRecord) -> dict[str, str]:
@@ -87,8 +53,7 @@ async def find(request: Request, *, change: bool = False) -> TaskRecord:
 
 async def create_task(request: Request) -> JSONResponse:
     await require_key(request)  # before anything about the body is told
-    params = validate_params(request, await json_object(request))
-    record = await submit(request, params)
+    record = await submit(request, await json_object(request))
     body = await describe(request, context(request).service, record)
     body["token"] = record.token
     return JSONResponse(body, status_code=201, headers={"Location": body["urls"]["self"]})

@@ -1,10 +1,11 @@
-"""`WS /v1/ws` (also at `/v1`, where Wiro clients connect): one socket, many task subscriptions.
+"""`WS /v1/ws`: one socket, many task subscriptions.
 
-Client messages (JSON text):
+Client messages (JSON text), each handled by the handler registered for its `type` (`handles`):
   {"type": "subscribe", "id", "token", "since": 0, "previews": "binary" | "json" | "none"}
   {"type": "unsubscribe", "id"}
-  {"type": "task_info", "tasktoken"}                 Wiro's subscribe: by token, JSON only
   {"type": "subscribe_all", "previews": "none"}      every task's lifecycle, for dashboards
+and those the providers' modules register: Wiro's `task_info` (server.compat.wiro, which also
+mounts this socket at `/v1`, where Wiro clients connect).
 Any message may carry "api_key" (browsers cannot set headers on a socket); otherwise the key of the
 handshake's headers counts. With keys configured, a subscription by token needs no key; one
 without a token, and subscribe_all, need a key, and show only its own tasks unless it is an admin
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -35,13 +37,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from latentcast.server.api.access import OwnEvents, check_access, identify, no_task
 from latentcast.server.api.context import Context, context
-from latentcast.server.api.errors import APIError, error_response, parse_json
+from latentcast.server.api.errors import parse_json
+from latentcast.server.errors import APIError, error_response
 from latentcast.server.observability import metrics
 from latentcast.server.protocol.events import PREVIEW_MODES, Event, encode_for
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.auth import Caller, Credentials, unauthorized
 from latentcast.server.security.keyring import CACHE_SECONDS
 from latentcast.server.tasks.feed import TaskFeed
+from latentcast.server.tasks.service import TaskNotFound
 
 CLOSE_TOO_SLOW = 1013
 CLOSE_IDLE = 1000  # a normal closure: nothing was lost, a client that wants more reconnects
@@ -49,7 +53,9 @@ CLOSE_KEY_REVOKED = 1008  # policy violation
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """A client message refused: answered with an `error` control message, the socket stays open."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -110,28 +116,20 @@ class Connection:
         request_id = None
         try:
             if len(raw) > MAX_MESSAGE_BYTES:
-                raise _Refused("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+                raise Refused("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
             try:
                 message = parse_json(raw, "message")
             except APIError as exc:
-                raise _Refused("invalid_json", exc.message) from None
+                raise Refused("invalid_json", exc.message) from None
             if not isinstance(message, dict):
-                raise _Refused("invalid_message", "message must be a JSON object")
+                raise Refused("invalid_message", "message must be a JSON object")
             request_id = message.get("id") if isinstance(message.get("id"), str) else None
             kind = message.get("type")
-            if kind == "subscribe":
-                await self._subscribe(message)
-            elif kind == "task_info":
-                await self._task_info(message)
-            elif kind == "unsubscribe":
-                self._unsubscribe(_text(message, "id"))
-            elif kind == "subscribe_all":
-                await self._subscribe_all(message)
-            else:
-                raise _Refused(
-                    "unknown_type", "type must be one of: subscribe, unsubscribe, task_info, subscribe_all"
-                )
-        except _Refused as refused:
+            handler = _handlers.get(kind) if isinstance(kind, str) else None
+            if handler is None:
+                raise Refused("unknown_type", f"type must be one of: {', '.join(_handlers)}")
+            await handler(self, message)
+        except Refused as refused:
             self._control({"type": "error", "code": refused.code, "message": refused.message, "id": request_id})
         except APIError as refused:  # from the access checks: unauthorized, forbidden, not_found
             self._control({"type": "error", "code": refused.type, "message": refused.message, "id": request_id})
@@ -140,7 +138,7 @@ class Connection:
         """Who sent `message`: its `api_key`, else the handshake's key (see `access.identify`)."""
         if "api_key" not in message:
             return self.caller
-        caller = await self.ctx.keys.identify(Credentials(_text(message, "api_key")))
+        caller = await self.ctx.keys.identify(Credentials(text_field(message, "api_key")))
         if caller is not None and caller.key is not None:
             self._watch(caller.key.digest)
         return caller
@@ -151,54 +149,52 @@ class Connection:
             raise unauthorized("an API key is required: send api_key, or a token for one task")
         return caller
 
-    async def _subscribe(self, message: dict[str, Any]) -> None:
-        task_id = _text(message, "id")
+    async def subscribe(self, message: dict[str, Any]) -> None:
+        task_id = text_field(message, "id")
         since = message.get("since", 0)
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            raise _Refused("invalid_since", "since must be a non-negative integer")
+            raise Refused("invalid_since", "since must be a non-negative integer")
         previews = message.get("previews", "binary")
         if previews not in PREVIEW_MODES:
-            raise _Refused("invalid_previews", "previews must be one of: binary, json, none")
+            raise Refused("invalid_previews", "previews must be one of: binary, json, none")
         token = message.get("token")
         if token is not None and not isinstance(token, str):
-            raise _Refused("forbidden", "the token does not match this task")
+            raise Refused("forbidden", "the token does not match this task")
         # the key is checked before the lookup, so that without one nobody learns which ids exist
         caller = await self._require_key(message) if token is None else None
-        record = await self.ctx.service.store.get(task_id)
-        if record is None:
-            raise no_task(task_id)
+        try:
+            record = await self.ctx.service.get(task_id)
+        except TaskNotFound:
+            raise no_task(task_id) from None
         check_access(record, token, caller)
-        await self._follow(task_id, since, previews)
+        await self.follow(task_id, since, previews)
 
-    async def _task_info(self, message: dict[str, Any]) -> None:
-        token = _text(message, "tasktoken")
-        record = await self.ctx.service.store.get_by_token(token)
-        if record is None:
-            raise _Refused("not_found", "no task has this tasktoken")
-        await self._follow(record.id, 0, "none")
-
-    async def _follow(self, task_id: str, since: int, previews: str) -> None:
+    async def follow(self, task_id: str, since: int, previews: str) -> None:
+        """Subscribe this socket to the task's events after `since` (access already checked)."""
         self._make_room(task_id)
         self._unsubscribe(task_id, quiet=True)
         subscription = _Subscription(previews)
         self.subscriptions[task_id] = subscription
         self._control({"type": "subscribed", "id": task_id, "since": since})
-        subscription.feed = TaskFeed(self.ctx.service.store, self.ctx.service.bus, task_id, since, self._push)
+        subscription.feed = self.ctx.service.feed(task_id, since, self._push)
         await subscription.feed.start()
 
-    async def _subscribe_all(self, message: dict[str, Any]) -> None:
+    async def unsubscribe(self, message: dict[str, Any]) -> None:
+        self._unsubscribe(text_field(message, "id"))
+
+    async def subscribe_all(self, message: dict[str, Any]) -> None:
         previews = message.get("previews", "none")
         if previews not in PREVIEW_MODES:
-            raise _Refused("invalid_previews", "previews must be one of: binary, json, none")
+            raise Refused("invalid_previews", "previews must be one of: binary, json, none")
         caller = await self._require_key(message)
         self._make_room("*")
         self._unsubscribe("*", quiet=True)
-        bus = self.ctx.service.bus
+        service = self.ctx.service
         if caller.sees_all:
-            unsubscribe = bus.subscribe(None, self._push)
+            unsubscribe = service.subscribe(None, self._push)
         else:
-            own = OwnEvents(self.ctx.service.store, caller, self._push)
-            stop_listening = bus.subscribe(None, own)
+            own = OwnEvents(service, caller, self._push)
+            stop_listening = service.subscribe(None, own)
 
             def unsubscribe() -> None:
                 stop_listening()
@@ -227,10 +223,10 @@ class Connection:
         """Subscriptions still to deliver events (one whose task ended stays until unsubscribed)."""
         return sum(1 for s in self.subscriptions.values() if s.feed is None or not s.feed.done)
 
-    def _make_room(self, key: str) -> None:
+    def _make_room(self, subscription_id: str) -> None:
         limit = self.ctx.settings.max_subscriptions
-        if key not in self.subscriptions and self._live() >= limit:
-            raise _Refused(
+        if subscription_id not in self.subscriptions and self._live() >= limit:
+            raise Refused(
                 "too_many_subscriptions",
                 f"a socket may follow at most {limit} tasks at once (max_subscriptions); unsubscribe from one first",
             )
@@ -257,7 +253,7 @@ class Connection:
             if not quiet:
                 self._control({"type": "unsubscribed", "id": task_id})
         elif not quiet:
-            raise _Refused("not_subscribed", f"not subscribed to {task_id!r}")
+            raise Refused("not_subscribed", f"not subscribed to {task_id!r}")
 
     @staticmethod
     def _stop(subscription: _Subscription) -> None:
@@ -318,11 +314,28 @@ class _Control:
     task_id: str = ""
 
 
-def _text(message: dict[str, Any], field: str) -> str:
+def text_field(message: dict[str, Any], field: str) -> str:
+    """The message's `field`, which must be a non-empty string."""
     value = message.get(field)
     if not isinstance(value, str) or not value:
-        raise _Refused("invalid_" + field, f"{field} must be a non-empty string")
+        raise Refused("invalid_" + field, f"{field} must be a non-empty string")
     return value
+
+
+MessageHandler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
+_handlers: dict[str, MessageHandler] = {}
+
+
+def handles(kind: str, handler: MessageHandler) -> None:
+    """Handle the client messages of type `kind` with `handler` (on every socket of the process)."""
+    if kind in _handlers:
+        raise ValueError(f"socket messages of type {kind!r} already have a handler")
+    _handlers[kind] = handler
+
+
+handles("subscribe", Connection.subscribe)
+handles("unsubscribe", Connection.unsubscribe)
+handles("subscribe_all", Connection.subscribe_all)
 
 
 async def endpoint(ws: WebSocket) -> None:

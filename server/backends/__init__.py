@@ -1,5 +1,5 @@
-"""Where tasks, their event logs, the job queue and the live event feed are kept.
-
-`base` defines the small interfaces; `local` (SQLite + in-memory queue + in-process bus) is the
-default single-process backend.
+"""Where tasks, their event logs, the job queue, the live event feed, output files and API keys are
+kept: the implementations of the task ports (server.tasks.ports) and of `KeyStore`
+(server.security.keys). `factory` picks them from `--broker`: SQLite + an in-memory queue + an
+in-process bus for one process, or Redis for many.
 """

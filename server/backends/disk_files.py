@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from latentcast.server.backends.base import safe_output_name
+from latentcast.server.backends.file_names import safe_output_name
 
 
 class DiskFiles:

@@ -8,12 +8,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from latentcast.server.backends.base import EventBus, FileStore, JobQueue, KeyStore, TaskStore
 from latentcast.server.config import Settings
+from latentcast.server.security.keys import KeyStore
+from latentcast.server.tasks.catalog import ModelCatalog
+from latentcast.server.tasks.ports import EventBus, FileStore, JobQueue, TaskStore
+from latentcast.server.tasks.service import TaskService
 
 
 @dataclasses.dataclass
 class Backend:
+    """One backend's parts, opened together; only the top (server.app, server.cli) wires them in."""
+
     store: TaskStore
     queue: JobQueue
     bus: EventBus
@@ -27,6 +32,10 @@ class Backend:
     """Publish one worker's heartbeat (name, device, model, aliases, task)."""
     live_workers: Callable[[], Awaitable[list[dict[str, Any]]]]
     """Heartbeats of the workers alive now, wherever they run."""
+
+    def task_service(self, catalog: ModelCatalog) -> TaskService:
+        """The service over this backend's store, queue and bus: the one way to them."""
+        return TaskService(self.store, self.queue, self.bus, catalog)
 
 
 def open_backend(settings: Settings, *, follow_feed: bool = True) -> Backend:
@@ -46,9 +55,9 @@ def open_key_store(settings: Settings) -> KeyStore:
     import redis.asyncio as aioredis
 
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
-    from latentcast.server.backends.redis_keys import Keys
+    from latentcast.server.backends.redis_names import RedisNames
 
-    return RedisKeyStore(aioredis.Redis.from_url(settings.broker), Keys(settings.redis_prefix))
+    return RedisKeyStore(aioredis.Redis.from_url(settings.broker), RedisNames(settings.redis_prefix))
 
 
 def _check_broker(broker: str) -> None:
@@ -101,20 +110,20 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
     from latentcast.server.backends.redis_bus import RedisBus
     from latentcast.server.backends.redis_files import RedisFiles
-    from latentcast.server.backends.redis_keys import Keys
+    from latentcast.server.backends.redis_names import RedisNames
     from latentcast.server.backends.redis_queue import RedisQueue
     from latentcast.server.backends.redis_store import RedisStore
 
     assert settings.broker is not None
     client = aioredis.Redis.from_url(settings.broker)
-    keys = Keys(settings.redis_prefix)
-    store = RedisStore(client, keys, retention=settings.retention)
-    queue = RedisQueue(client, keys, visibility_timeout=settings.visibility_timeout)
-    bus = RedisBus(client, keys, follow_feed=follow_feed)
+    names = RedisNames(settings.redis_prefix)
+    store = RedisStore(client, names, retention=settings.retention)
+    queue = RedisQueue(client, names, visibility_timeout=settings.visibility_timeout)
+    bus = RedisBus(client, names, follow_feed=follow_feed)
     files: FileStore = (
         DiskFiles(settings.outputs_dir, settings.base_url)
         if settings.outputs_dir is not None
-        else RedisFiles(settings.broker, client, keys, settings.base_url, settings.retention)
+        else RedisFiles(settings.broker, client, names, settings.base_url, settings.retention)
     )
 
     async def start() -> None:
@@ -128,11 +137,11 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     beat_ttl = max(3 * settings.heartbeat_seconds, 5)
 
     async def announce(beat: dict[str, Any]) -> None:
-        await client.set(keys.worker(beat["name"]), json.dumps({**beat, "beat_at": time.time()}), ex=int(beat_ttl))
+        await client.set(names.worker(beat["name"]), json.dumps({**beat, "beat_at": time.time()}), ex=int(beat_ttl))
 
     async def live_workers() -> list[dict[str, Any]]:
-        names = [key async for key in client.scan_iter(match=keys.workers, count=500)]
-        beats = await client.mget(names) if names else []
+        found = [name async for name in client.scan_iter(match=names.workers, count=500)]
+        beats = await client.mget(found) if found else []
         return sorted((json.loads(b) for b in beats if b), key=lambda beat: beat["name"])
 
     return Backend(
@@ -140,7 +149,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
         queue=queue,
         bus=bus,
         files=files,
-        keys=RedisKeyStore(client, keys),  # shares the client, closed with the store
+        keys=RedisKeyStore(client, names),  # shares the client, closed with the store
         durable_queue=True,
         start=start,
         close=close,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from latentcast.server.backends.base import Listener
 from latentcast.server.protocol.events import Event
+from latentcast.server.tasks.ports import Listener
 
 
 class LocalBus:

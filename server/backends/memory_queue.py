@@ -11,7 +11,7 @@ import asyncio
 import bisect
 import collections
 
-from latentcast.server.backends.base import Fence, Job
+from latentcast.server.tasks.ports import Fence, Job
 
 
 class MemoryQueue:

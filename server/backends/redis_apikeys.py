@@ -1,6 +1,6 @@
 """API keys and used nonces in Redis, shared by every front-end and by `latentcast keys`.
 
-Layout in `redis_keys`: one string per key (its record as JSON) under the key's digest, a hash of
+Layout in `redis_names`: one string per key (its record as JSON) under the key's digest, a hash of
 id -> digest for listing and revoking by id, and one expiring string per used nonce, set with
 `SET NX EX` so two front-ends racing on the same nonce cannot both accept it.
 """
@@ -12,7 +12,7 @@ import dataclasses
 import orjson
 import redis.asyncio as aioredis
 
-from latentcast.server.backends.redis_keys import Keys
+from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.security.keys import ApiKey
 
 
@@ -21,39 +21,39 @@ def _dump(key: ApiKey) -> bytes:
 
 
 class RedisKeyStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         self.redis = client
-        self.keys = keys
+        self.names = names
 
     async def add(self, key: ApiKey) -> None:
         async with self.redis.pipeline(transaction=True) as tx:
-            tx.set(self.keys.apikey(key.digest), _dump(key))
-            tx.hset(self.keys.apikeys, key.id, key.digest)
+            tx.set(self.names.apikey(key.digest), _dump(key))
+            tx.hset(self.names.apikeys, key.id, key.digest)
             await tx.execute()
 
     async def find(self, digest: str) -> ApiKey | None:
-        raw = await self.redis.get(self.keys.apikey(digest))
+        raw = await self.redis.get(self.names.apikey(digest))
         return ApiKey(**orjson.loads(raw)) if raw else None
 
     async def all(self) -> list[ApiKey]:
-        digests = await self.redis.hvals(self.keys.apikeys)
+        digests = await self.redis.hvals(self.names.apikeys)
         found = [await self.find(d.decode()) for d in digests]
         return sorted((k for k in found if k is not None), key=lambda k: (k.created_at, k.id))
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:
-        digest = await self.redis.hget(self.keys.apikeys, key_id)
+        digest = await self.redis.hget(self.names.apikeys, key_id)
         key = await self.find(digest.decode()) if digest else None
         if key is None or not key.active:
             return key
         key = dataclasses.replace(key, revoked_at=at)
-        await self.redis.set(self.keys.apikey(key.digest), _dump(key))
+        await self.redis.set(self.names.apikey(key.digest), _dump(key))
         return key
 
     async def configured(self) -> bool:
-        return bool(await self.redis.exists(self.keys.apikeys))
+        return bool(await self.redis.exists(self.names.apikeys))
 
     async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
-        return bool(await self.redis.set(self.keys.nonce(key_id, nonce), b"1", nx=True, ex=max(1, int(window))))
+        return bool(await self.redis.set(self.names.nonce(key_id, nonce), b"1", nx=True, ex=max(1, int(window))))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -19,19 +19,19 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from latentcast.server.backends.base import Listener
 from latentcast.server.backends.local_bus import LocalBus
-from latentcast.server.backends.redis_keys import Keys
+from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
 from latentcast.server.protocol.events import Event
+from latentcast.server.tasks.ports import Listener
 
 log = logging.getLogger("latentcast.redis")
 
 
 class RedisBus:
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, follow_feed: bool) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames, *, follow_feed: bool) -> None:
         self.redis = client
-        self.keys = keys
+        self.names = names
         self.follow_feed = follow_feed
         self._local = LocalBus()
         self._cancel_listeners: list[Callable[[str, str], None]] = []
@@ -40,7 +40,7 @@ class RedisBus:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.follow_feed:
-            last = await self.redis.xinfo_stream(self.keys.feed) if await self.redis.exists(self.keys.feed) else None
+            last = await self.redis.xinfo_stream(self.names.feed) if await self.redis.exists(self.names.feed) else None
             start_id = last["last-generated-id"] if last else b"0-0"
             self._tasks.append(loop.create_task(self._follow(start_id)))
         self._tasks.append(loop.create_task(self._cancels()))
@@ -59,7 +59,7 @@ class RedisBus:
 
     def request_cancel(self, task_id: str, reason: str) -> None:
         message = json.dumps([task_id, reason])
-        asyncio.get_running_loop().create_task(self.redis.publish(self.keys.cancel, message))
+        asyncio.get_running_loop().create_task(self.redis.publish(self.names.cancel, message))
 
     def on_cancel(self, listener: Callable[[str, str], None]) -> None:
         self._cancel_listeners.append(listener)
@@ -67,7 +67,7 @@ class RedisBus:
     async def _follow(self, last_id: bytes) -> None:
         while True:
             try:
-                reply = await self.redis.xread({self.keys.feed: last_id}, count=1000, block=1000)
+                reply = await self.redis.xread({self.names.feed: last_id}, count=1000, block=1000)
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 log.warning("feed reader lost Redis (%s); retrying", exc)
                 await asyncio.sleep(0.5)
@@ -81,7 +81,7 @@ class RedisBus:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.keys.cancel)
+                    await pubsub.subscribe(self.names.cancel)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             task_id, reason = json.loads(message["data"])

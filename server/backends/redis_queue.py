@@ -15,8 +15,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from latentcast.server.backends.base import Fence, Job
-from latentcast.server.backends.redis_keys import GROUP, Keys
+from latentcast.server.backends.redis_names import GROUP, RedisNames
+from latentcast.server.tasks.ports import Fence, Job
 
 _PUT = """
 local n = redis.call('INCR', KEYS[3])
@@ -71,9 +71,9 @@ return changed
 
 
 class RedisQueue:
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, visibility_timeout: float, block_seconds: float = 2.0) -> None:
+    def __init__(self, client: aioredis.Redis, names: RedisNames, *, visibility_timeout: float, block_seconds: float = 2.0) -> None:
         self.redis = client
-        self.keys = keys
+        self.names = names
         self.visibility_ms = int(visibility_timeout * 1000)
         self.block_ms = int(block_seconds * 1000)
         self._put = client.register_script(_PUT)
@@ -84,13 +84,13 @@ class RedisQueue:
 
     async def ensure_group(self) -> None:
         try:
-            await self.redis.xgroup_create(self.keys.jobs, GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(self.names.jobs, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def put(self, task_id: str, attempts: int = 0) -> int:
-        k = self.keys
+        k = self.names
         return int(await self._put(keys=[k.queue, k.jobs, k.queue_seq, k.positions], args=[task_id]))
 
     async def take(self, worker: str) -> Job:
@@ -99,7 +99,7 @@ class RedisQueue:
             if entry is None:
                 continue
             entry_id, task_id = entry
-            k = self.keys
+            k = self.names
             claim = await self._claim(keys=[k.task(task_id), k.queue, k.positions], args=[task_id, worker])
             if claim[0] == b"skip":
                 await self._ack(entry_id)
@@ -108,16 +108,16 @@ class RedisQueue:
 
     async def _reclaim(self, worker: str) -> tuple[bytes, str] | None:
         _, entries, _ = await self.redis.xautoclaim(
-            self.keys.jobs, GROUP, worker, min_idle_time=self.visibility_ms, start_id="0-0", count=1
+            self.names.jobs, GROUP, worker, min_idle_time=self.visibility_ms, start_id="0-0", count=1
         )
         return _entry(entries[0]) if entries else None
 
     async def _read(self, worker: str) -> tuple[bytes, str] | None:
-        reply = await self.redis.xreadgroup(GROUP, worker, {self.keys.jobs: ">"}, count=1, block=self.block_ms)
+        reply = await self.redis.xreadgroup(GROUP, worker, {self.names.jobs: ">"}, count=1, block=self.block_ms)
         return _entry(reply[0][1][0]) if reply and reply[0][1] else None
 
     async def keepalive(self, job: Job) -> None:
-        k = self.keys
+        k = self.names
         await self._keepalive(
             keys=[k.task(job.task_id), k.jobs], args=[job.fence.owner, str(job.fence.attempt), job.handle, GROUP]
         )
@@ -127,22 +127,22 @@ class RedisQueue:
 
     async def _ack(self, entry_id: bytes) -> None:
         async with self.redis.pipeline(transaction=True) as tx:
-            tx.xack(self.keys.jobs, GROUP, entry_id)
-            tx.xdel(self.keys.jobs, entry_id)
+            tx.xack(self.names.jobs, GROUP, entry_id)
+            tx.xdel(self.names.jobs, entry_id)
             await tx.execute()
 
     async def remove(self, task_id: str) -> bool:
-        return bool(await self._remove(keys=[self.keys.queue, self.keys.positions], args=[task_id]))
+        return bool(await self._remove(keys=[self.names.queue, self.names.positions], args=[task_id]))
 
     async def position(self, task_id: str) -> int | None:
-        rank = await self.redis.zrank(self.keys.queue, task_id)
+        rank = await self.redis.zrank(self.names.queue, task_id)
         return None if rank is None else rank + 1
 
     async def length(self) -> int:
-        return int(await self.redis.zcard(self.keys.queue))
+        return int(await self.redis.zcard(self.names.queue))
 
     async def moved(self) -> list[tuple[str, int]]:
-        flat = await self._moved(keys=[self.keys.queue, self.keys.positions])
+        flat = await self._moved(keys=[self.names.queue, self.names.positions])
         return [(flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 

@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from latentcast.server.backends.base import Fence, Page, StaleWrite, decode_cursor, encode_cursor
-from latentcast.server.backends.redis_keys import Keys
+from latentcast.server.backends.cursors import decode_cursor, encode_cursor
+from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.ports import Fence, Page, StaleWrite
 from latentcast.server.tasks.record import TaskRecord
 
 _APPEND = """
@@ -71,21 +72,21 @@ class RedisStore:
     def __init__(
         self,
         client: aioredis.Redis,
-        keys: Keys,
+        names: RedisNames,
         *,
         retention: float,
         event_maxlen: int = 100_000,
         feed_maxlen: int = 10_000,
     ) -> None:
         self.redis = client
-        self.keys = keys
+        self.names = names
         self.retention = retention
         self.event_maxlen = event_maxlen
         self.feed_maxlen = feed_maxlen
         self._append = client.register_script(_APPEND)
 
     async def create(self, record: TaskRecord) -> None:
-        k = self.keys
+        k = self.names
         async with self.redis.pipeline(transaction=True) as tx:
             tx.hset(
                 k.task(record.id),
@@ -104,17 +105,17 @@ class RedisStore:
             await tx.execute()
 
     async def get(self, task_id: str) -> TaskRecord | None:
-        fields = await self.redis.hgetall(self.keys.task(task_id))
+        fields = await self.redis.hgetall(self.names.task(task_id))
         return _load(fields) if fields.get(b"record") else None
 
     async def get_by_token(self, token: str) -> TaskRecord | None:
-        task_id = await self.redis.get(self.keys.token(token))
+        task_id = await self.redis.get(self.names.token(token))
         return await self.get(task_id.decode()) if task_id else None
 
     async def list(
         self, *, status: TaskStatus | None, limit: int, cursor: str | None, owner: str | None
     ) -> Page:
-        index = self.keys.status(str(status)) if status is not None else self.keys.tasks
+        index = self.names.status(str(status)) if status is not None else self.names.tasks
         top = "+inf" if cursor is None else f"({decode_cursor(cursor)[0]!r}"
         items: list[TaskRecord] = []
         while len(items) <= limit:
@@ -143,7 +144,7 @@ class RedisStore:
         preview: Preview | None = None,
         fence: Fence | None = None,
     ) -> Event:
-        k = self.keys
+        k = self.names
         while True:
             record = await self.get(task_id)
             if record is None:
@@ -189,8 +190,8 @@ class RedisStore:
             # b"conflict": another process appended first; fold its event in and try again
 
     async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        entries = await self.redis.xrange(self.keys.events(task_id), min=f"(0-{since}", max="+")
-        newest = await self.redis.hgetall(self.keys.preview(task_id))
+        entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+")
+        newest = await self.redis.hgetall(self.names.preview(task_id))
         newest_seq = int(newest[b"seq"]) if newest else -1
         events = []
         for entry_id, fields in entries:
@@ -200,16 +201,16 @@ class RedisStore:
         return events
 
     async def set_cancel_requested(self, task_id: str) -> None:
-        if not await self.redis.exists(self.keys.task(task_id)):
+        if not await self.redis.exists(self.names.task(task_id)):
             raise KeyError(task_id)
-        await self.redis.hset(self.keys.task(task_id), "cancel_requested", "1")
+        await self.redis.hset(self.names.task(task_id), "cancel_requested", "1")
 
     async def unfinished(self) -> list[TaskRecord]:
         records = []
         for status in TaskStatus:
             if status.is_final:
                 continue
-            for task_id in await self.redis.zrange(self.keys.status(str(status)), 0, -1):
+            for task_id in await self.redis.zrange(self.names.status(str(status)), 0, -1):
                 if (record := await self.get(task_id.decode())) is not None:
                     records.append(record)
         return sorted(records, key=lambda r: (r.created_at, r.id))

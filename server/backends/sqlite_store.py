@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from latentcast.server.backends.base import Fence, Page, decode_cursor, encode_cursor
+from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.ports import Fence, Page
 from latentcast.server.tasks.record import TaskRecord
 
 _SCHEMA = """

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from latentcast.server.compat import aimlapi, segmind, texttoimage, wiro
+from latentcast.server.compat import aimlapi, segmind, segmind_queue, texttoimage, wiro
 
-routes: list[BaseRoute] = [*aimlapi.routes, *wiro.routes, *segmind.routes, *texttoimage.routes]
+routes: list[BaseRoute] = [
+    *aimlapi.routes, *wiro.routes, *segmind.routes, *segmind_queue.routes, *texttoimage.routes
+]

@@ -2,8 +2,8 @@
 task, waiting for that task, and refusing in words each provider then renders its own way.
 
 A provider module (aimlapi, wiro, segmind, texttoimage) only knows its own request and response.
-Everything it queues goes through the native `validate_params` and `submit`, so every compat task
-has the same events, limits and place in the task list as a native one.
+Everything it queues goes through the native submission path (server.api.submission), so every
+compat task has the same events, limits and place in the task list as a native one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import os
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -23,16 +22,12 @@ from starlette.responses import Response
 
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
-from latentcast.server.api.errors import APIError, field_error, parse_json, pydantic_fields
-from latentcast.server.api.tasks import submit, validate_params
+from latentcast.server.api.errors import field_error, parse_json, pydantic_fields
+from latentcast.server.api.submission import submit
+from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskService
-
-# How long a synchronous endpoint (AI/ML API, Segmind, textToImage) waits for its task before it
-# cancels the task and answers with the provider's timeout. Seconds; the environment may change it.
-WAIT_ENV = "LATENTCAST_COMPAT_WAIT_SECONDS"
-DEFAULT_WAIT_SECONDS = 900.0
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -131,8 +126,7 @@ async def start(
     A native refusal is re-worded with the provider's field names (`names`: native -> provider).
     """
     try:
-        native = validate_params(request, params)
-        return await submit(request, native, callback_url=callback_url)
+        return await submit(request, params, callback_url=callback_url)
     except APIError as exc:
         raise _reworded(exc, names) from None
 
@@ -148,16 +142,12 @@ def _reworded(exc: APIError, names: Mapping[str, str]) -> Refusal:
     return Refusal(kind, "; ".join(f["message"] for f in fields) or exc.message, fields)
 
 
-def wait_seconds() -> float:
-    return float(os.environ.get(WAIT_ENV, DEFAULT_WAIT_SECONDS))
-
-
 async def wait_ended(
     service: TaskService, task_id: str, *, timeout: float | None = None, unless: Awaitable[Any] | None = None
 ) -> str:
     """Wait for the task's terminal event: "ended", or "timeout", or "unless" when that finished first."""
     ended = asyncio.Event()
-    unsubscribe = service.bus.subscribe(task_id, lambda event: ended.set() if event.terminal else None)
+    unsubscribe = service.subscribe(task_id, lambda event: ended.set() if event.terminal else None)
     waiting = [asyncio.ensure_future(ended.wait())]
     if unless is not None:
         waiting.append(asyncio.ensure_future(unless))
@@ -174,10 +164,10 @@ async def wait_ended(
 
 async def finish(request: Request, record: TaskRecord) -> TaskRecord:
     """Wait for the task to end and return it completed; otherwise refuse ("failed", "cancelled",
-    "timeout"). A client that hangs up, or a wait that runs out, cancels the task: nobody is
-    left to receive its images."""
-    service = context(request).service
-    limit = wait_seconds()
+    "timeout"). A client that hangs up, or a wait that runs out (`--compat-wait`), cancels the
+    task: nobody is left to receive its images."""
+    ctx = context(request)
+    service, limit = ctx.service, ctx.settings.compat_wait
     outcome = await wait_ended(service, record.id, timeout=limit, unless=_hang_up(request))
     if outcome != "ended":
         reason = "the client disconnected" if outcome == "unless" else f"not done after {limit:g} s"

@@ -1,5 +1,6 @@
 """Wiro: `POST /v1/Run/{owner}/{project}`, `/v1/Task/Detail`, `/v1/Task/Cancel`, `/v1/Task/Kill`
-(provider-docs 004; its socket is the native one, see server/api/websocket.py).
+(provider-docs 004), and its socket: the native one (server/api/websocket.py), also at `/v1`, with
+Wiro's `{"type": "task_info", "tasktoken"}` message registered here.
 
 Bodies are JSON, multipart/form-data or url-encoded forms. As on Wiro every answer is HTTP 200:
 `{"result": true, "errors": [], ...}`, or `{"result": false, "errors": [{"code", "message"}]}`
@@ -13,27 +14,25 @@ from __future__ import annotations
 import urllib.parse
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from latentcast.client.wire import WIRO_SCHEDULERS, WiroScheduler
+from latentcast.server.api import websocket
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
-from latentcast.server.api.errors import APIError, parse_json
+from latentcast.server.api.errors import parse_json
 from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
 from latentcast.server.compat.wiro_detail import deliver_when_done, detail_body
+from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
-from latentcast.server.tasks.service import TaskFinished
+from latentcast.server.tasks.service import TaskFinished, TaskNotFound
 
-SCHEDULERS = {
-    "FlowMatchEulerDiscreteScheduler": "flow_match_euler",
-    "DPMSolverMultistepScheduler": "dpmpp_2m",
-    "UniPCMultistepScheduler": "unipc",
-}
 NAMES = {
     "negative_prompt": "negativePrompt",
     "num_images": "samples",
@@ -56,9 +55,7 @@ class _Run(BaseModel):
     seed: int | None = None  # Wiro's seed is text; empty means random
     width: int = Field(default=1024, ge=64, le=2048, multiple_of=8)
     height: int = Field(default=1024, ge=64, le=2048, multiple_of=8)
-    scheduler: Literal[
-        "FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler"
-    ] = "FlowMatchEulerDiscreteScheduler"
+    scheduler: WiroScheduler = "FlowMatchEulerDiscreteScheduler"
     callbackUrl: str = ""
     projectid: str = ""  # Wiro's billing project: there is one project here
 
@@ -146,11 +143,12 @@ async def run(request: Request) -> Response:
         "seed": body.seed,
         "width": body.width,
         "height": body.height,
-        "scheduler": SCHEDULERS[body.scheduler],
+        "scheduler": WIRO_SCHEDULERS[body.scheduler],
     }
     record = await start(request, params, NAMES, callback_url=callback)
     if callback is not None:
-        deliver_when_done(context(request).service, record.id, callback)
+        ctx = context(request)
+        deliver_when_done(ctx.background, ctx.service, record.id, callback)
     return JSONResponse({"errors": [], "taskid": record.id, "socketaccesstoken": record.token, "result": True})
 
 
@@ -158,14 +156,17 @@ async def _task(request: Request, *, change: bool = False) -> TaskRecord:
     """The task named by `tasktoken` (or `taskid`): the token alone reads it; a task id, or
     changing it (`change`), takes the key that created it (another key's task is not found)."""
     fields = await _fields(request)
-    store = context(request).service.store
+    service = context(request).service
     token, task_id = fields.get("tasktoken"), fields.get("taskid")
     by_token = isinstance(token, str) and bool(token)
     if not by_token and not (isinstance(task_id, str | int) and str(task_id)):
         raise Refusal("body", "taskid or tasktoken is required")
     caller = await require_key(request) if change or not by_token else None
-    record = await store.get_by_token(str(token)) if by_token else await store.get(str(task_id))
-    if record is None or (caller is not None and not caller.sees(record)):
+    try:
+        record = await service.get_by_token(str(token)) if by_token else await service.get(str(task_id))
+    except TaskNotFound:
+        raise Refusal("not_found", "There is no task yet.") from None
+    if caller is not None and not caller.sees(record):
         raise Refusal("not_found", "There is no task yet.")
     return record
 
@@ -205,9 +206,22 @@ async def _stop(request: Request, record: TaskRecord, reason: str, too_late: str
         raise Refusal("conflict", too_late) from None
 
 
-routes = [
+async def _task_info(connection: websocket.Connection, message: dict[str, Any]) -> None:
+    """Wiro's subscribe: by the task's token alone, every event from the first, as JSON without previews."""
+    token = websocket.text_field(message, "tasktoken")
+    try:
+        record = await connection.ctx.service.get_by_token(token)
+    except TaskNotFound:
+        raise websocket.Refused("not_found", "no task has this tasktoken") from None
+    await connection.follow(record.id, 0, "none")
+
+
+websocket.handles("task_info", _task_info)
+
+routes: list[BaseRoute] = [
     Route("/v1/Run/{owner}/{project}", run, methods=["POST"]),
     Route("/v1/Task/Detail", task_detail, methods=["POST"]),
     Route("/v1/Task/Cancel", task_cancel, methods=["POST"]),
     Route("/v1/Task/Kill", task_kill, methods=["POST"]),
+    WebSocketRoute("/v1", websocket.endpoint),  # where Wiro clients connect
 ]

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from latentcast.client.wire import WIRO_SCHEDULERS
+from latentcast.server.api.background import BackgroundJobs
 from latentcast.server.compat.common import wait_ended
 from latentcast.server.protocol.events import EventType, TaskStatus
 from latentcast.server.tasks.record import TaskRecord
@@ -32,14 +34,10 @@ _LIFECYCLE = frozenset(
         EventType.POSTPROCESS_END, EventType.CANCEL,
     }
 )
-_SCHEDULER_NAMES = {
-    "flow_match_euler": "FlowMatchEulerDiscreteScheduler",
-    "dpmpp_2m": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-}
+# A native scheduler's Wiro name, for tasks created with one (others show none, as Wiro's own would)
+_SCHEDULER_NAMES = {native: wiro for wiro, native in WIRO_SCHEDULERS.items()}
 # seconds to wait before each delivery attempt to a callbackUrl: five attempts in about half a minute
 CALLBACK_DELAYS = (0.0, 1.0, 3.0, 9.0, 20.0)
-_deliveries: set[asyncio.Task[None]] = set()
 
 
 def task_uuid(task_id: str) -> str:
@@ -70,21 +68,21 @@ def parameters(record: TaskRecord) -> dict[str, str]:
     """The task's parameters with the Wiro tool's names, as strings (Wiro's form values are)."""
     p = record.params
     return {
-        "prompt": p["prompt"],
-        "negativePrompt": p["negative_prompt"],
-        "samples": str(p["num_images"]),
-        "steps": str(p["num_inference_steps"]),
-        "scale": f"{p['guidance_scale']:g}",
+        "prompt": p.prompt,
+        "negativePrompt": p.negative_prompt,
+        "samples": str(p.num_images),
+        "steps": str(p.num_inference_steps),
+        "scale": f"{p.guidance_scale:g}",
         "seed": str(record.seed),
-        "width": str(p["width"]),
-        "height": str(p["height"]),
-        "scheduler": _SCHEDULER_NAMES.get(p.get("scheduler", "flow_match_euler"), ""),
+        "width": str(p.width),
+        "height": str(p.height),
+        "scheduler": _SCHEDULER_NAMES.get(p.scheduler, ""),
     }
 
 
 async def task_detail(service: TaskService, record: TaskRecord) -> dict[str, Any]:
     """One entry of Task/Detail's `tasklist`."""
-    events = await service.store.events(record.id)
+    events = await service.events(record.id)
     status = next((e.type for e in reversed(events) if e.type in _LIFECYCLE), str(EventType.QUEUE))
     logs = {e.type: e.message for e in events if e.type in (EventType.OUTPUT_FULL, EventType.ERROR_FULL)}
     failed = record.status is TaskStatus.FAILED
@@ -159,11 +157,10 @@ async def detail_body(service: TaskService, record: TaskRecord) -> dict[str, Any
     return {"total": "1", "errors": [], "tasklist": [await task_detail(service, record)], "result": True}
 
 
-def deliver_when_done(service: TaskService, task_id: str, url: str) -> None:
-    """POST the task's final detail to `url` once it ends, retrying on failure (in the background)."""
-    job = asyncio.get_running_loop().create_task(_deliver(service, task_id, url), name=f"callback-{task_id}")
-    _deliveries.add(job)  # held until done: the loop keeps only weak references to tasks
-    job.add_done_callback(_deliveries.discard)
+def deliver_when_done(background: BackgroundJobs, service: TaskService, task_id: str, url: str) -> None:
+    """POST the task's final detail to `url` once it ends, retrying on failure, as one of the app's
+    background jobs (a server that stops cancels the deliveries still waiting)."""
+    background.start(_deliver(service, task_id, url), name=f"callback-{task_id}")
 
 
 async def _deliver(service: TaskService, task_id: str, url: str) -> None:

@@ -16,9 +16,9 @@ import torch
 from diffusers import AutoencoderTiny
 from PIL import Image
 
+from latentcast.client.wire import PREVIEW_FORMATS, PREVIEW_METHODS
+
 MAX_PREVIEW_SIDE = 512
-PREVIEW_METHODS = ("latent2rgb", "taesd", "vae", "none")
-PREVIEW_FORMATS = ("jpeg", "webp")
 
 # SD3's latent -> RGB approximation (ComfyUI, comfy/latent_formats.py, class SD3): one row per latent
 # channel, fitted on the model-space latents (`(z - shift) * scale`) that diffusers' SD3 pipeline

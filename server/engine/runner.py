@@ -3,7 +3,8 @@
 The pipeline's step callback does only cheap work (a preview of the denoised estimate, the
 cancel check) and hands events to the event loop without waiting for it, so no client, however
 slow, can slow the denoising. Every event of a run, up to its terminal one, is emitted here, in
-order, through `emit`.
+order, through `emit`. How long each preview took goes to `time_preview`, which the top of the
+application wires to the metrics (the engine knows nothing of them).
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from latentcast.server.backends.base import FileStore
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
 from latentcast.server.engine.schedulers import configure_scheduler
-from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.protocol.events import EventType, Preview
+from latentcast.server.tasks.ports import FileStore
 from latentcast.server.tasks.record import TaskRecord
 
 Emit = Callable[..., None]  # emit(type, message, preview=None): thread-safe, never blocks
+PreviewTimer = Callable[[str, float], None]  # (preview method, seconds): called on the device thread
 
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -87,6 +88,7 @@ class _StepWatcher:
         latents: torch.Tensor,
         previewer: Previewer | None,
         preview: PreviewSettings,
+        time_preview: PreviewTimer,
     ) -> None:
         self.emit = emit
         self.log = log
@@ -95,6 +97,7 @@ class _StepWatcher:
         self.previous = latents
         self.previewer = previewer
         self.preview = preview
+        self.time_preview = time_preview
         self.started = time.perf_counter()
         self.last_preview = float("-inf")
 
@@ -118,7 +121,7 @@ class _StepWatcher:
             image = self.previewer(x0[:1])[0]  # the first image of a batch is the one shown
             preview = Preview(self.preview.format, image.width, image.height, encode_image(image, self.preview.format))
             self.last_preview = now
-            observe_preview(self.preview.method, time.perf_counter() - now)  # GET /metrics
+            self.time_preview(self.preview.method, time.perf_counter() - now)
         self.previous = latents
         self.emit(EventType.PROGRESS, message, preview)
         self.log.line(f"Step {step}/{self.steps}")
@@ -139,37 +142,33 @@ def run_generation(
     *,
     preview_min_interval: float,
     previewer_for: Callable[[str], Previewer | None],
+    time_preview: PreviewTimer,
 ) -> None:
     """Run one task from preprocessing to its terminal event. Raises `Interrupted` only to re-queue."""
     params = record.params
     preview = PreviewSettings(
-        params["preview_method"], params["preview_every"], params["preview_format"], preview_min_interval
+        params.preview_method, params.preview_every, params.preview_format, preview_min_interval
     )
     pipe = model.pipe
     log = _Log(emit)
     try:
         emit(EventType.PREPROCESS_START, {})
         began = time.perf_counter()
-        guided = params["guidance_scale"] > 1.0
+        guided = params.guidance_scale > 1.0
         with torch.inference_mode():
             prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-                prompt=params["prompt"],
+                prompt=params.prompt,
                 prompt_2=None,
                 prompt_3=None,
-                negative_prompt=params["negative_prompt"],
+                negative_prompt=params.negative_prompt,
                 do_classifier_free_guidance=guided,
-                num_images_per_prompt=params["num_images"],
+                num_images_per_prompt=params.num_images,
                 device=pipe._execution_device,
             )
         emit(EventType.PREPROCESS_END, {"seconds": round(time.perf_counter() - began, 4)})
         emit(EventType.ASSIGN, {"device": model.device})
 
-        steps, width, height, count = (
-            params["num_inference_steps"],
-            params["width"],
-            params["height"],
-            params["num_images"],
-        )
+        steps, width, height, count = params.num_inference_steps, params.width, params.height, params.num_images
         generator = torch.Generator(device="cpu").manual_seed(record.seed)
         scale = pipe.vae_scale_factor
         latents = randn_tensor(
@@ -180,9 +179,9 @@ def run_generation(
         )
         emit(EventType.START, {"steps": steps, "seed": record.seed, "width": width, "height": height, "images": count})
         log.line(f"Generating {count} image(s) of {width}x{height} in {steps} steps with seed {record.seed}")
-        configure_scheduler(pipe, params.get("scheduler"), params.get("shift"))
+        configure_scheduler(pipe, params.scheduler, params.shift)
         previewer = previewer_for(preview.method)
-        watcher = _StepWatcher(emit, log, stop, steps, latents, previewer, preview)
+        watcher = _StepWatcher(emit, log, stop, steps, latents, previewer, preview, time_preview)
         began = time.perf_counter()
         with torch.inference_mode():
             final = pipe(
@@ -193,7 +192,7 @@ def run_generation(
                 width=_padded(width),
                 height=_padded(height),
                 num_inference_steps=steps,
-                guidance_scale=params["guidance_scale"],
+                guidance_scale=params.guidance_scale,
                 latents=latents,
                 output_type="latent",
                 callback_on_step_end=watcher,
@@ -207,7 +206,7 @@ def run_generation(
         emit(EventType.END, {"seconds": round(seconds, 4)})
 
         emit(EventType.POSTPROCESS_START, {})
-        fmt = params["output_format"]
+        fmt = params.output_format
         outputs = []
         for index, image in enumerate(images):
             name = f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"

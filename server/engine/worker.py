@@ -17,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from latentcast.server.backends.base import Job, StaleWrite
-from latentcast.server.backends.base import FileStore
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, make_previewer
-from latentcast.server.engine.runner import Interrupted, StopSignal, run_generation
+from latentcast.server.engine.runner import Interrupted, PreviewTimer, StopSignal, run_generation
 from latentcast.server.protocol.events import EventType, Preview
+from latentcast.server.tasks.ports import FileStore, Job, StaleWrite
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 
@@ -79,12 +78,14 @@ class Worker:
         *,
         name: str,
         preview_min_interval: float,
+        time_preview: PreviewTimer,
         taesd_path: Path | None = None,
         keepalive_seconds: float = 2.0,
     ) -> None:
         self.service = service
         self.files = files
         self.preview_min_interval = preview_min_interval
+        self.time_preview = time_preview
         self.keepalive_seconds = keepalive_seconds
         self.name = name
         self.taesd_path = taesd_path
@@ -100,7 +101,7 @@ class Worker:
         self._idle.set()
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
-        service.bus.on_cancel(self.cancel)
+        service.on_cancel(self.cancel)
 
     @property
     def current_task(self) -> str | None:
@@ -146,6 +147,7 @@ class Worker:
                     self.files,
                     preview_min_interval=self.preview_min_interval,
                     previewer_for=self._previewer,
+                    time_preview=self.time_preview,
                 ),
             )
         except Interrupted as stopped:
@@ -160,7 +162,7 @@ class Worker:
             return  # the job belongs to another worker now: neither requeue nor acknowledge it
         if interrupted is not None:
             await self.service.requeue(await self.service.get(record.id), str(interrupted))
-        await self.service.queue.done(job)
+        await self.service.job_done(job)
 
     async def _keepalive(self, job: Job, pump: _EventPump, stop: StopSignal) -> None:
         """While the run advances, keep the job leased; notice cancel requests a signal missed.
@@ -171,9 +173,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.keepalive_seconds)
             if time.monotonic() - pump.last_event < 2 * self.keepalive_seconds:
-                await self.service.queue.keepalive(job)
-            record = await self.service.store.get(job.task_id)
-            if record is not None and record.cancel_requested and not stop.is_set():
+                await self.service.keepalive(job)
+            if not stop.is_set() and await self.service.cancel_requested(job.task_id):
                 stop.set("cancelled by request")
 
     def _previewer(self, method: str) -> Previewer | None:

@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from latentcast.server.protocol.events import Event, EventType
+from latentcast.server.tasks.service import TaskService
 
 _CLEAR = "\r\x1b[K"
 
@@ -43,8 +44,8 @@ class ConsoleProgress:
         self._lock = threading.RLock()
         self._unsubscribe: Callable[[], None] | None = None
 
-    def attach(self, bus: Any) -> ConsoleProgress:
-        self._unsubscribe = bus.subscribe(None, self.on_event)
+    def attach(self, service: TaskService) -> ConsoleProgress:
+        self._unsubscribe = service.subscribe(None, self.on_event)
         return self
 
     def close(self) -> None:

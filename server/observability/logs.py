@@ -1,6 +1,6 @@
 """The server's logs: text for people, or one JSON object a line (`--log-format json`) for machines.
 
-Every record's `extra` fields (task, status, event, seq, worker, ...) become JSON keys; in text the
+Every record's `extra` fields (task, status, event, seq, worker, ...) become JSON fields; in text the
 message already says what matters. Nothing secret is logged on purpose (the service logs task ids,
 never tokens; uvicorn's access log, whose URLs may hold tokens, stays off), and as a second line of
 defence anything that looks like a token, key or bearer credential in a message or field is masked.
@@ -26,7 +26,7 @@ _SECRET = re.compile(
     r"(?:bearer\s+)?)([^\s&\"',;]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{8,})")
-_SECRET_KEYS = frozenset({"token", "tasktoken", "api_key", "apikey", "key", "authorization", "signature", "password"})
+_SECRET_FIELDS = frozenset({"token", "tasktoken", "api_key", "apikey", "key", "authorization", "signature", "password"})
 
 # Attributes every LogRecord has; whatever else a record carries came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -49,10 +49,10 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        for key, value in vars(record).items():
-            if key in _STANDARD or key.startswith("_"):
+        for field, value in vars(record).items():
+            if field in _STANDARD or field.startswith("_"):
                 continue
-            entry[key] = "***" if key.lower() in _SECRET_KEYS else _jsonable(value)
+            entry[field] = "***" if field.lower() in _SECRET_FIELDS else _jsonable(value)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:

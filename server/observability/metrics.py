@@ -34,6 +34,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
+from latentcast.client.wire import PREVIEW_METHODS
+
 REGISTRY: CollectorRegistry = DEFAULT_REGISTRY  # with the process_* and python_* collectors
 
 UNFINISHED_STATUSES = ("queued", "accepted", "preprocessing", "running", "postprocessing")
@@ -104,7 +106,7 @@ for _status in UNFINISHED_STATUSES:
     tasks.labels(_status)
 for _status in FINAL_STATUSES:
     tasks_finished.labels(_status)
-for _method in ("latent2rgb", "taesd", "vae"):
+for _method in (method for method in PREVIEW_METHODS if method != "none"):
     preview_duration.labels(_method)
 WS_SUBSCRIBERS = subscribers.labels("websocket")
 SSE_SUBSCRIBERS = subscribers.labels("sse")

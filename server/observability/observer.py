@@ -1,6 +1,6 @@
 """Metrics and status logs derived from the event stream.
 
-`TaskObserver` listens to every task's events on the service's bus (`bus.subscribe(None, ...)`),
+`TaskObserver` listens to every task's events (`TaskService.subscribe(None, ...)`),
 the same stream every subscriber gets, so whatever emits an event (the HTTP API, a compatibility
 endpoint, a worker in this process or, with Redis, in another one) is counted the same way and
 nothing in the service had to learn about metrics. Per event it does a few dict lookups and
@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from latentcast.server.backends.factory import Backend
 from latentcast.server.observability import metrics
 from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.task")
 
@@ -49,7 +52,7 @@ class TaskObserver:
 
     # -- wiring -----------------------------------------------------------------------------
 
-    def seed(self, records: Any) -> None:
+    def seed(self, records: Iterable[TaskRecord]) -> None:
         """Count tasks that were unfinished before this process started listening (a restart)."""
         for record in records:
             status = str(record.status)
@@ -60,8 +63,8 @@ class TaskObserver:
             self._tasks[record.id] = state
             self._status_gauges[status].inc()
 
-    def attach(self, bus: Any) -> TaskObserver:
-        self._unsubscribe = bus.subscribe(None, self.on_event)
+    def attach(self, service: TaskService) -> TaskObserver:
+        self._unsubscribe = service.subscribe(None, self.on_event)
         return self
 
     def close(self) -> None:
@@ -185,14 +188,14 @@ class TaskObserver:
         return None
 
 
-async def refresh(context: Any) -> None:
+async def refresh(service: TaskService, backend: Backend) -> None:
     """Gauges read from their source at scrape time: the queue's length and the live workers."""
     try:
-        metrics.queue_length.set(await context.service.queue.length())
+        metrics.queue_length.set(await service.queue_length())
     except Exception:  # a broker that is briefly unreachable: keep the last known value
         log.debug("metrics: queue length unavailable", exc_info=True)
     try:
-        beats = await context.backend.live_workers()
+        beats = await backend.live_workers()
     except Exception:
         log.debug("metrics: worker heartbeats unavailable", exc_info=True)
         return
@@ -207,29 +210,26 @@ async def refresh(context: Any) -> None:
             metrics.worker_last_heartbeat.labels(name).set(beat["beat_at"])
 
 
-def count_heartbeats(backend: Any) -> None:
-    """Count the heartbeats this process's workers announce (wraps `backend.announce`)."""
-    announce = backend.announce
-    if getattr(announce, "_counted", False):
-        return
+def counting_heartbeats(
+    publish: Callable[[dict[str, Any]], Awaitable[None]],
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """`publish`, counting each heartbeat this process's workers announce through it."""
 
     async def counted(beat: dict[str, Any]) -> None:
-        await announce(beat)
+        await publish(beat)
         name = str(beat.get("name"))
         metrics.worker_heartbeats.labels(name).inc()
         metrics.worker_last_heartbeat.labels(name).set(time.time())
 
-    counted._counted = True  # type: ignore[attr-defined]
-    backend.announce = counted
+    return counted
 
 
-async def observe(context: Any, *, log_status: bool = True) -> TaskObserver:
-    """Start observing `context.service`'s events (call in the app's lifespan, before recovery)."""
+async def observe(service: TaskService, *, log_status: bool = True) -> TaskObserver:
+    """Start observing the service's events (call in the app's lifespan, before recovery)."""
     observer = TaskObserver(log_status=log_status)
     try:
-        observer.seed(await context.service.store.unfinished())
+        observer.seed(await service.unfinished())
     except Exception:
         log.warning("metrics: could not count unfinished tasks at start", exc_info=True)
-    observer.attach(context.service.bus)
-    count_heartbeats(context.backend)
+    observer.attach(service)
     return observer

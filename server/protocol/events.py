@@ -1,58 +1,42 @@
-"""Task events: the envelope every transport sends, and how each transport encodes it.
+"""The server's events, and how each transport encodes them.
 
-An event is `{"type", "id", "seq", "time", "message"}`; `seq` counts 1, 2, 3, ... per task with
-no gaps so a subscriber always knows what it missed. A `task_progress` event may carry a preview
-image; the image travels beside the envelope (a binary WebSocket frame) or inside it (base64),
-as each subscriber chose.
+The protocol itself (event types, statuses, the terminal rule, the envelope, the binary frame)
+is `latentcast.client.wire`, shared with every client; this module adds what only the server
+holds: an `Event` with its encoded `Preview` image, the status each event moves a task to, and
+the encodings for WebSocket and SSE. `seq` counts 1, 2, 3, ... per task with no gaps, so a
+subscriber always knows what it missed.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import enum
-import struct
 from typing import Any
 
 import orjson
 
+from latentcast.client.wire import (
+    PREVIEW_MODES,
+    EventType,
+    TaskStatus,
+    describe_preview,
+    encode_frame,
+    envelope,
+    is_terminal,
+)
 
-class EventType(enum.StrEnum):
-    """Wiro's lifecycle names (so Wiro clients understand the stream), plus `task_progress`."""
-
-    QUEUE = "task_queue"
-    ACCEPT = "task_accept"
-    PREPROCESS_START = "task_preprocess_start"
-    PREPROCESS_END = "task_preprocess_end"
-    ASSIGN = "task_assign"
-    START = "task_start"
-    PROGRESS = "task_progress"
-    OUTPUT = "task_output"
-    ERROR = "task_error"
-    OUTPUT_FULL = "task_output_full"
-    ERROR_FULL = "task_error_full"
-    END = "task_end"
-    POSTPROCESS_START = "task_postprocess_start"
-    POSTPROCESS_END = "task_postprocess_end"
-    CANCEL = "task_cancel"
-
-
-class TaskStatus(enum.StrEnum):
-    QUEUED = "queued"
-    ACCEPTED = "accepted"
-    PREPROCESSING = "preprocessing"
-    RUNNING = "running"
-    POSTPROCESSING = "postprocessing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL_STATUSES
-
-
-_FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+__all__ = [
+    "PREVIEW_MODES",
+    "Event",
+    "EventType",
+    "Preview",
+    "TaskStatus",
+    "encode_binary",
+    "encode_for",
+    "encode_json",
+    "encode_sse",
+    "is_terminal",
+    "status_after",
+]
 
 # The status a task enters when an event of this type is recorded; other types leave it as is.
 _STATUS_AFTER: dict[str, TaskStatus] = {
@@ -64,15 +48,6 @@ _STATUS_AFTER: dict[str, TaskStatus] = {
     EventType.POSTPROCESS_END: TaskStatus.COMPLETED,
     EventType.CANCEL: TaskStatus.CANCELLED,
 }
-
-PREVIEW_MODES = ("binary", "json", "none")
-
-
-def is_terminal(type_: str, message: Any) -> bool:
-    """True for the one event that ends a task's stream."""
-    if type_ in (EventType.POSTPROCESS_END, EventType.CANCEL):
-        return True
-    return type_ == EventType.ERROR and isinstance(message, dict) and message.get("fatal") is True
 
 
 def status_after(type_: str, message: Any) -> TaskStatus | None:
@@ -86,13 +61,10 @@ def status_after(type_: str, message: Any) -> TaskStatus | None:
 class Preview:
     """An encoded preview image of the denoised estimate."""
 
-    format: str  # "webp" | "jpeg"
+    format: str  # one of wire.PREVIEW_FORMATS
     width: int
     height: int
     data: bytes
-
-    def meta(self) -> dict[str, Any]:
-        return {"format": self.format, "width": self.width, "height": self.height}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,11 +87,10 @@ class Event:
         """The JSON object for this event; the preview is described, embedded or left out."""
         message = self.message
         if self.preview is not None and previews != "none":
-            preview = self.preview.meta()
-            if previews == "json":
-                preview["data"] = base64.b64encode(self.preview.data).decode("ascii")
-            message = {**message, "preview": preview}
-        return {"type": self.type, "id": self.task_id, "seq": self.seq, "time": self.time, "message": message}
+            p = self.preview
+            described = describe_preview(p.format, p.width, p.height, p.data if previews == "json" else None)
+            message = {**message, "preview": described}
+        return envelope(self.type, self.task_id, self.seq, self.time, message)
 
 
 def encode_json(event: Event, previews: str = "none") -> bytes:
@@ -127,16 +98,9 @@ def encode_json(event: Event, previews: str = "none") -> bytes:
 
 
 def encode_binary(event: Event) -> bytes:
-    """A preview frame: 4-byte big-endian length N, N bytes of JSON envelope, the image bytes."""
+    """A preview event as a binary frame (wire.encode_frame): the image travels beside the JSON."""
     assert event.preview is not None
-    header = orjson.dumps(event.envelope("binary"))
-    return struct.pack(">I", len(header)) + header + event.preview.data
-
-
-def decode_binary(frame: bytes) -> tuple[dict[str, Any], bytes]:
-    """The inverse of `encode_binary`: (envelope, image bytes)."""
-    (length,) = struct.unpack_from(">I", frame)
-    return orjson.loads(frame[4 : 4 + length]), frame[4 + length :]
+    return encode_frame(event.envelope("binary"), event.preview.data)
 
 
 def encode_for(event: Event, previews: str) -> bytes | str:

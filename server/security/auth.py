@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from latentcast.server.api.errors import APIError
+from latentcast.server.errors import APIError
 from latentcast.server.security.keys import ApiKey
 from latentcast.server.tasks.record import TaskRecord
 

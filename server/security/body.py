@@ -15,7 +15,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from latentcast.server.api.errors import APIError, error_response
+from latentcast.server.errors import APIError, error_response
 
 CLOSE = {"Connection": "close"}
 

@@ -26,8 +26,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from latentcast.server.api.errors import APIError, error_response
 from latentcast.server.config import Settings
+from latentcast.server.errors import APIError, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # what the API's clients send and read, beyond CORS's always-allowed ones

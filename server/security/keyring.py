@@ -1,7 +1,7 @@
 """Checking API keys against the store, for every request and socket message that carries one.
 
 Keys are enforced once any key exists (`KeyStore.configured`); until then the server is open, as
-it was before keys existed, and `serve` binds loopback only (server/cli.py).
+it was before keys existed, and `serve` binds loopback only (server/keys_command.py).
 
 A signed request (Wiro: `x-nonce` + `x-signature`) must carry the key's HMAC of its secret and the
 nonce, and a nonce is accepted once per key within NONCE_WINDOW (kept in the store, so every
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import time
 
-from latentcast.server.backends.base import KeyStore
-from latentcast.server.compat.wiro_signature import verify_wiro_signature
 from latentcast.server.security.auth import ANYONE, Caller, Credentials, unauthorized
-from latentcast.server.security.keys import ApiKey, digest, unseal
+from latentcast.server.security.keys import ApiKey, KeyStore, digest, unseal
+from latentcast.server.security.wiro_signature import verify_wiro_signature
 
 CACHE_SECONDS = 0.5
 NONCE_WINDOW = 300.0

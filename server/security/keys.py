@@ -9,6 +9,8 @@ Each key also has a secret, for Wiro's request signature (`x-signature` = HMAC-S
 it cannot be hashed: it is stored XORed with a keystream derived from the key (HMAC-SHA256 of a
 fixed label, keyed by the key). The database alone reveals neither; the key a request carries
 unlocks its own secret. A key seals exactly one secret, so its keystream is never reused.
+
+`KeyStore` is the interface of where keys are kept; the backends implement it (server.backends).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import Protocol
 
 KEY_PREFIX = "lc_"
 SECRET_PREFIX = "lcs_"
@@ -41,6 +44,37 @@ class ApiKey:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class KeyStore(Protocol):
+    """API keys, found by their SHA-256, and the Wiro nonces each key has used.
+
+    Kept where the tasks are (SQLite, or Redis), so `latentcast keys` and every front-end share them.
+    """
+
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def find(self, digest: str) -> ApiKey | None:
+        """The key with this digest, revoked or not."""
+        ...
+
+    async def all(self) -> list[ApiKey]:
+        """Every key ever created (revoked ones too), oldest first."""
+        ...
+
+    async def revoke(self, key_id: str, at: float) -> ApiKey | None:
+        """Mark the key revoked (once); None when there is no such key."""
+        ...
+
+    async def configured(self) -> bool:
+        """True once any key was created. Revoked keys count: revoking must never open a server."""
+        ...
+
+    async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
+        """Record the nonce for `window` seconds; False when the key already used it within that time."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,29 +20,29 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from latentcast.server.api.errors import APIError, error_response
-from latentcast.server.backends.base import EventBus
 from latentcast.server.config import Settings
+from latentcast.server.errors import APIError, error_response
 from latentcast.server.protocol.events import Event
 from latentcast.server.security.auth import Caller, credentials
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.keys import ApiKey, digest
 from latentcast.server.security.ratelimit import InFlight, RateLimiter
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskService
 
 # Nobody knows when a task will end; a client told to come back in this many seconds usually finds room.
 IN_FLIGHT_RETRY_SECONDS = 5
 # The paths whose requests count: the native and the providers' APIs, not pages and static files.
-LIMITED_PATHS = ("/v1", "/api/")
+LIMITED_PATHS = ("/v1", "/v2/", "/api/")
 
 
 class Throttle:
-    def __init__(self, settings: Settings, keys: KeyRing, bus: EventBus) -> None:
+    def __init__(self, settings: Settings, keys: KeyRing, service: TaskService) -> None:
         self.settings = settings
         self.keys = keys
         self.requests = RateLimiter()
         self.tasks = InFlight()
-        bus.subscribe(None, self._on_event)
+        service.subscribe(None, self._on_event)  # a task's terminal event frees its in-flight place
 
     def _on_event(self, event: Event) -> None:
         if event.terminal:

@@ -1,1 +1,2 @@
-"""Tasks: what a request asks for, what the service records, and the lifecycle between them."""
+"""Tasks: what a request asks for, what the service records, the lifecycle between them, and the
+ports (interfaces) through which the service reaches storage, queue and live feed."""

@@ -18,6 +18,9 @@ SD3_MEDIUM_ALIASES = (
     "stabilityai/stable-diffusion-3-medium",
     "stabilityai/stable-diffusion-3-medium-diffusers",
 )
+# The names the served model answers to unless the operator replaces them (--replace-model-aliases):
+# the SD3 Medium names, and the AI/ML API's SD3.5 Large id, so that both of its pages' examples run.
+DEFAULT_ALIASES = (*SD3_MEDIUM_ALIASES, "stable-diffusion-v35-large")
 
 
 class UnknownModel(ValueError):

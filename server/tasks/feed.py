@@ -1,9 +1,9 @@
 """One subscriber's feed of one task: the stored log after `since`, then live events, each once.
 
-Shared by the WebSocket and SSE transports. The feed listens to the bus before it reads the log,
-holds live events back while it catches up, and passes everything through a `Cursor`; if the
-cursor finds a hole (possible when live events come from another process), the feed reads the
-log again from where it stands.
+Shared by the WebSocket and SSE transports, which get it from `TaskService.feed`. The feed
+listens to the bus before it reads the log, holds live events back while it catches up, and
+passes everything through a `Cursor`; if the cursor finds a hole (possible when live events come
+from another process), the feed reads the log again from where it stands.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from latentcast.server.backends.base import EventBus, TaskStore
+from latentcast.client.wire import Cursor, Gap
 from latentcast.server.protocol.events import Event
-from latentcast.server.protocol.replay import Cursor, Gap
+from latentcast.server.tasks.ports import EventBus, TaskStore
 
 
 class TaskFeed:

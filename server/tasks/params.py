@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from latentcast.client.wire import DEFAULT_SCHEDULER, PreviewFormat, PreviewMethod, SchedulerName
+
 MAX_SEED = 2**63 - 1
 # C0 control characters other than tab, newline and carriage return: no prompt needs them, and NUL
 # in particular is cut off or refused by C libraries, terminals and log readers downstream.
@@ -45,11 +47,11 @@ class TaskParams(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="omitted: a random seed, recorded")
     num_images: int = Field(default=1, ge=1, le=4)
     output_format: Literal["png", "jpeg", "webp"] = "png"
-    preview_method: Literal["latent2rgb", "taesd", "vae", "none"] = "latent2rgb"
+    preview_method: PreviewMethod = "latent2rgb"
     preview_every: int = Field(default=1, ge=1, le=100, description="a preview every N steps")
-    preview_format: Literal["jpeg", "webp"] = "jpeg"
-    # the flow-matching solvers of server.engine.schedulers; the default is every SD3 model's own
-    scheduler: Literal["flow_match_euler", "dpmpp_2m", "unipc"] = "flow_match_euler"
+    preview_format: PreviewFormat = "jpeg"
+    # the flow-matching configurations of server.engine.schedulers; the default is every SD3 model's own
+    scheduler: SchedulerName = DEFAULT_SCHEDULER
     shift: float | None = Field(default=None, gt=0, le=100, description="sigma shift; omitted: the model's own")
 
     @field_validator("prompt")

@@ -2,8 +2,9 @@
 
 HTTP handlers (native and compatibility), WebSocket commands and workers all go through it, so
 every task, whichever door it came in by, gets the same events, the same queue and the same
-records. It knows the backend only through the interfaces in `server.backends.base`, so it runs
-unchanged in one process (SQLite) and across many (Redis).
+records. It knows the backend only through the ports in `server.tasks.ports`, so it runs
+unchanged in one process (SQLite) and across many (Redis), and it is the only way to them: its
+store, queue and bus are its own, and everything else asks it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
-from latentcast.server.backends.base import EventBus, Fence, Job, JobQueue, Page, TaskStore
 from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
+from latentcast.server.tasks.feed import TaskFeed
 from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, Page, TaskStore
 from latentcast.server.tasks.record import TaskRecord
 
 # A task interrupted by this many restarts or worker losses is failed instead of run again.
@@ -49,9 +52,9 @@ def new_token() -> str:
 
 class TaskService:
     def __init__(self, store: TaskStore, queue: JobQueue, bus: EventBus, catalog: ModelCatalog) -> None:
-        self.store = store
-        self.queue = queue
-        self.bus = bus
+        self._store = store
+        self._queue = queue
+        self._bus = bus
         self.catalog = catalog
         self._positions_changed = asyncio.Event()
 
@@ -66,19 +69,19 @@ class TaskService:
         record = TaskRecord(
             id=new_task_id(),
             token=new_token(),
-            params=params.model_dump(),
+            params=params,
             model=model,
             seed=seed,
             created_at=time.time(),
             owner=owner,
             callback_url=callback_url,
         )
-        await self.store.create(record)
+        await self._store.create(record)
         await self._enqueue(record)
         return await self.get(record.id)
 
     async def get(self, task_id: str) -> TaskRecord:
-        record = await self.store.get(task_id)
+        record = await self._store.get(task_id)
         if record is None:
             raise TaskNotFound(task_id)
         return record
@@ -86,11 +89,39 @@ class TaskService:
     async def list(
         self, *, status: TaskStatus | None = None, limit: int = 50, cursor: str | None = None, owner: str | None = None
     ) -> Page:
-        return await self.store.list(status=status, limit=limit, cursor=cursor, owner=owner)
+        return await self._store.list(status=status, limit=limit, cursor=cursor, owner=owner)
+
+    async def get_by_token(self, token: str) -> TaskRecord:
+        """The task this token opens (tokens are compared by the store's index, not one by one)."""
+        record = await self._store.get_by_token(token)
+        if record is None:
+            raise TaskNotFound("no task has this token")  # (not the token: it is a secret)
+        return record
+
+    async def events(self, task_id: str, since: int = 0) -> list[Event]:
+        """The task's recorded events after `since`, in order (only the newest preview keeps its image)."""
+        return await self._store.events(task_id, since)
+
+    async def unfinished(self) -> list[TaskRecord]:
+        return await self._store.unfinished()
 
     async def position(self, task_id: str) -> int | None:
         """1-based queue position, or None when the task is not waiting."""
-        return await self.queue.position(task_id)
+        return await self._queue.position(task_id)
+
+    async def queue_length(self) -> int:
+        return await self._queue.length()
+
+    # -- following ------------------------------------------------------------------------
+
+    def feed(self, task_id: str, since: int, deliver: Listener) -> TaskFeed:
+        """One subscriber's feed of one task: its log after `since`, then live events (call `start`)."""
+        return TaskFeed(self._store, self._bus, task_id, since, deliver)
+
+    def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
+        """Live events of one task (or of every task, with None) as they are recorded, wherever;
+        returns the unsubscribe function. No replay: `feed` is for that."""
+        return self._bus.subscribe(task_id, listener)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -106,28 +137,28 @@ class TaskService:
     ) -> Event:
         """Record the task's next event and hand it to live subscribers."""
         at = time.time() if at is None else at
-        event = await self.store.append(task_id, str(type_), message, time=at, preview=preview, fence=fence)
-        self.bus.publish(event)
+        event = await self._store.append(task_id, str(type_), message, time=at, preview=preview, fence=fence)
+        self._bus.publish(event)
         return event
 
     async def next_job(self, worker: str) -> tuple[Job, TaskRecord]:
         """Wait for the next task this worker should run, and claim it."""
         while True:
-            job = await self.queue.take(worker)
+            job = await self._queue.take(worker)
             self._positions_changed.set()
-            record = await self.store.get(job.task_id)
+            record = await self._store.get(job.task_id)
             if record is None or record.status.is_final:
-                await self.queue.done(job)
+                await self._queue.done(job)
                 continue
             if record.cancel_requested:
                 await self.emit(job.task_id, EventType.CANCEL, {"reason": "cancelled while queued"}, fence=job.fence)
-                await self.queue.done(job)
+                await self._queue.done(job)
                 continue
             if job.reclaimed:
                 why = f"worker {record.worker} stopped responding"
                 if job.fence.attempt > MAX_ATTEMPTS:
                     await self._give_up(record, why, fence=job.fence)
-                    await self.queue.done(job)
+                    await self._queue.done(job)
                     continue
                 await self.emit(
                     job.task_id, EventType.ERROR, {"code": "interrupted", "message": f"{why}; running again"}, fence=job.fence
@@ -139,13 +170,30 @@ class TaskService:
         record = await self.get(task_id)
         if record.status.is_final:
             raise TaskFinished(record)
-        await self.store.set_cancel_requested(task_id)
-        if await self.queue.remove(task_id):
+        await self._store.set_cancel_requested(task_id)
+        if await self._queue.remove(task_id):
             self._positions_changed.set()
             await self.emit(task_id, EventType.CANCEL, {"reason": reason})
         else:
-            self.bus.request_cancel(task_id, reason)
+            self._bus.request_cancel(task_id, reason)
         return await self.get(task_id)
+
+    async def cancel_requested(self, task_id: str) -> bool:
+        """Whether someone asked to cancel the task (a worker checks in case it missed the signal)."""
+        record = await self._store.get(task_id)
+        return record is not None and record.cancel_requested
+
+    def on_cancel(self, listener: Callable[[str, str], None]) -> None:
+        """`listener(task_id, reason)` for every cancel request of a running task, wherever it runs."""
+        self._bus.on_cancel(listener)
+
+    async def keepalive(self, job: Job) -> None:
+        """The job's worker is alive and advancing: the job is not to be taken over."""
+        await self._queue.keepalive(job)
+
+    async def job_done(self, job: Job) -> None:
+        """The job ended, whatever its outcome: it is not handed out again."""
+        await self._queue.done(job)
 
     async def requeue(self, record: TaskRecord, why: str) -> None:
         """Put an interrupted task back in the queue, or fail it once it has had its attempts."""
@@ -162,22 +210,22 @@ class TaskService:
     async def recover(self) -> None:
         """After a restart of the single-process server: queued tasks wait again in order,
         interrupted ones are re-queued or failed. (A Redis queue survives restarts by itself.)"""
-        for record in await self.store.unfinished():
+        for record in await self._store.unfinished():
             if record.status is not TaskStatus.QUEUED:
                 await self.requeue(record, "the server stopped while this task was running")
             elif record.cancel_requested:
                 await self.emit(record.id, EventType.CANCEL, {"reason": "cancelled while queued"})
             else:
-                await self.queue.put(record.id, record.attempt)
+                await self._queue.put(record.id, record.attempt)
         self._positions_changed.set()
 
     # -- queue positions --------------------------------------------------------------------
 
     async def _enqueue(self, record: TaskRecord) -> None:
         # task_queue is recorded before a worker can see the task, so it always precedes task_accept.
-        length = await self.queue.length()
+        length = await self._queue.length()
         await self.emit(record.id, EventType.QUEUE, {"position": length + 1, "queue_length": length + 1})
-        await self.queue.put(record.id, record.attempt)
+        await self._queue.put(record.id, record.attempt)
         self._positions_changed.set()
 
     async def announce_positions(self) -> None:
@@ -190,9 +238,9 @@ class TaskService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._positions_changed.wait(), POSITION_POLL_SECONDS)
             self._positions_changed.clear()
-            moved = await self.queue.moved()
+            moved = await self._queue.moved()
             if moved:
-                length = await self.queue.length()
+                length = await self._queue.length()
                 for task_id, position in moved:
                     with contextlib.suppress(KeyError):
                         await self.emit(task_id, EventType.QUEUE, {"position": position, "queue_length": length})

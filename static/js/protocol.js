@@ -1,36 +1,115 @@
 // The Latentcast socket protocol for browsers (docs/protocol.md), shared by the live page, the
 // dashboard and the <latentcast-preview> embed.
 //
-// - decodeFrame: a WebSocket message as {event, image}. JSON text frames are events or control
-//   messages; a binary frame is a 4-byte big-endian length N, N bytes of the JSON envelope, then the
-//   preview image bytes (returned as a Blob typed from message.preview.format).
-// - LatentcastSocket: one socket carrying any number of subscriptions. It reconnects by itself
-//   (backoff with jitter) and resubscribes every unfinished task with `since` = the last seq it
-//   delivered, so a network drop loses nothing and repeats nothing. `subscribe_all` has no `since`:
-//   its `onSubscribed` runs after every (re)subscription so a dashboard can reload its state.
+// The first half mirrors the Python module latentcast.client.wire (client/wire.py), name for name:
+// TERMINAL_TYPES and isTerminal (the one rule for the event that ends a stream), decodeFrame and
+// FrameError (a text frame is JSON; a binary frame is a 4-byte big-endian length N, N bytes of the
+// JSON envelope, then the preview image bytes, returned as a Blob typed from message.preview.format),
+// and Cursor and Gap (each seq delivered once, in order). tests/protocol/test_mirror.py runs the same
+// recorded frames through both and requires the same results: change one, change the other.
+//
+// LatentcastSocket: one socket carrying any number of subscriptions. It reconnects by itself
+// (backoff with jitter) and resubscribes every unfinished task with `since` = the last seq it
+// delivered, so a network drop loses nothing and repeats nothing. `subscribe_all` has no `since`:
+// its `onSubscribed` runs after every (re)subscription so a dashboard can reload its state.
 
 export const TERMINAL_TYPES = new Set(["task_postprocess_end", "task_cancel"]);
 
-/** True for the one event that ends a task's stream. */
-export function isTerminal(event) {
-  if (TERMINAL_TYPES.has(event.type)) return true;
-  const message = event.message;
-  return event.type === "task_error" && message !== null && typeof message === "object" && message.fatal === true;
+/** True for the one event that ends a task's stream: done, cancelled, or a fatal error. */
+export function isTerminal(type, message) {
+  if (TERMINAL_TYPES.has(type)) return true;
+  return type === "task_error" && isObject(message) && message.fatal === true;
 }
 
-const utf8 = new TextDecoder();
+/** A JSON object: what Python's `isinstance(x, dict)` says of a parsed value. */
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
 
-/** One WebSocket message (string or ArrayBuffer) as {event, image}; image is a Blob or null. */
+/** isTerminal of a decoded envelope. */
+export function endsStream(envelope) {
+  return isTerminal(envelope.type, envelope.message);
+}
+
+/** A frame that is not a valid protocol message. */
+export class FrameError extends Error {
+  name = "FrameError";
+}
+
+// Strict, as the Python side's orjson is: bytes that are not UTF-8 are refused, not replaced.
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const MAX_SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
+
+/**
+ * One WebSocket message (string or ArrayBuffer/view) as {envelope, image}; image is a Blob or null.
+ * Throws FrameError for anything malformed: every message is a JSON object with a string `type`; an
+ * event (one with `seq`) also has a string `id` and a whole `seq` of at least 1.
+ */
 export function decodeFrame(data) {
-  if (typeof data === "string") return { event: JSON.parse(data), image: null };
-  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (bytes.byteLength < 4) throw new Error("binary frame shorter than its length prefix");
-  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, false);
-  if (4 + length > bytes.byteLength) throw new Error("binary frame shorter than its header");
-  const event = JSON.parse(utf8.decode(bytes.subarray(4, 4 + length)));
-  const format = event.message?.preview?.format ?? "webp";
-  const image = new Blob([bytes.subarray(4 + length)], { type: `image/${format}` });
-  return { event, image };
+  let text = data;
+  let image = null;
+  if (typeof data !== "string") {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength < 4) throw new FrameError("binary frame shorter than its length prefix");
+    const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, false);
+    if (4 + length > bytes.byteLength) {
+      throw new FrameError(`binary frame declares a ${length}-byte envelope but has ${bytes.byteLength - 4} bytes`);
+    }
+    try {
+      text = utf8.decode(bytes.subarray(4, 4 + length));
+    } catch (error) {
+      throw new FrameError(`frame is not valid JSON: ${error.message}`);
+    }
+    image = bytes.subarray(4 + length);
+  }
+  let envelope;
+  try {
+    envelope = JSON.parse(text);
+  } catch (error) {
+    throw new FrameError(`frame is not valid JSON: ${error.message}`);
+  }
+  checked(envelope);
+  if (image !== null) image = new Blob([image], { type: `image/${envelope.message?.preview?.format ?? "webp"}` });
+  return { envelope, image };
+}
+
+function checked(message) {
+  if (!isObject(message)) throw new FrameError("frame is not a JSON object");
+  if (typeof message.type !== "string") throw new FrameError("frame has no string 'type'");
+  if (!("seq" in message)) return;
+  const seq = message.seq;
+  if (!Number.isInteger(seq) || seq < 1 || seq > MAX_SAFE_INTEGER) {
+    throw new FrameError(`event 'seq' must be a whole number from 1, not ${JSON.stringify(seq)}`);
+  }
+  if (typeof message.id !== "string") throw new FrameError("event has no string 'id'");
+}
+
+/** An event arrived beyond the next expected seq: the caller must resubscribe. */
+export class Gap extends Error {
+  name = "Gap";
+
+  constructor(expected, got) {
+    super(`expected seq ${expected}, got ${got}`);
+    this.expected = expected;
+    this.got = got;
+  }
+}
+
+/** The last seq delivered to one subscriber of one task: each event passes once, in order. */
+export class Cursor {
+  constructor(last = 0) {
+    this.last = last;
+    this.done = false;
+  }
+
+  /** Whether `envelope` is the next one to deliver; throws Gap when some are missing. */
+  admit(envelope) {
+    if (this.done || envelope.seq <= this.last) return false;
+    if (envelope.seq !== this.last + 1) throw new Gap(this.last + 1, envelope.seq);
+    this.last = envelope.seq;
+    this.done = endsStream(envelope);
+    return true;
+  }
 }
 
 /** A server address ("https://host/prefix/", "" = this page's origin) without the trailing slash. */
@@ -55,14 +134,15 @@ class Subscription {
     this.key = key; // the task id, or "*" for subscribe_all
     this.message = message;
     this.handlers = handlers;
-    this.lastSeq = message.since ?? 0; // the seq of the newest event delivered (one task)
+    this.cursor = new Cursor(message.since ?? 0); // what was delivered (one task)
+    this.resubscribing = false; // after a Gap: nothing is delivered until the server confirms
     this.seen = new Map(); // task id -> newest seq delivered (subscribe_all)
     this.done = false;
   }
 
   /** What to send to (re)subscribe: since = what was already delivered. */
   request() {
-    return this.key === "*" ? this.message : { ...this.message, since: this.lastSeq };
+    return this.key === "*" ? this.message : { ...this.message, since: this.cursor.last };
   }
 
   deliver(event, image) {
@@ -70,19 +150,28 @@ class Subscription {
     if (this.key === "*") {
       if (event.seq <= (this.seen.get(event.id) ?? 0)) return;
       this.seen.set(event.id, event.seq);
-      if (isTerminal(event)) this.seen.delete(event.id);
+      if (endsStream(event)) this.seen.delete(event.id);
       if (this.seen.size > 10000) this.seen.clear();
       this.handlers.onEvent?.(event, image);
       return;
     }
-    if (event.seq <= this.lastSeq) return; // already delivered before a reconnect
-    this.lastSeq = event.seq;
-    const terminal = isTerminal(event);
-    if (terminal) this.#finish(); // the server ends the subscription after it, too
+    if (this.resubscribing) return;
+    let next;
+    try {
+      next = this.cursor.admit(event); // false: already delivered before a reconnect
+    } catch (error) {
+      if (!(error instanceof Gap)) throw error;
+      this.resubscribing = true; // the server replays from cursor.last
+      this.socket.send(this.request());
+      return;
+    }
+    if (!next) return;
+    if (this.cursor.done) this.#finish(); // the server ends the subscription after it, too
     this.handlers.onEvent?.(event, image);
   }
 
   subscribed(message) {
+    this.resubscribing = false;
     this.handlers.onSubscribed?.(message);
   }
 
@@ -270,13 +359,13 @@ export class LatentcastSocket extends EventTarget {
       this.dispatchEvent(new CustomEvent("protocol-error", { detail: { error } }));
       return;
     }
-    const { event, image } = decoded;
-    if (event.seq === undefined) {
-      this.#control(event);
+    const { envelope, image } = decoded;
+    if (envelope.seq === undefined) {
+      this.#control(envelope);
       return;
     }
-    this.#subscriptions.get(event.id)?.deliver(event, image);
-    this.#subscriptions.get("*")?.deliver(event, image);
+    this.#subscriptions.get(envelope.id)?.deliver(envelope, image);
+    this.#subscriptions.get("*")?.deliver(envelope, image);
   }
 
   #control(message) {

@@ -22,8 +22,8 @@ from latentcast.client import (
     TaskCancelledError,
     ValidationError,
 )
-from tests.client.conftest import LONG, SMALL
-from tests.support import ServerProcess, collect
+from tests.client.helpers import LONG
+from tests.support import SMALL, ServerProcess, collect
 
 LIFECYCLE = [
     "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
 
 import pytest
 from PIL import Image
@@ -25,7 +24,8 @@ from latentcast.client import (
     ValidationError,
 )
 from latentcast.client.errors import InternalServerError, error_from_response, error_from_socket
-from latentcast.client.events import FrameError, decode_frame, parse_frame
+from latentcast.client.events import event_from_frame
+from latentcast.client.wire import FrameError, encode_frame
 
 
 def _webp(size: tuple[int, int] = (8, 6)) -> bytes:
@@ -43,8 +43,7 @@ def _progress(preview: dict | None = None) -> dict:
 
 def test_binary_frame_gives_a_progress_event_with_the_image() -> None:
     image = _webp()
-    envelope = json.dumps(_progress({"format": "webp", "width": 8, "height": 6})).encode()
-    event = decode_frame(struct.pack(">I", len(envelope)) + envelope + image)
+    event = event_from_frame(encode_frame(_progress({"format": "webp", "width": 8, "height": 6}), image))
     assert isinstance(event, ProgressEvent)
     assert (event.task_id, event.id, event.seq, event.step, event.steps, event.percent) == ("t1", "t1", 9, 3, 8, 37.5)
     assert (event.eta_seconds, event.it_per_s, event.terminal) == (1.2, 4.5, False)
@@ -57,38 +56,38 @@ def test_binary_frame_gives_a_progress_event_with_the_image() -> None:
 def test_json_preview_is_decoded_from_base64_and_left_out_of_the_message() -> None:
     image = _webp()
     raw = _progress({"format": "webp", "width": 8, "height": 6, "data": base64.b64encode(image).decode()})
-    event = decode_frame(json.dumps(raw))
+    event = event_from_frame(json.dumps(raw))
     assert isinstance(event, ProgressEvent) and event.preview is not None
     assert event.preview.data == image
     assert event.message["preview"] == {"format": "webp", "width": 8, "height": 6}
 
 
 def test_events_without_previews_and_of_every_kind() -> None:
-    assert decode_frame(json.dumps(_progress())).preview is None  # type: ignore[union-attr]
-    queue = decode_frame('{"type":"task_queue","id":"t","seq":1,"time":0,"message":{"position":2,"queue_length":5}}')
+    assert event_from_frame(json.dumps(_progress())).preview is None  # type: ignore[union-attr]
+    queue = event_from_frame('{"type":"task_queue","id":"t","seq":1,"time":0,"message":{"position":2,"queue_length":5}}')
     assert isinstance(queue, QueueEvent) and (queue.position, queue.queue_length) == (2, 5)
-    done = decode_frame(
+    done = event_from_frame(
         json.dumps({"type": "task_postprocess_end", "id": "t", "seq": 20, "time": 0, "message": [
             {"name": "0.png", "contenttype": "image/png", "size": 3, "url": "u", "width": 64, "height": 64, "seed": 7}
         ]})
     )
     assert isinstance(done, PostprocessEndEvent) and done.terminal
     assert done.outputs[0].name == "0.png" and done.outputs[0].extension == ".png" and done.outputs[0].seed == 7
-    cancel = decode_frame('{"type":"task_cancel","id":"t","seq":5,"time":0,"message":{"reason":"by request"}}')
+    cancel = event_from_frame('{"type":"task_cancel","id":"t","seq":5,"time":0,"message":{"reason":"by request"}}')
     assert isinstance(cancel, CancelEvent) and cancel.terminal and cancel.reason == "by request"
-    warning = decode_frame('{"type":"task_error","id":"t","seq":5,"time":0,"message":{"code":"interrupted","message":"m"}}')
+    warning = event_from_frame('{"type":"task_error","id":"t","seq":5,"time":0,"message":{"code":"interrupted","message":"m"}}')
     assert isinstance(warning, ErrorEvent) and not warning.terminal and not warning.fatal
-    fatal = decode_frame('{"type":"task_error","id":"t","seq":6,"time":0,"message":{"code":"oom","message":"m","fatal":true}}')
+    fatal = event_from_frame('{"type":"task_error","id":"t","seq":6,"time":0,"message":{"code":"oom","message":"m","fatal":true}}')
     assert isinstance(fatal, ErrorEvent) and fatal.terminal and (fatal.code, fatal.detail) == ("oom", "m")
-    future = decode_frame('{"type":"task_something_new","id":"t","seq":7,"time":0,"message":{"x":1}}')
+    future = event_from_frame('{"type":"task_something_new","id":"t","seq":7,"time":0,"message":{"x":1}}')
     assert type(future) is Event and future.message == {"x": 1}
 
 
 def test_control_messages_and_bad_frames() -> None:
-    assert decode_frame('{"type":"subscribed","id":"t","since":0}') == {"type": "subscribed", "id": "t", "since": 0}
-    for bad in (b"\x00\x00", b"\x00\x00\x00\x09{}", "not json", "[1]"):
+    assert event_from_frame('{"type":"subscribed","id":"t","since":0}') == {"type": "subscribed", "id": "t", "since": 0}
+    for bad in (b"\x00\x00", b"\x00\x00\x00\x09{}", "not json", "[1]", '{"type":"task_end","id":"t","seq":"3"}'):
         with pytest.raises(FrameError):
-            parse_frame(bad)
+            event_from_frame(bad)
 
 
 def test_http_errors_are_typed_and_keep_the_servers_message() -> None:

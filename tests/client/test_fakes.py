@@ -21,12 +21,13 @@ from latentcast.client import (
     RateLimitError,
     TaskFailedError,
 )
+from latentcast.client.wire import envelope
 
 TASK = "t1"
 
 
 def event(seq: int, type_: str, message: Any = None) -> str:
-    return json.dumps({"type": type_, "id": TASK, "seq": seq, "time": 1.0 + seq, "message": message or {}})
+    return json.dumps(envelope(type_, TASK, seq, 1.0 + seq, message or {}))
 
 
 def done(seq: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from latentcast.client import APIConnectionError, AsyncClient, ProgressEvent
-from tests.client.conftest import LONG
+from tests.client.helpers import LONG
 from tests.client.proxy import TcpProxy
 from tests.support import ServerProcess, collect
 

@@ -18,8 +18,8 @@ from latentcast.client import (
     TaskCancelledError,
     ValidationError,
 )
-from tests.client.conftest import LONG, SMALL
-from tests.support import ServerProcess
+from tests.client.helpers import LONG
+from tests.support import SMALL, ServerProcess
 
 
 def test_submit_follow_and_download(server: ServerProcess, tmp_path: Path) -> None:
@@ -40,6 +40,20 @@ def test_submit_follow_and_download(server: ServerProcess, tmp_path: Path) -> No
         assert client.list(limit=1).data[0].id == task.id
         assert next(client.iter_tasks(page_size=1)).id == task.id
         assert client.models()
+
+
+def test_a_misspelt_option_is_refused_before_anything_is_sent(server: ServerProcess) -> None:
+    with Client(server.base_url) as client:
+        newest = [t.id for t in client.list(limit=1)]
+        with pytest.raises(TypeError, match="unexpected keyword argument.*: widht"):
+            client.submit("a cat", widht=64)  # type: ignore[call-arg]
+        assert [t.id for t in client.list(limit=1)] == newest
+
+
+def test_a_coroutine_of_the_async_client_runs_on_the_clients_loop(server: ServerProcess) -> None:
+    with Client(server.base_url) as client:
+        task = client.run(client.async_client.submit("a paper crane", **SMALL))
+        assert client.task(task.id, task.token).result()[0].name == "0.png"
 
 
 def test_errors_breaking_out_early_and_cancel(server: ServerProcess) -> None:

@@ -7,16 +7,19 @@ import typing
 import httpx
 import pytest
 
-from latentcast.server.engine.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler, configure_scheduler
+from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
+from latentcast.server.engine.schedulers import build_scheduler, configure_scheduler
 from latentcast.server.tasks.params import TaskParams
 from tests.compat.helpers import image_of, native_task
 from tests.support import SMALL, ServerProcess, collect, collect_from_the_start, types
 
 
-def test_the_native_choices_are_the_engines_schedulers() -> None:
-    field = TaskParams.model_fields["scheduler"]
-    assert typing.get_args(field.annotation) == SCHEDULERS
-    assert field.default == DEFAULT_SCHEDULER
+def test_the_native_choices_are_the_wires_declarations() -> None:
+    fields = TaskParams.model_fields
+    assert typing.get_args(fields["scheduler"].annotation) == SCHEDULERS
+    assert fields["scheduler"].default == DEFAULT_SCHEDULER
+    assert typing.get_args(fields["preview_method"].annotation) == PREVIEW_METHODS
+    assert typing.get_args(fields["preview_format"].annotation) == PREVIEW_FORMATS
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
@@ -91,3 +94,10 @@ def tiny_pipe(tmp_path_factory: pytest.TempPathFactory) -> object:
     from latentcast.server.engine.loader import load_pipeline
 
     return load_pipeline("builtin:tiny", data_dir=tmp_path_factory.mktemp("tiny")).pipe
+
+
+async def test_an_unknown_scheduler_is_refused_with_the_known_ones(client: httpx.AsyncClient) -> None:
+    answer = await client.post("/v1/tasks", json={"prompt": "x", "scheduler": "DPM++ 2M"})  # a provider's name
+    assert answer.status_code == 422
+    [field] = answer.json()["error"]["fields"]
+    assert field["field"] == "scheduler" and all(f"'{name}'" in field["message"] for name in SCHEDULERS)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from latentcast.server.compat import aimlapi, segmind, texttoimage, wiro
-from latentcast.server.compat.common import WAIT_ENV, Refusal
+from latentcast.server.compat.common import Refusal
 from tests.compat.helpers import count_tasks, task_with_prompt
 from tests.support import ServerProcess, wait_status
 
@@ -52,11 +52,8 @@ async def test_queue_full(full_server: ServerProcess) -> None:
         assert await count_tasks(client) == 0
 
 
-async def test_too_slow_is_a_timeout_and_cancels_the_task(
-    start_server: Callable[..., ServerProcess], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(WAIT_ENV, "1.5")  # the server inherits the environment
-    slow = start_server("--preview-min-interval", "0")
+async def test_too_slow_is_a_timeout_and_cancels_the_task(start_server: Callable[..., ServerProcess]) -> None:
+    slow = start_server("--compat-wait", "1.5", "--preview-min-interval", "0")
     async with httpx.AsyncClient(base_url=slow.base_url, timeout=120) as client:
         for provider, (url, body) in SYNC.items():
             answer = await client.post(url, json={"prompt": f"slow {provider}", **body})
@@ -90,8 +87,9 @@ async def test_a_task_cancelled_while_waited_for(client: httpx.AsyncClient) -> N
 @pytest.mark.parametrize(
     ("render", "status", "body"),
     [
-        (aimlapi._render, 500, {"statusCode": 500, "error": "Internal Server Error", "message": "task t failed: boom"}),
-        (segmind._render, 500, {"error": "task t failed: boom"}),
+        (aimlapi._render, 500, {"statusCode": 500, "message": "task t failed: boom", "error": {
+            "message": "task t failed: boom", "type": "server_error", "param": None, "code": "failed"}}),
+        (segmind.render, 500, {"error": "task t failed: boom"}),
         (texttoimage._render, 500, {"code": -1, "message": "task t failed: boom", "data": None}),
         (wiro._render, 200, {"result": False, "errors": [{"code": 0, "message": "task t failed: boom"}]}),
     ],

@@ -12,13 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
+from latentcast.client.wire import WIRO_SCHEDULERS
 from latentcast.server.compat.wiro_detail import task_detail
-from latentcast.server.compat.wiro_signature import wiro_signature
 from latentcast.server.protocol.events import Event
+from latentcast.server.security.wiro_signature import wiro_signature
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.record import TaskRecord
-from tests.compat.conftest import Receiver
 from tests.compat.helpers import changed, nothing_queued, wiro_socket
+from tests.compat.receiver import Receiver
 from tests.support import ServerProcess, wait_status
 
 SLUG = "stabilityai/stable-diffusion-3-medium"
@@ -144,6 +145,17 @@ async def test_run_takes_multipart_and_url_encoded_forms(client: httpx.AsyncClie
         assert len(task["outputs"]) == 2 and task["seed"] >= 0  # "" seed: random
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the mapping, not the backend, is under test
+@pytest.mark.parametrize(("name", "native"), WIRO_SCHEDULERS.items())
+async def test_each_wiro_scheduler_runs_as_its_native_one(client: httpx.AsyncClient, name: str, native: str) -> None:
+    run = await _run(client, {"prompt": f"scheduler {name}", **SMALL, "scheduler": name})
+    assert run["result"] is True, run
+    task = await wait_status(client, run["taskid"], {"completed"})
+    assert task["params"]["scheduler"] == native
+    [detail] = (await _task(client, "Detail", tasktoken=run["socketaccesstoken"]))["tasklist"]
+    assert detail["parameters"]["scheduler"] == name
+
+
 async def test_cancel_queued_and_kill_running(
     server: ServerProcess, client: httpx.AsyncClient, receiver: Callable[[list[int]], Receiver]
 ) -> None:
@@ -201,7 +213,7 @@ async def test_callback_is_posted_when_the_task_ends_and_retried(
 
 async def test_a_failed_task_as_wiro_shows_it() -> None:
     # the events a failed run records (docs/protocol.md), folded into a record as the store does
-    params = TaskParams(prompt="p", width=64, height=64).model_dump()
+    params = TaskParams(prompt="p", width=64, height=64)
     record = TaskRecord(id="0123456789abcdef", token="tok", params=params, model="m", seed=3, created_at=1000.0)
     log = [
         ("task_queue", {"position": 1, "queue_length": 1}), ("task_accept", {"worker": "cpu-0", "attempt": 1}),
@@ -215,7 +227,7 @@ async def test_a_failed_task_as_wiro_shows_it() -> None:
     async def stored(task_id: str, since: int = 0) -> list[Event]:
         return events
 
-    detail = await task_detail(SimpleNamespace(store=SimpleNamespace(events=stored)), record)  # type: ignore[arg-type]
+    detail = await task_detail(SimpleNamespace(events=stored), record)  # type: ignore[arg-type]
     # as on Wiro: the task reaches task_postprocess_end, with pexit "1" and no outputs
     assert (detail["status"], detail["pexit"], detail["size"]) == ("task_postprocess_end", "1", "0")
     assert detail["outputs"] == []

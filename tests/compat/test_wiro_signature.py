@@ -8,7 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from latentcast.server.compat.wiro_signature import verify_wiro_signature, wiro_signature
+from latentcast.server.security.wiro_signature import verify_wiro_signature, wiro_signature
 
 # the page's "Prepare Authentication Signature" block, with its placeholders filled from the environment
 PAGE_SHELL = """

@@ -44,8 +44,11 @@ async def test_stalled_subscriber_delays_nobody_and_can_resume(start_server):
                     if event["type"] == "task_postprocess_end":
                         break
         except websockets.ConnectionClosed:
-            # 1013: its queue overflowed; 1011: it did not answer the server's keepalive pings
-            assert stalled.close_code in (1013, 1011)
+            # The server gave up on it: 1013, its queue overflowed; 1011, it did not answer the
+            # keepalive pings; 1006, the server's close frame could not get through the full
+            # receive window, so the connection just ended (a slow machine reaches the ping
+            # timeout before the overflow).
+            assert stalled.close_code in (1013, 1011, 1006)
         await stalled.close()
         assert seqs(received) == list(range(1, len(received) + 1))
         for got, sent in zip(received, healthy):

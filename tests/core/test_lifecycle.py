@@ -1,4 +1,4 @@
-"""A task's whole life over the real socket: sequence, seq numbers, previews, replay, SSE."""
+"""A task's whole life over the real socket: sequence, seq numbers, previews, replay (SSE: test_sse.py)."""
 
 from __future__ import annotations
 
@@ -166,29 +166,6 @@ async def test_one_socket_carries_many_tasks(server, client):
                     done.add(event["id"])
     for seqs_of_task in seen.values():
         assert seqs_of_task == list(range(1, len(seqs_of_task) + 1))
-
-
-async def test_sse_stream_matches_the_socket_and_resumes_with_last_event_id(server, client):
-    task = await submit(client)
-    socket_events = await collect(server.ws_url, task["id"], task["token"], previews="none")
-
-    async def sse(headers: dict[str, str]) -> list[dict]:
-        events = []
-        url = f"/v1/tasks/{task['id']}/events?previews=none&token={task['token']}"
-        async with client.stream("GET", url, headers=headers) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            ids = []
-            async for line in response.aiter_lines():
-                if line.startswith("id: "):
-                    ids.append(int(line[4:]))
-                elif line.startswith("data: "):
-                    events.append(orjson.loads(line[6:]))
-            assert ids == seqs(events)
-        return events
-
-    assert await sse({}) == socket_events
-    assert await sse({"Last-Event-ID": "12"}) == socket_events[12:]
 
 
 async def test_task_info_is_wiros_subscribe_on_the_same_socket(server, client):

@@ -94,7 +94,9 @@ def test_a_terminal_shows_a_progress_bar_per_running_task(tmp_path):
         while httpx.get(f"{base}/v1/tasks/{task['id']}").json()["status"] != "completed":
             assert time.monotonic() < deadline, "the task did not finish"
             time.sleep(0.05)
-        time.sleep(0.3)
+        while f"task {task['id']} completed".encode() not in output:  # the status line follows the task's end
+            assert time.monotonic() < deadline, "no status line for the finished task"
+            time.sleep(0.05)
     finally:
         process.terminate()
         process.wait(30)

@@ -40,7 +40,7 @@ async def submit(client: httpx.AsyncClient, **params) -> dict:
     return response.json()
 
 
-async def settle(client: httpx.AsyncClient, check, timeout: float = 10) -> Samples:
+async def settle(client: httpx.AsyncClient, check, timeout: float = 60) -> Samples:
     """Scrape until `check(samples)` holds (the server notices a closed socket a moment later)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -80,8 +80,19 @@ def test_observer_seeds_unfinished_tasks_after_a_restart():
     assert gauge("queued") == queued and observer.tracked == 0
 
 
-def test_a_broken_event_never_escapes_the_listener():
-    TaskObserver(log_status=False).on_event(Event("e" * 16, 1, "task_queue", 1.0, None))  # no exception
+def test_a_broken_event_is_logged_and_never_escapes_the_listener(caplog):
+    """A metrics bug must not break publishing to subscribers: the observer logs it and goes on."""
+    observer = TaskObserver(log_status=False)
+    broken = Event("e" * 16, 1, "task_queue", 1.0, {"position": 1, "queue_length": "many"})  # not a number
+    queued = gauge("queued")
+    with caplog.at_level(logging.ERROR, logger="latentcast.task"):
+        observer.on_event(broken)
+    (record,) = [r for r in caplog.records if r.name == "latentcast.task"]
+    assert record.getMessage() == f"metrics: could not observe event task_queue of task {'e' * 16}"
+    assert record.exc_info is not None and record.exc_info[0] is ValueError
+    observer.on_event(Event("f" * 16, 1, "task_queue", 1.0, {"position": 1, "queue_length": 1}))
+    assert gauge("queued") == queued + 1  # the next event is observed as ever
+    observer.on_event(Event("f" * 16, 2, "task_cancel", 1.1, {"reason": "x"}))
 
 
 def test_drop_counter_reports_previews_dropped_for_a_slow_subscriber():

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.pages.helpers import WIDE, ConsoleWatch
+from tests.pages.helpers import SAFETY_NET_SECONDS, WIDE, ConsoleWatch
 
 CHROMIUM = os.environ.get("LATENTCAST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 
 # Waits follow real tasks on a shared CPU: generous, so a busy machine slows the tests down
 # instead of failing them (a passing wait returns as soon as its condition holds).
-expect.set_options(timeout=30_000)
+expect.set_options(timeout=SAFETY_NET_SECONDS * 1000)
 
 
 PAGES = Path(__file__).resolve().parent
@@ -75,7 +75,7 @@ async def new_page(browser: Browser, page_errors: ConsoleWatch) -> AsyncIterator
 
     async def make(viewport: dict[str, int] | None = None, **options) -> Page:
         context = await browser.new_context(viewport=viewport or WIDE, **options)
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(SAFETY_NET_SECONDS * 1000)
         contexts.append(context)
         return page_errors.watch(await context.new_page())
 

@@ -17,6 +17,9 @@ from playwright.async_api import ConsoleMessage, Page
 from tests.support import ROOT
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+# How long any wait in a page test may take at most. Only a safety net: every wait returns as soon as
+# its condition holds, so a busy machine makes the tests slower instead of failing them.
+SAFETY_NET_SECONDS = 180
 WIDE = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 

@@ -29,7 +29,7 @@ async def test_the_pages_work_on_a_server_with_keys(start_server, tmp_path: Path
     await page.get_by_role("button", name="Generate").click()
     await expect(page).to_have_url(re.compile(r"/t/[0-9a-f]+\?token=[\w-]+$"))
     task_id = page.url.split("/t/")[1].split("?")[0]
-    await expect(page.locator("#status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "completed")
     await expect(page.locator("#gallery figure img")).to_have_js_property("naturalWidth", 256)
 
     # the share link, in a browser that has no key

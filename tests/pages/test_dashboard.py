@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, Request, WebSocketRoute, expect
 
-from tests.pages.helpers import create_task
+from tests.pages.helpers import SAFETY_NET_SECONDS, create_task
 from tests.support import ServerProcess, wait_status
 
 
@@ -48,7 +48,7 @@ async def test_the_dashboard_shows_tasks_submitted_elsewhere_as_they_live(server
     await expect(cancelled).to_have_attribute("data-status", "cancelled")
     await expect(cancelled).to_contain_text("cancelled by request")
     done = page.locator(f'.recent-card[data-id="{queued["id"]}"]')
-    await expect(done).to_have_attribute("data-status", "completed", timeout=60_000)
+    await expect(done).to_have_attribute("data-status", "completed")
     await expect(done).to_contain_text("queued elsewhere")
     await done.scroll_into_view_if_needed()
     await expect(done.locator("img")).to_have_js_property("naturalWidth", 256)
@@ -64,7 +64,7 @@ async def test_the_dashboard_shows_tasks_submitted_elsewhere_as_they_live(server
 
 async def lists_loaded(requests: list[Request]) -> None:
     """Wait for the dashboard's initial GET /v1/tasks requests (one per status list) to be answered."""
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(SAFETY_NET_SECONDS):
         while len(requests) < 6:
             await asyncio.sleep(0.05)
     for request in requests:

@@ -31,7 +31,7 @@ async def test_the_example_page_embeds_a_task_that_reaches_done(server: ServerPr
     await page.goto(f"{server.base_url}/examples/embed.html?task={task['id']}&token={task['token']}")
 
     # the web component: its DOM events drive the page's own status, bar and activity log
-    await expect(page.locator("#component-status")).to_have_attribute("data-state", "done", timeout=60_000)
+    await expect(page.locator("#component-status")).to_have_attribute("data-state", "done")
     await expect(page.locator("#activity")).to_contain_text("progress: step 12/12")
     await expect(page.locator("#activity")).to_contain_text("status: completed")
     await expect(page.locator("#activity")).to_contain_text("done: 1 image(s)")
@@ -88,7 +88,7 @@ async def test_the_component_works_on_a_third_party_origin(start_server, page: P
 
 async def check_third_party_embeds(page: Page, server: ServerProcess, task: dict) -> None:
     ident = task["id"]
-    await page.wait_for_function("() => window.seen.filter(e => e.type === 'done').length === 2", timeout=60_000)
+    await page.wait_for_function("() => window.seen.filter(e => e.type === 'done').length === 2")
     await page.wait_for_function("() => window.seen.some(e => e.id === 'wrong' && e.type === 'error')")
     seen = await page.evaluate("() => window.seen")
 

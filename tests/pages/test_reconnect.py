@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.async_api import Page, WebSocketRoute, expect
 
-from tests.pages.helpers import LIFECYCLE, fill_form, timeline_titles
+from tests.pages.helpers import LIFECYCLE, SAFETY_NET_SECONDS, fill_form, timeline_titles
 from tests.support import ServerProcess
 
 
@@ -43,11 +43,11 @@ async def test_a_dropped_socket_resumes_with_since_and_loses_nothing(server: Ser
     task_id = page.url.split("/t/")[1].split("?")[0]
 
     await connections[0]["route"].close(code=4000, reason="network drop")  # the page's side of the socket dies
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(SAFETY_NET_SECONDS):
         while len(connections) < 2 or not connections[1]["sent"]:
             await asyncio.sleep(0.05)
     await expect(page.locator("#connection")).to_have_attribute("data-state", "open")
-    await expect(page.locator("#status")).to_have_attribute("data-status", "completed", timeout=90_000)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "completed")
 
     first, resumed = connections[0]["sent"][0], connections[1]["sent"][0]
     assert first == {"type": "subscribe", "id": task_id, "since": 0, "previews": "binary", "token": first["token"]}
@@ -72,7 +72,7 @@ async def test_the_page_survives_a_server_restart(start_server, page: Page, page
     await expect(page.locator("#connection")).to_have_text("Reconnecting…")
     start_server("--preview-min-interval", "0", port=first.port)  # same data dir and port
 
-    await expect(page.locator("#status")).to_have_attribute("data-status", "completed", timeout=90_000)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "completed")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "open")
     titles = await timeline_titles(page)
     # the first attempt, the interruption, the second attempt to the end; no event shown twice

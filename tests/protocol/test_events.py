@@ -3,12 +3,12 @@ import base64
 import orjson
 import pytest
 
+from latentcast.client.wire import decode_frame
 from latentcast.server.protocol.events import (
     Event,
     EventType,
     Preview,
     TaskStatus,
-    decode_binary,
     encode_binary,
     encode_for,
     encode_sse,
@@ -50,7 +50,7 @@ def test_status_follows_lifecycle_events():
 def test_binary_frame_is_length_prefixed_envelope_then_image():
     frame = encode_binary(progress(3))
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4 - len(PREVIEW.data)
-    envelope, image = decode_binary(frame)
+    envelope, image = decode_frame(frame)
     assert image == PREVIEW.data
     assert envelope == {
         "type": "task_progress",

@@ -1,56 +1,13 @@
-"""A real cluster: redis-server, front-ends (`serve --workers 0`) and `latentcast worker` processes."""
+"""The scale-out tests' fixture: a real cluster of the test's own (tests/scaleout/cluster.py)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support import RedisServer, ServerProcess
-
-FAST = ["--visibility-timeout", "3", "--heartbeat", "0.5", "--preview-min-interval", "0"]
-
-
-class Cluster:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.redis = RedisServer(root / "redis").start()
-        self.frontends: list[ServerProcess] = []
-        self.workers: dict[str, ServerProcess] = {}
-
-    def frontend(self, *args: str) -> ServerProcess:
-        process = ServerProcess(
-            self.root / f"frontend-{len(self.frontends)}", "--broker", self.redis.url, "--workers", "0", *FAST, *args
-        )
-        self.frontends.append(process.start())
-        return process
-
-    def worker(self, name: str) -> ServerProcess:
-        public = self.frontends[0].base_url
-        process = ServerProcess(
-            self.root / f"worker-{name}", "--broker", self.redis.url, "--name", name, "--public-url", public, *FAST,
-            command="worker",
-        )
-        self.workers[name] = process.start(wait=False)
-        return process
-
-    def wait_workers(self, names: set[str], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            live = {w["name"] for w in httpx.get(f"{self.frontends[0].base_url}/v1/workers").json()["data"] if w["ready"]}
-            if live >= names:
-                time.sleep(1.2)  # one catalog refresh on every front-end
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"workers {names} not live; logs:\n" + "\n".join(w.log()[-2000:] for w in self.workers.values()))
-
-    def stop(self) -> None:
-        for process in [*self.frontends, *self.workers.values()]:
-            process.kill()
-        self.redis.stop()
+from tests.scaleout.cluster import Cluster
 
 
 @pytest.fixture

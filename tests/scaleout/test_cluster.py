@@ -134,7 +134,7 @@ async def test_unknown_model_is_refused_with_the_served_ones(cluster):
         assert "no live worker serves any model now" in nobody.json()["error"]["message"]
         cluster.worker("w1")
         cluster.wait_workers({"w1"})
-        other = await client.post("/v1/tasks", json={**SHORT, "model": "stable-diffusion-v35-large"})
+        other = await client.post("/v1/tasks", json={**SHORT, "model": "sd3-large"})
         assert other.status_code == 400
         assert "served models: builtin:tiny" in other.json()["error"]["message"]
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.security.helpers import create_key
+from tests.security.helpers import Keyed, create_key
 from tests.support import ServerProcess
-
-
-@dataclasses.dataclass
-class Keyed:
-    """A server that requires keys; alice and bob own their own tasks, ops is an admin."""
-
-    server: ServerProcess
-    alice: dict[str, Any]
-    bob: dict[str, Any]
-    ops: dict[str, Any]
 
 
 @pytest.fixture(scope="session")

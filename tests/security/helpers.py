@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.support import ROOT
+from tests.support import ROOT, ServerProcess
 
 TINY = {"prompt": "a lighthouse", "width": 64, "height": 64, "num_inference_steps": 2}
 
@@ -100,3 +101,13 @@ def in_its_shape(path: str, answer: httpx.Response) -> None:
         assert body["code"] == -1 and body["data"] is None
     else:
         raise AssertionError(path)
+
+
+@dataclasses.dataclass
+class Keyed:
+    """A server that requires keys; alice and bob own their own tasks, ops is an admin."""
+
+    server: ServerProcess
+    alice: dict[str, Any]
+    bob: dict[str, Any]
+    ops: dict[str, Any]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import httpx
 
-from tests.security.conftest import Keyed
-from tests.security.helpers import TINY
+from tests.security.helpers import TINY, Keyed
 
-PAGES = ("/", "/t/0123456789abcdef?token=x", "/dashboard", "/embed/0123456789abcdef?token=x", "/examples/embed.html")
+PAGES = (
+    "/", "/t/0123456789abcdef?token=x", "/dashboard", "/embed/0123456789abcdef?token=x", "/examples/embed.html", "/docs"
+)
 
 
 async def test_pages_carry_a_strict_csp_and_no_referrer(keyed: Keyed) -> None:

@@ -22,6 +22,10 @@ from tests.security.helpers import BODIES, TINY, bearer, count_tasks, create_key
 from tests.support import ServerProcess, subscribe
 
 OVERSIZED = "x" * 5000  # --max-body-bytes 4096 on `limited`
+# Only a safety net: each wait below ends as soon as what it waits for happens, however busy the
+# machine. Timings are asserted only as lower bounds (a limit must not cut a client early), since
+# load can only make things later.
+SAFETY_NET = 120.0
 
 
 def _is_413(answer: httpx.Response | tuple[int, dict[str, str], bytes]) -> None:
@@ -140,41 +144,38 @@ def test_a_chunked_body_is_cut_once_it_passes_the_limit(
 
 
 def test_a_trickling_body_is_cut_with_408(limited: ServerProcess) -> None:
-    """--min-body-rate 200 after --header-timeout 1: a byte every 0.1 s is far too slow."""
+    """--min-body-rate 200 after --header-timeout 1: a byte every 0.1 s is far too slow. The whole
+    body would take 100 s at this pace: the server cuts it long before, but not within its first second."""
     started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=SAFETY_NET) as sock:
         sock.sendall(b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
         sock.settimeout(0.1)
         answer = b""
-        while not answer and time.monotonic() - started < 5:
+        while not answer:
             sock.send(b" ")
             try:
                 answer = sock.recv(4096)
             except TimeoutError:
                 pass
+        sock.settimeout(SAFETY_NET)
+        while rest := sock.recv(4096):  # the answer may come in pieces; the server then closes
+            answer += rest
     status, headers, body = parse_response(answer)
     assert (status, headers["connection"]) == (408, "close")
     assert orjson.loads(body)["error"]["type"] == "body_timeout"
-    assert 1.0 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 1.0
 
 
 # -- slow-loris: request heads -----------------------------------------------------------------
 
 
-def _closed_after(sock: socket.socket, limit: float) -> float:
-    """Seconds until the server closes `sock` (which must send nothing more meanwhile)."""
-    started = time.monotonic()
-    sock.settimeout(limit)
-    assert sock.recv(1) == b""
-    return time.monotonic() - started
-
-
 def test_headers_sent_a_byte_at_a_time_are_cut(limited: ServerProcess) -> None:
-    """--header-timeout 1: the head below takes 4 s at this pace; the server closes after 1."""
-    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\n\r\n"
+    """--header-timeout 1: the head below takes a minute at this pace; the server closes it after
+    its first second, before it is complete."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow" + b"w" * 600 + b"\r\n\r\n"
     started = time.monotonic()
     sent = 0
-    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=SAFETY_NET) as sock:
         with pytest.raises(OSError):  # EPIPE / ECONNRESET once the server has closed
             for byte in head:
                 sock.send(bytes([byte]))
@@ -189,12 +190,15 @@ def test_headers_sent_a_byte_at_a_time_are_cut(limited: ServerProcess) -> None:
                 finally:
                     sock.setblocking(True)
     assert sent < len(head)
-    assert 0.9 <= time.monotonic() - started < 2.5
+    assert time.monotonic() - started >= 0.9
 
 
 def test_a_connection_that_sends_nothing_is_closed(limited: ServerProcess) -> None:
-    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
-        assert 0.9 <= _closed_after(sock, 5) < 2.5
+    """--header-timeout 1: closed, but not within its first second."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=SAFETY_NET) as sock:
+        assert sock.recv(1) == b""
+    assert time.monotonic() - started >= 0.9
 
 
 async def test_normal_clients_are_not_affected(limited: ServerProcess) -> None:
@@ -299,7 +303,7 @@ async def _queued_tasks(server: ServerProcess, count: int) -> list[dict[str, Any
 async def _control(ws: Any) -> dict[str, Any]:
     """The next control message (events of the subscribed, queued tasks are skipped)."""
     while True:
-        message = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        message = orjson.loads(await asyncio.wait_for(ws.recv(), SAFETY_NET))
         if "seq" not in message:
             return message
 
@@ -308,7 +312,7 @@ async def test_a_socket_message_over_the_limit_closes_it_with_1009(limited: Serv
     async with websockets.connect(limited.ws_url, max_size=None) as ws:
         await ws.send("x" * 250_000)  # --ws-max-message-bytes 200000
         with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 5)
+            await asyncio.wait_for(ws.recv(), SAFETY_NET)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     assert "200000" in closed.value.rcvd.reason
 
@@ -334,11 +338,11 @@ async def test_subscriptions_per_socket(limited: ServerProcess) -> None:
 async def test_a_socket_that_follows_nothing_is_closed(limited: ServerProcess) -> None:
     """--ws-idle-timeout 1.5: from the start, and from the end of its last subscription."""
     (task,) = await _queued_tasks(limited, 1)
+    started = time.monotonic()
     async with websockets.connect(limited.ws_url) as ws:
-        started = time.monotonic()
         with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 5)
-        assert 1.4 <= time.monotonic() - started < 3
+            await asyncio.wait_for(ws.recv(), SAFETY_NET)
+    assert time.monotonic() - started >= 1.4
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle: no subscription for 1.5 s")
     async with websockets.connect(limited.ws_url) as ws:
         await subscribe(ws, task["id"], task["token"])
@@ -347,7 +351,7 @@ async def test_a_socket_that_follows_nothing_is_closed(limited: ServerProcess) -
         await ws.send(orjson.dumps({"type": "unsubscribe", "id": task["id"]}).decode())
         assert (await _control(ws))["type"] == "unsubscribed"
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(_control(ws), 3)
+            await _control(ws)
 
 
 def _ws_frame(text: bytes) -> bytes:
@@ -364,9 +368,31 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(limited: ServerProce
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     message = orjson.dumps({"type": "subscribe", "id": task["id"], "token": task["token"], "previews": "none"})
-    with socket.create_connection(("127.0.0.1", limited.port), timeout=5) as sock:
+    received = b""
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=SAFETY_NET) as sock:
         sock.sendall(handshake.encode() + _ws_frame(message))
-        started = time.monotonic()
-        while sock.recv(65536):  # the pings arrive, and go unanswered
-            pass
-    assert time.monotonic() - started < 3
+        while chunk := sock.recv(65536):  # the pings arrive, and go unanswered
+            received += chunk
+    response, _, frames = received.partition(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101 ")
+    sent = _server_frames(frames)
+    assert PING in [opcode for opcode, _ in sent]
+    (last_opcode, last_payload) = sent[-1]
+    assert last_opcode == CLOSE and int.from_bytes(last_payload[:2]) == 1011, sent  # no pong (an idle close is 1000)
+
+
+PING, CLOSE = 0x9, 0x8
+
+
+def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked, unfragmented frame a server sent, in order."""
+    frames = []
+    while data:
+        opcode, length, start = data[0] & 0x0F, data[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4]), 4
+        elif length == 127:
+            length, start = int.from_bytes(data[2:10]), 10
+        frames.append((opcode, data[start : start + length]))
+        data = data[start + length :]
+    return frames

@@ -10,8 +10,7 @@ import httpx
 import orjson
 import websockets
 
-from tests.security.conftest import Keyed
-from tests.security.helpers import TINY, bearer
+from tests.security.helpers import TINY, Keyed, bearer
 from tests.support import collect, is_terminal, wait_status
 
 QUEUED_FOR_A_WHILE = {**TINY, "width": 512, "height": 512, "num_inference_steps": 40}
@@ -27,7 +26,7 @@ async def _control(ws: Any, message: dict[str, Any]) -> dict[str, Any]:
     """Send a message and return the first control reply (no seq)."""
     await ws.send(orjson.dumps(message).decode())
     while True:
-        reply = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
         if "seq" not in reply:
             return reply
 

@@ -1,17 +1,15 @@
-"""The interfaces every backend implements, so the service and the engine never know which one runs."""
+"""The ports of the task domain: what the service and the engine need from storage, the queue, the
+live feed and output files, as interfaces. The backends (server.backends) implement them, in one
+process (SQLite, memory) or across many (Redis); nothing here knows which one runs.
+"""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
-
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
-from latentcast.server.security.keys import ApiKey
 from latentcast.server.tasks.record import TaskRecord
 
 Listener = Callable[[Event], None]
@@ -150,58 +148,3 @@ class FileStore(Protocol):
         ...
 
     async def read(self, task_id: str, name: str) -> bytes | None: ...
-
-
-class KeyStore(Protocol):
-    """API keys, found by their SHA-256, and the Wiro nonces each key has used.
-
-    Kept where the tasks are (SQLite, or Redis), so `latentcast keys` and every front-end share them.
-    """
-
-    async def add(self, key: ApiKey) -> None: ...
-
-    async def find(self, digest: str) -> ApiKey | None:
-        """The key with this digest, revoked or not."""
-        ...
-
-    async def all(self) -> list[ApiKey]:
-        """Every key ever created (revoked ones too), oldest first."""
-        ...
-
-    async def revoke(self, key_id: str, at: float) -> ApiKey | None:
-        """Mark the key revoked (once); None when there is no such key."""
-        ...
-
-    async def configured(self) -> bool:
-        """True once any key was created. Revoked keys count: revoking must never open a server."""
-        ...
-
-    async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
-        """Record the nonce for `window` seconds; False when the key already used it within that time."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-# Names are made by the server ("0.png"), never taken from users; this guards the read side.
-_TASK_ID = re.compile(r"^[0-9a-f]{16}$")
-_OUTPUT_NAME = re.compile(r"^[0-9]+\.(png|jpg|webp)$")
-
-
-def safe_output_name(task_id: str, name: str) -> bool:
-    return bool(_TASK_ID.match(task_id) and _OUTPUT_NAME.match(name))
-
-
-def encode_cursor(created_at: float, task_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([created_at, task_id])).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """Raises ValueError for a cursor this server did not hand out."""
-    try:
-        created_at, task_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except Exception as exc:
-        raise ValueError("cursor is not one this server returned") from exc
-    if not isinstance(created_at, (int, float)) or not isinstance(task_id, str):
-        raise ValueError("cursor is not one this server returned")
-    return float(created_at), task_id

@@ -1,7 +1,10 @@
+"""The seq cursor (`wire.Cursor`): the server's replay join and the client's resume both use it."""
+
 import pytest
 
+from latentcast.client.events import event_from_frame
+from latentcast.client.wire import Cursor, Gap
 from latentcast.server.protocol.events import Event
-from latentcast.server.protocol.replay import Cursor, Gap
 
 
 def event(seq: int, type_: str = "task_output") -> Event:
@@ -32,3 +35,9 @@ def test_cursor_stops_after_the_terminal_event():
     assert cursor.admit(event(2, "task_cancel"))
     assert cursor.done
     assert not cursor.admit(event(3))
+
+
+def test_the_clients_typed_events_go_through_the_same_cursor():
+    cursor = Cursor(last=4)
+    fatal = event_from_frame('{"type":"task_error","id":"t","seq":5,"time":0,"message":{"code":"oom","fatal":true}}')
+    assert cursor.admit(fatal) and cursor.done

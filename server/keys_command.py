@@ -2,6 +2,9 @@
 
 The commands work on the store the server uses (the SQLite database in --data-dir, or Redis with
 --broker), so they run while the server runs: it sees a new or revoked key within a second.
+
+Part of the command line (server/cli.py): it loads with the standard library and orjson only, and
+opens the backend when a command runs.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 if TYPE_CHECKING:  # the command line loads this module without the server's dependencies
-    from latentcast.server.backends.base import KeyStore
     from latentcast.server.config import Settings
-    from latentcast.server.security.keys import ApiKey
+    from latentcast.server.security.keys import ApiKey, KeyStore
 
 CREATE_HINT = "latentcast keys create --name NAME"
 

@@ -26,7 +26,9 @@ GROUP = "workers"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Keys:
+class RedisNames:
+    """The name of every Redis key the backend uses, under one prefix (`--redis-prefix`)."""
+
     prefix: str = "lc"
 
     def task(self, task_id: str) -> str:

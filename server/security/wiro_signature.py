@@ -7,7 +7,7 @@ Wiro's page computes it in the shell:
 and sends that output as the header. OpenSSL prints the digest after a label (`SHA2-256(stdin)= `
 in OpenSSL 3, `(stdin)= ` in 1.1), so a header exactly as the page makes it carries the label;
 `verify_wiro_signature` takes the bare hex digest or the labelled form. Checking it against a
-project's stored key and secret (and refusing a replayed nonce) is the API-key feature's part.
+project's stored key and secret (and refusing a replayed nonce) is `server.security.keyring`'s part.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""The options of a submit, declared once for `AsyncClient.submit` and `Client.submit`.
+
+Both clients take `**options: Unpack[TaskOptions]`, so their parameter lists, defaults and docs
+cannot drift apart, and type checkers and editors still see every name and type.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+__all__ = ["TaskOptions", "submit_body"]
+
+
+class TaskOptions(TypedDict, total=False):
+    """The optional fields of `POST /v1/tasks`. Left out (or None): the server's default.
+
+    The server's defaults and limits are in docs/protocol.md (1024x1024, 28 steps, ...).
+    """
+
+    negative_prompt: str | None
+    """What the image should not show."""
+    model: str | None
+    """A model the server serves (`models()`), or one of its aliases; default: the server's first."""
+    width: int | None
+    """Pixels, a multiple of 16."""
+    height: int | None
+    """Pixels, a multiple of 16."""
+    num_inference_steps: int | None
+    """Denoising steps: more is slower and finer."""
+    guidance_scale: float | None
+    """How closely to follow the prompt."""
+    seed: int | None
+    """The same seed and parameters make the same image; default: a random one, recorded in the task."""
+    num_images: int | None
+    """Images made from the prompt, each with its own seed."""
+    output_format: str | None
+    """`png`, `jpeg` or `webp`."""
+    preview_method: str | None
+    """How step previews are made: `latent2rgb` (cheapest), `taesd`, `vae` or `none`."""
+    preview_every: int | None
+    """A preview every N steps."""
+    preview_format: str | None
+    """`jpeg` or `webp`."""
+    scheduler: str | None
+    """The sampler (docs/protocol.md lists the names)."""
+    shift: float | None
+    """The sigma shift; default: the model's own."""
+    extra_body: dict[str, Any] | None
+    """Fields added to the request as they are (the server refuses unknown ones)."""
+
+
+def submit_body(prompt: str, options: TaskOptions) -> dict[str, Any]:
+    """The JSON body of a submit: the prompt and every option given, `extra_body` merged in.
+
+    A name that is not an option raises TypeError, as a misspelt keyword argument would.
+    """
+    unknown = sorted(set(options) - TaskOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"submit() got unexpected keyword argument(s): {', '.join(unknown)}")
+    given = {name: value for name, value in options.items() if name != "extra_body" and value is not None}
+    return {"prompt": prompt, **given, **(options.get("extra_body") or {})}

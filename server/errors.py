@@ -1,0 +1,48 @@
+"""The API's error: one exception every layer may raise, and the JSON body it renders as.
+
+    {"error": {"type": "validation_error", "message": "...", "fields": [{"field", "rule", "message"}]}}
+
+It sits below everything that answers a client (the security middleware, the endpoints, the
+providers' endpoints), so each of them refuses in the same shape without importing the others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        *,
+        fields: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.fields = fields
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.fields:
+            error["fields"] = self.fields
+        return {"error": error}
+
+
+def error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    """The app's exception handler for `APIError`."""
+    assert isinstance(exc, APIError)
+    return error_response(exc)

@@ -1,0 +1,52 @@
+"""A real cluster: redis-server, front-ends (`serve --workers 0`) and `latentcast worker` processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.processes import READY_TIMEOUT, RedisServer, ServerProcess
+
+FAST = ["--visibility-timeout", "3", "--heartbeat", "0.5", "--preview-min-interval", "0"]
+
+
+class Cluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.redis = RedisServer(root / "redis").start()
+        self.frontends: list[ServerProcess] = []
+        self.workers: dict[str, ServerProcess] = {}
+
+    def frontend(self, *args: str) -> ServerProcess:
+        process = ServerProcess(
+            self.root / f"frontend-{len(self.frontends)}", "--broker", self.redis.url, "--workers", "0", *FAST, *args
+        )
+        self.frontends.append(process.start())
+        return process
+
+    def worker(self, name: str) -> ServerProcess:
+        public = self.frontends[0].base_url
+        process = ServerProcess(
+            self.root / f"worker-{name}", "--broker", self.redis.url, "--name", name, "--public-url", public, *FAST,
+            command="worker",
+        )
+        self.workers[name] = process.start(wait=False)
+        return process
+
+    def wait_workers(self, names: set[str], timeout: float = READY_TIMEOUT) -> None:
+        """Until the workers `names` are live and ready, and every front-end serves a model (each
+        refreshes its catalog from the workers' heartbeats now and then)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = {w["name"] for w in httpx.get(f"{self.frontends[0].base_url}/v1/workers").json()["data"] if w["ready"]}
+            if live >= names and all(httpx.get(f"{f.base_url}/v1/models").json()["data"] for f in self.frontends):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"workers {names} not live; logs:\n" + "\n".join(w.log()[-2000:] for w in self.workers.values()))
+
+    def stop(self) -> None:
+        for process in [*self.frontends, *self.workers.values()]:
+            process.kill()
+        self.redis.stop()

@@ -1,0 +1,131 @@
+"""Layers that point one way: no module imports from a layer above its own.
+
+Every module of the `latentcast` package (server/, client/ and the package root, mapped as
+pyproject.toml's package-dir says) is parsed with `ast`, and every import in it is checked: at
+module level, inside functions, and under `if TYPE_CHECKING:` alike (none is exempt). Layers in
+one row of `LAYERS` are siblings: neither may import the other. README.md's "Layout" table lists
+the same layers in the same order, which the last test holds it to.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Bottom to top. A module belongs to the layer naming it or the package it is in.
+LAYERS: list[dict[str, tuple[str, ...]]] = [
+    {"client": ("latentcast.client",)},
+    {"server.protocol": ("latentcast.server.protocol",)},
+    {"server.errors": ("latentcast.server.errors",)},
+    {"server.tasks": ("latentcast.server.tasks",)},
+    {"server.config": ("latentcast.server.config",)},
+    {"server.security": ("latentcast.server.security",)},
+    {"server.backends": ("latentcast.server.backends",), "server.engine": ("latentcast.server.engine",)},
+    {"server.observability": ("latentcast.server.observability",)},
+    {"server.api": ("latentcast.server.api",)},
+    {"server.compat": ("latentcast.server.compat",)},
+    {
+        "top": (
+            "latentcast.server.app",
+            "latentcast.server.cli",
+            "latentcast.server.keys_command",
+            "latentcast.server.worker_process",
+            "latentcast.__main__",
+        )
+    },
+]
+# The package roots hold no code of their own (`latentcast` re-exports the client's names): they
+# are at the top, but only themselves, not the modules below them.
+PACKAGE_ROOTS = {"latentcast": "top", "latentcast.server": "top"}
+# Packages of files, not code (the pages, read with importlib.resources): in no layer.
+DATA_PACKAGES = {"latentcast.static"}
+
+
+def _rank() -> dict[str, int]:
+    return {layer: rank for rank, row in enumerate(LAYERS) for layer in row}
+
+
+def layer_of(module: str) -> str | None:
+    if module in PACKAGE_ROOTS:
+        return PACKAGE_ROOTS[module]
+    found = [
+        (len(prefix), layer)
+        for row in LAYERS
+        for layer, prefixes in row.items()
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(found)[1] if found else None
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the package, by its import name, from pyproject.toml's package-dir."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    modules = {}
+    for package, folder in config["tool"]["setuptools"]["package-dir"].items():
+        if package in DATA_PACKAGES:
+            continue
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join((package, *parts))] = path
+    return modules
+
+
+def imports(module: str, path: Path, known: set[str]) -> Iterator[tuple[int, str]]:
+    """(line, imported module) for every import of a module of the package, wherever it stands."""
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's own package up
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = package[: len(package) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = {f"{base}.{alias.name}" for alias in node.names}
+            for target in sorted(targets & known) or [base]:
+                yield node.lineno, target
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [f"{path.relative_to(ROOT)} ({name})" for name, path in project_modules().items() if layer_of(name) is None]
+    assert not unplaced, "modules in no layer (add them to LAYERS and README.md's Layout table): " + ", ".join(
+        unplaced
+    )
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    modules = project_modules()
+    rank = _rank()
+    wrong = []
+    for name, path in modules.items():
+        layer = layer_of(name)
+        if layer is None:
+            continue
+        for line, target in imports(name, path, set(modules)):
+            if not target.startswith("latentcast"):
+                continue
+            other = layer_of(target)
+            if other is None or other == layer or rank[other] < rank[layer]:
+                continue
+            how = "a sibling layer" if rank[other] == rank[layer] else "a layer above it"
+            wrong.append(f"{path.relative_to(ROOT)}:{line}: {layer} imports {target} from {other}, {how}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_readme_lists_the_same_layers_in_the_same_order() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    # the first column of each row names its layer, siblings joined by " / "
+    rows = [re.findall(r"`([^`]+)`", line.split("|")[1]) for line in table.splitlines() if line.startswith("| `")]
+    expected = [list(row) for row in LAYERS]
+    assert [row for row in rows if row] == expected
