@@ -19,9 +19,13 @@ from latentcast.server.api.tasks import find
 from latentcast.server.observability import metrics
 from latentcast.server.protocol.events import encode_sse
 from latentcast.server.protocol.flow import OutboundQueue
-from latentcast.server.tasks.feed import TaskFeed
 
 KEEPALIVE_SECONDS = 15.0
+# How long a browser's EventSource waits before it reconnects (with Last-Event-ID) after a drop.
+# Sent once, in the first event's block: a block of `retry:` alone reaches SSE clients such as
+# httpx-sse as an event with empty data, which no client can parse as JSON.
+RETRY_FIELD = b"retry: 1000\n"
+PREVIEWS = ("json", "none")  # a text stream: base64 previews or none, never binary
 
 
 def _since(request: Request) -> int:
@@ -35,7 +39,7 @@ async def task_events(request: Request) -> StreamingResponse:
     record = await find(request)
     since = _since(request)
     previews = request.query_params.get("previews", "json")
-    if previews not in ("json", "none"):
+    if previews not in PREVIEWS:
         raise invalid([field_error("previews", "enum", "previews must be json or none on this stream")])
     ctx = context(request)
     queue = OutboundQueue(ctx.settings.subscriber_queue, previews=previews != "none")
@@ -45,20 +49,21 @@ async def task_events(request: Request) -> StreamingResponse:
         queue.push(event)  # type: ignore[arg-type]
         wake.set()
 
-    feed = TaskFeed(ctx.service.store, ctx.service.bus, record.id, since, deliver)
+    feed = ctx.service.feed(record.id, since, deliver)
 
     async def stream() -> AsyncIterator[bytes]:
         dropped = metrics.DropCounter(metrics.SSE_PREVIEWS_DROPPED)
         await feed.start()
         metrics.SSE_SUBSCRIBERS.inc()
+        retry = RETRY_FIELD
         try:
-            yield b"retry: 1000\n\n"
             while True:
                 if queue.overflowed:
                     return  # the client reconnects with Last-Event-ID and misses nothing
                 while len(queue):
                     event = queue.pop()
-                    yield encode_sse(event, previews)
+                    yield retry + encode_sse(event, previews)
+                    retry = b""
                     metrics.SSE_SENT.inc()
                     if event.terminal:
                         return

@@ -1,13 +1,20 @@
 """AI/ML API: `POST /v1/images/generations` for its SD3 models (provider-docs 000 and 001).
 
-Waits for the task and answers 201 `{images: [{url, width, height, content_type}], timings,
-seed, has_nsfw_concepts, prompt}`. A bad request is a 400 "Body validation error!" whose `meta`
-names each field. See docs/compatibility.md.
+Waits for the task and answers 201 in the shape the model's own page documents: page 000's
+`{status, prompt[], model, ..., output.choices[].image_base64}` for `stable-diffusion-v3-medium`,
+page 001's `{images, timings, seed, has_nsfw_concepts, prompt}` for `stable-diffusion-v35-large`.
+
+The AI/ML API lists the openai SDK among its SDKs, so the same endpoint also takes what
+`OpenAI(base_url=".../v1").images.generate(...)` sends (`n`, `size`, `response_format`) and every
+answer carries what that SDK reads: `created` and `data[]`, and errors as `error: {message, type,
+param, code}` beside AI/ML's `statusCode`, `message` and `meta`. See docs/compatibility.md.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
+import base64
+import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,13 +30,16 @@ from latentcast.server.compat.common import (
     inference_seconds,
     invalid,
     json_body,
+    output_bytes,
     parse,
     random_seed,
     start,
 )
 from latentcast.server.tasks.params import MAX_SEED
+from latentcast.server.tasks.record import TaskRecord
 
-MODELS = ("stable-diffusion-v3-medium", "stable-diffusion-v35-large")
+MEDIUM = "stable-diffusion-v3-medium"  # page 000
+LARGE = "stable-diffusion-v35-large"  # page 001
 # the providers' pixel sizes for each `image_size` preset (width, height)
 PRESETS = {
     "square_hd": (1024, 1024),
@@ -39,11 +49,20 @@ PRESETS = {
     "landscape_4_3": (1024, 768),
     "landscape_16_9": (1024, 576),
 }
+DEFAULT_PRESET = "square_hd"
 # AI/ML API runs these models with 28 steps and guidance 5 (SD3 Medium) or 3.5 (SD3.5 Large)
 DEFAULT_STEPS = 28
-DEFAULT_GUIDANCE = {"stable-diffusion-v3-medium": 5.0, "stable-diffusion-v35-large": 3.5}
-# native field -> this API's name for it, for refusals that come from the native rules
-NAMES = {"width": "image_size.width", "height": "image_size.height"}
+DEFAULT_GUIDANCE = {MEDIUM: 5.0, LARGE: 3.5}
+# the openai SDK's `size`: "WIDTHxHEIGHT", or "auto" (the model's default size)
+_OPENAI_SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
+# The openai SDK's error `type` for each kind of refusal ("invalid_request_error" for the others).
+_ERROR_TYPES = {
+    "unauthorized": "authentication_error",
+    "queue_full": "rate_limit_error",
+    "failed": "server_error",
+    "cancelled": "server_error",
+    "timeout": "server_error",
+}
 
 
 class _Size(BaseModel):
@@ -61,17 +80,26 @@ class _Request(BaseModel):
     model: Literal["stable-diffusion-v3-medium", "stable-diffusion-v35-large"]
     prompt: str = Field(max_length=4000)
     negative_prompt: str = ""
-    image_size: Any = "square_hd"  # a preset name or {width, height}: checked by `_size`
+    image_size: Any = None  # a preset name or {width, height} (default square_hd): checked by `_size`
     guidance_scale: float | None = Field(default=None, ge=1, le=20)
     num_inference_steps: int = Field(default=DEFAULT_STEPS, ge=1, le=50)
-    num_images: int = Field(default=1, ge=1, le=4)
+    num_images: int | None = Field(default=None, ge=1, le=4)
     seed: int | None = Field(default=None, ge=1, le=MAX_SEED)
     output_format: Literal["jpeg", "png"] = "jpeg"
     enable_safety_checker: bool = True  # accepted; no safety checker runs here
     prompt_expansion: bool = False  # accepted; prompts are used as given
+    # what the openai SDK sends (OpenAI's names for num_images and the size, and how to return images)
+    n: int | None = Field(default=None, ge=1, le=4)
+    size: str | None = None  # checked by `_size`
+    response_format: Literal["url", "b64_json"] | None = None
 
 
-def _size(value: Any) -> tuple[int, int]:
+def _size(body: _Request) -> tuple[int, int]:
+    if body.size is not None:
+        if body.image_size is not None:
+            raise invalid("size", "exclusive", "size: give size or image_size, not both")
+        return _openai_size(body.size)
+    value = DEFAULT_PRESET if body.image_size is None else body.image_size
     if isinstance(value, str) and value in PRESETS:
         return PRESETS[value]
     if isinstance(value, dict):
@@ -81,19 +109,97 @@ def _size(value: Any) -> tuple[int, int]:
     raise invalid("image_size", "image_size", f"image_size: must be one of {presets}, or {{width, height}}")
 
 
+def _openai_size(value: str) -> tuple[int, int]:
+    if value == "auto":
+        return PRESETS[DEFAULT_PRESET]
+    match = _OPENAI_SIZE.fullmatch(value)
+    if match is not None:
+        width, height = int(match[1]), int(match[2])
+        try:
+            parse(_Size, {"width": width, "height": height})
+        except Refusal:
+            pass
+        else:
+            return width, height
+    raise invalid(
+        "size", "size",
+        f"size: {value!r} is not a size this model makes; give WIDTHxHEIGHT with each side 64-1536 in "
+        "multiples of 32 (e.g. 1024x1024), or auto",
+    )
+
+
+def _count(body: _Request) -> int:
+    if body.n is not None and body.num_images is not None:
+        raise invalid("n", "exclusive", "n: give n or num_images, not both")
+    return body.n or body.num_images or 1
+
+
+def _names(body: _Request) -> dict[str, str]:
+    """Native field -> the name this request used, for refusals that come from the native rules."""
+    size = ("size", "size") if body.size is not None else ("image_size.width", "image_size.height")
+    return {"width": size[0], "height": size[1], "num_images": "n" if body.n is not None else "num_images"}
+
+
 def _render(refusal: Refusal) -> Response:
     status = HTTP_STATUS[refusal.kind]
-    body: dict[str, Any] = {"statusCode": status, "error": HTTPStatus(status).phrase, "message": refusal.message}
+    message = f"Body validation error! {refusal.message}" if refusal.kind == "validation" else refusal.message
+    first = refusal.fields[0] if refusal.fields else None
+    error = {
+        "message": message,
+        "type": _ERROR_TYPES.get(refusal.kind, "invalid_request_error"),
+        "param": first["field"] if first else None,
+        "code": first["rule"] if first else refusal.kind,
+    }
+    body: dict[str, Any] = {"statusCode": status, "message": message, "error": error}
     if refusal.kind == "validation":
-        body["message"] = f"Body validation error! {refusal.message}"
         body["meta"] = refusal.fields
     return JSONResponse(body, status_code=status, headers=refusal.headers)
+
+
+def _page_000(body: _Request, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+    """SD3 Medium's documented answer (provider-docs 000)."""
+    params = record.params
+    return {
+        "status": "completed",
+        "prompt": [body.prompt],
+        "model": body.model,
+        "model_owner": "stability-ai",
+        "tags": {},
+        "num_returns": len(encoded),
+        "args": {
+            "model": body.model,
+            "prompt": body.prompt,
+            "n": params.num_images,
+            "steps": params.num_inference_steps,
+            "size": f"{params.width}x{params.height}",
+        },
+        "subjobs": [],
+        "output": {"choices": [{"image_base64": image} for image in encoded]},
+    }
+
+
+def _page_001(body: _Request, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+    """SD3.5 Large's documented answer (provider-docs 001)."""
+    images = [
+        {"url": o["url"], "width": o["width"], "height": o["height"], "content_type": o["contenttype"]}
+        for o in record.outputs
+    ]
+    return {
+        "images": images,
+        "timings": {"inference": inference_seconds(record)},
+        "seed": record.seed,
+        "has_nsfw_concepts": [False] * len(images),
+        "prompt": body.prompt,
+    }
+
+
+_SHAPES: dict[str, Callable[[_Request, TaskRecord, list[str]], dict[str, Any]]] = {MEDIUM: _page_000, LARGE: _page_001}
 
 
 @endpoint(_render)
 async def generate(request: Request) -> Response:
     body = parse(_Request, await json_body(request))
-    width, height = _size(body.image_size)
+    width, height = _size(body)
     params = {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,
@@ -102,22 +208,18 @@ async def generate(request: Request) -> Response:
         "height": height,
         "num_inference_steps": body.num_inference_steps,
         "guidance_scale": body.guidance_scale or DEFAULT_GUIDANCE[body.model],
-        "num_images": body.num_images,
+        "num_images": _count(body),
         "seed": body.seed or random_seed(1, 2**32 - 1),
         "output_format": body.output_format,
     }
-    record = await finish(request, await start(request, params, NAMES))
-    images = [
-        {"url": o["url"], "width": o["width"], "height": o["height"], "content_type": o["contenttype"]}
-        for o in record.outputs
-    ]
-    answer = {
-        "images": images,
-        "timings": {"inference": inference_seconds(record)},
-        "seed": record.seed,
-        "has_nsfw_concepts": [False] * len(images),
-        "prompt": body.prompt,
-    }
+    record = await finish(request, await start(request, params, _names(body)))
+    encoded = [base64.b64encode(image).decode("ascii") for image in await output_bytes(request, record)]
+    if body.response_format == "b64_json":
+        data = [{"b64_json": image} for image in encoded]
+    else:
+        data = [{"url": output["url"]} for output in record.outputs]
+    created = int(record.times.get("task_postprocess_end", record.created_at))
+    answer = {**_SHAPES[body.model](body, record, encoded), "created": created, "data": data}
     return JSONResponse(answer, status_code=201, headers={"X-Task-Id": record.id})
 
 

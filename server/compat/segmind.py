@@ -1,4 +1,5 @@
-"""Segmind: `POST /v1/stable-diffusion-3-medium-txt2img` (provider-docs 003).
+"""Segmind: `POST /v1/stable-diffusion-3-medium-txt2img` (provider-docs 003), what the Segmind SDK's
+`run_sync` calls; its `run` uses the v2 queue (segmind_queue) with the same request.
 
 Waits for the task and answers with the image's bytes (`image/jpeg`), or, with `"base64": true`,
 JSON `{image, images, seed}`. Refusals are `{"error": message, "fields": [...]}` with Segmind's
@@ -8,6 +9,7 @@ status codes: 400 bad parameters, 404 model not served, 429 queue full, 500 fail
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -15,13 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from latentcast.client.wire import SEGMIND_DEFAULT_SCHEDULER, SEGMIND_SCHEDULERS
 from latentcast.server.compat.common import HTTP_STATUS, Refusal, endpoint, finish, json_body, output_bytes, parse, start
 
 MODEL = "stable-diffusion-3-medium"
-# Segmind's sampler names that have a flow-matching counterpart here (server.engine.schedulers).
-# The others (Karras, SDE and ancestral variants, DDIM, LMS, DPM2, ...) are epsilon/VP samplers
-# that do not fit SD3's flow matching, and are refused by name.
-SCHEDULERS = {"DPM++ 2M": "dpmpp_2m", "Euler": "flow_match_euler", "UniPC": "unipc"}
+SLUG = f"{MODEL}-txt2img"
 NAMES = {
     "width": "img_width",
     "height": "img_height",
@@ -31,13 +31,13 @@ NAMES = {
 _STATUS = {**HTTP_STATUS, "model": 404}
 
 
-class _Request(BaseModel):
+class Txt2ImgRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: str
     negative_prompt: str = ""
     samples: int = Field(default=1, ge=1, le=4)
-    scheduler: str = "DPM++ 2M"
+    scheduler: str = SEGMIND_DEFAULT_SCHEDULER  # any of SEGMIND_SCHEDULERS, each mapped to flow matching
     num_inference_steps: int = Field(default=25, ge=10, le=100)
     guidance_scale: float = Field(default=5, ge=1, le=25)
     seed: int = Field(default=-1, ge=-1, le=999_999_999_999_999)
@@ -52,12 +52,12 @@ class _Request(BaseModel):
 
     @field_validator("scheduler")
     @classmethod
-    def _flow_matching(cls, name: str) -> str:
-        if name not in SCHEDULERS:
+    def _known_scheduler(cls, name: str) -> str:
+        if name not in SEGMIND_SCHEDULERS:
             raise PydanticCustomError(
-                "unsupported_scheduler",
-                "'{name}' does not fit SD3's flow matching; use one of: {supported}",
-                {"name": name, "supported": ", ".join(SCHEDULERS)},
+                "unknown_scheduler",
+                "'{name}' is not a Segmind scheduler; use one of: {supported}",
+                {"name": name, "supported": ", ".join(SEGMIND_SCHEDULERS)},
             )
         return name
 
@@ -70,17 +70,16 @@ class _Request(BaseModel):
         return stop
 
 
-def _render(refusal: Refusal) -> Response:
+def render(refusal: Refusal) -> Response:
     body: dict[str, object] = {"error": refusal.message}
     if refusal.fields:
         body["fields"] = refusal.fields
     return JSONResponse(body, status_code=_STATUS[refusal.kind], headers=refusal.headers)
 
 
-@endpoint(_render)
-async def txt2img(request: Request) -> Response:
-    body = parse(_Request, await json_body(request))
-    params = {
+def task_params(body: Txt2ImgRequest) -> dict[str, Any]:
+    """The native task a Segmind request asks for."""
+    return {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,
         "model": MODEL,
@@ -91,10 +90,15 @@ async def txt2img(request: Request) -> Response:
         "num_images": body.samples,
         "seed": None if body.seed == -1 else body.seed,
         "output_format": "jpeg",
-        "scheduler": SCHEDULERS[body.scheduler],
+        "scheduler": SEGMIND_SCHEDULERS[body.scheduler],
         "shift": body.modelsamplingsd3_shift,
     }
-    record = await finish(request, await start(request, params, NAMES))
+
+
+@endpoint(render)
+async def txt2img(request: Request) -> Response:
+    body = parse(Txt2ImgRequest, await json_body(request))
+    record = await finish(request, await start(request, task_params(body), NAMES))
     images = await output_bytes(request, record)
     headers = {"X-Task-Id": record.id, "X-Seed": str(record.seed)}
     if not body.base64:
@@ -103,4 +107,4 @@ async def txt2img(request: Request) -> Response:
     return JSONResponse({"image": encoded[0], "images": encoded, "seed": record.seed}, headers=headers)
 
 
-routes = [Route(f"/v1/{MODEL}-txt2img", txt2img, methods=["POST"])]
+routes = [Route(f"/v1/{SLUG}", txt2img, methods=["POST"])]

@@ -1,17 +1,27 @@
-"""Per-task schedulers: the flow-matching solvers a task may ask for (`TaskParams.scheduler`/`shift`).
+"""Per-task schedulers: the flow-matching configuration behind each `TaskParams.scheduler` name.
 
 SD3 is a rectified-flow model: its transformer predicts a velocity and its sampler walks the flow
-sigmas from 1 to 0. Only solvers that do exactly that fit it. Tried on the builtin model, 40 steps,
-against FlowMatchEuler's result (same ODE, so a good solver lands close to it):
+sigmas from 1 to 0. Only solvers that do exactly that fit it, so every name a task or a provider
+may send (`latentcast.client.wire`: SCHEDULERS and each provider's aliases) resolves to one of
+these diffusers configurations, all on the model's own (shifted) flow sigmas:
 
-  flow_match_euler  FlowMatchEulerDiscreteScheduler (every SD3 checkpoint's own)        -
-  dpmpp_2m          DPMSolverMultistepScheduler, dpmsolver++ order 2, flow sigmas       0.7 %
-  unipc             UniPCMultistepScheduler, flow sigmas                                0.8 %
+  flow_match_euler              FlowMatchEulerDiscreteScheduler (every SD3 checkpoint's own)
+  flow_match_euler_karras       FlowMatchEulerDiscreteScheduler, use_karras_sigmas
+  flow_match_euler_exponential  FlowMatchEulerDiscreteScheduler, use_exponential_sigmas
+  dpmpp_2m                      DPMSolverMultistepScheduler, dpmsolver++, order 2, midpoint
+  dpmpp_2m_heun                 DPMSolverMultistepScheduler, dpmsolver++, order 2, heun
+  dpmpp_3m                      DPMSolverMultistepScheduler, dpmsolver++, order 3
+  dpmpp_2s                      DPMSolverSinglestepScheduler, dpmsolver++, order 2
+  unipc                         UniPCMultistepScheduler
 
-Left out on purpose: DPMSolver with Karras sigmas (its Karras path ignores the flow sigmas and
-gives NaN), SA-Solver and the other stochastic samplers (the pipeline passes no generator to
-`scheduler.step`, so a seed would no longer fix the image), and FlowMatchHeun (two model
-evaluations per step, 2n-1 step callbacks: step events and previews count one per step).
+Karras and exponential spacing exist on flow sigmas only in FlowMatchEuler: the DPM-Solver
+family's Karras path builds VP sigmas (above 1, NaN under flow prediction) and UniPC's ignores
+the shift. Every configuration makes one model evaluation per step, so a task reports exactly
+`num_inference_steps` steps and previews; FlowMatchHeun (two evaluations, 2n-1 step callbacks)
+and the stochastic solvers (the pipeline passes no generator to `scheduler.step`, so a seed
+would no longer fix the image) are left out, and so is DEIS (in flow mode its last sigma repeats
+instead of reaching 0, leaving noise in the image). docs/compatibility.md ("Schedulers") has the
+table of provider names.
 
 Each task builds its scheduler afresh from the model's own config; a task that asks for nothing
 gets the model's own scheduler object back, so one task's choice never leaks into the next.
@@ -22,16 +32,43 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 
-SCHEDULERS = ("flow_match_euler", "dpmpp_2m", "unipc")
-DEFAULT_SCHEDULER = "flow_match_euler"
+from latentcast.client.wire import DEFAULT_SCHEDULER, SCHEDULERS, SchedulerName
+
+# FlowMatchEuler's sigma spacing per name; the model's own config is kept for everything else.
+_EULER_SPACING: dict[str, dict[str, bool]] = {
+    "flow_match_euler": {},
+    "flow_match_euler_karras": {"use_karras_sigmas": True},
+    "flow_match_euler_exponential": {"use_exponential_sigmas": True},
+}
+
+# The other solvers: (class, its settings beyond the flow sigmas every one of them walks).
+_SOLVERS: dict[str, tuple[type, dict[str, Any]]] = {
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_heun": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "heun"},
+    ),
+    "dpmpp_3m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 3}),
+    # lower_order_final: what diffusers switches to anyway with flow sigmas' final sigma of zero
+    "dpmpp_2s": (
+        DPMSolverSinglestepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True},
+    ),
+    "unipc": (UniPCMultistepScheduler, {}),
+}
 
 # The scheduler each pipeline was loaded with, kept before the first task replaces it.
 _own: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-def configure_scheduler(pipe: Any, name: str | None, shift: float | None) -> None:
+def configure_scheduler(pipe: Any, name: SchedulerName | None, shift: float | None) -> None:
     """Give `pipe` the scheduler `name` (None: the default) with `shift` (None: the model's own)."""
     own = _own.setdefault(pipe, pipe.scheduler)
     name = name or DEFAULT_SCHEDULER
@@ -45,18 +82,17 @@ def build_scheduler(name: str, config: Any, shift: float | None) -> Any:
     """A new scheduler `name` for a model whose own scheduler has `config`."""
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
-    model_shift = float(config.get("shift", 3.0))
-    if name == "flow_match_euler":
-        if shift is None:
-            return FlowMatchEulerDiscreteScheduler.from_config(config)
-        # an explicit shift replaces resolution-dependent shifting, where a model has it
-        return FlowMatchEulerDiscreteScheduler.from_config(config, shift=shift, use_dynamic_shifting=False)
-    flow = {
-        "num_train_timesteps": config.get("num_train_timesteps", 1000),
-        "use_flow_sigmas": True,
-        "prediction_type": "flow_prediction",
-        "flow_shift": model_shift if shift is None else shift,
-    }
-    if name == "dpmpp_2m":
-        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **flow)
-    return UniPCMultistepScheduler(**flow)
+    if name in _EULER_SPACING:
+        settings: dict[str, Any] = dict(_EULER_SPACING[name])
+        if shift is not None:
+            # an explicit shift replaces resolution-dependent shifting, where a model has it
+            settings.update(shift=shift, use_dynamic_shifting=False)
+        return FlowMatchEulerDiscreteScheduler.from_config(config, **settings)
+    cls, settings = _SOLVERS[name]
+    return cls(
+        num_train_timesteps=config.get("num_train_timesteps", 1000),
+        use_flow_sigmas=True,
+        prediction_type="flow_prediction",
+        flow_shift=float(config.get("shift", 3.0)) if shift is None else shift,
+        **settings,
+    )

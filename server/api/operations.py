@@ -1,0 +1,317 @@
+"""What each native route and page takes and answers, for the OpenAPI document (server.api.openapi).
+
+The handlers build their answers as plain dicts; the models here are those answers' shapes, for
+the document only. tests/core/test_openapi.py checks real answers of the running server against
+them, so an answer and its model cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from latentcast.server.api import files, meta, metrics, pages, sse, tasks, websocket
+from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply
+from latentcast.server.protocol.events import EventType, TaskStatus
+from latentcast.server.tasks.params import TaskParams
+
+
+class Answer(BaseModel):
+    """The shape of an answer: these fields and no others, so that checking real answers against it
+    also catches a field added to an answer and not to its model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(Answer):
+    field: str = Field(description="the field at fault, dotted when nested (`image_size.width`)")
+    rule: str = Field(
+        description="the rule it breaks: pydantic's error type (`greater_than_equal`, `multiple_of`, "
+        "`unknown_field`, `missing`, ...) or the server's (`served_model`, `max_pixels`, ...)"
+    )
+    message: str
+
+
+class ErrorDetail(Answer):
+    type: str = Field(
+        description="`validation_error`, `invalid_json`, `unauthorized`, `forbidden`, `not_found`, "
+        "`task_finished`, `queue_full`, `rate_limited`, ..."
+    )
+    message: str
+    fields: list[FieldError] = Field(default_factory=list, description="every field at fault; absent when none is")
+
+
+class ErrorBody(Answer):
+    """Every refusal of the native API: the same shape whatever the status."""
+
+    error: ErrorDetail
+
+
+class Event(Answer):
+    """One event of a task: a text frame on `/v1/ws`, the `data` of an event on the SSE stream."""
+
+    type: EventType
+    id: str = Field(description="the task id")
+    seq: int = Field(ge=1, description="1, 2, 3, ... per task, without gaps")
+    time: float = Field(description="Unix seconds when it happened, in the worker")
+    message: Any = Field(description="depends on the type (docs/protocol.md)")
+
+
+class TaskOutput(Answer):
+    name: str
+    contenttype: str = Field(description="`image/png`, `image/jpeg` or `image/webp`")
+    size: int = Field(description="bytes")
+    url: str
+    width: int
+    height: int
+    seed: int
+
+
+class TaskFailure(Answer):
+    code: str | None
+    message: str | None
+
+
+class TaskUrls(Answer):
+    self: str
+    cancel: str
+    events: str = Field(description="the task's Server-Sent Events")
+    socket: str = Field(description="the WebSocket that streams every task")
+    page: str = Field(description="the browser page that follows (or replays) the task; carries its token")
+
+
+class TaskDetail(Answer):
+    id: str
+    status: TaskStatus
+    model: str = Field(description="the served model's own name")
+    seed: int = Field(description="the seed used, also when it was random")
+    params: TaskParams = Field(description="the request, with every default filled in")
+    created_at: float = Field(description="Unix seconds")
+    times: dict[str, float] = Field(description="Unix seconds of each lifecycle event that happened, by type")
+    attempt: int = Field(description="how many times a worker took it (more after a restart)")
+    worker: str | None
+    last_seq: int = Field(description="the seq of its latest event")
+    outputs: list[TaskOutput] = Field(description="the images, once completed")
+    error: TaskFailure | None = Field(description="why it failed")
+    position: int | None = Field(description="1-based place in the queue while queued")
+    urls: TaskUrls
+
+
+class CreatedTask(TaskDetail):
+    token: str = Field(description="opens this task alone: its detail, events, files and page")
+
+
+class TaskPage(Answer):
+    data: list[TaskDetail] = Field(description="newest first")
+    next_cursor: str | None = Field(description="`cursor` for the next page; null on the last")
+
+
+class ServedModel(Answer):
+    id: str
+    object: Literal["model"]
+    aliases: list[str] = Field(description="other names that reach it (the providers' model names)")
+
+
+class ModelList(Answer):
+    object: Literal["list"]
+    data: list[ServedModel]
+
+
+class Worker(Answer):
+    name: str
+    device: str
+    model: str
+    aliases: list[str]
+    task: str | None = Field(description="the task it is running")
+    ready: bool
+    started_at: float
+    pid: int
+    host: str
+    beat_at: float | None = Field(default=None, description="Unix seconds of its latest heartbeat (on Redis)")
+
+
+class WorkerList(Answer):
+    data: list[Worker]
+
+
+class Health(Answer):
+    status: Literal["ok"]
+
+
+class WorkerReadiness(Answer):
+    name: str
+    ready: bool
+    task: str | None
+
+
+class Readiness(Answer):
+    ready: bool
+    workers: list[WorkerReadiness]
+
+
+def refused(description: str, **headers: str) -> Reply:
+    return Reply(description, ErrorBody, headers=headers)
+
+
+UNAUTHORIZED = refused("No valid API key (a server with keys).", **{"WWW-Authenticate": "Bearer"})
+NOT_FOUND = refused("No such task, or another key's task.")
+FORBIDDEN = refused("The token is not this task's.")
+INVALID = refused("A field breaks a rule: each is named in `fields` with its rule.")
+TASK_ID = Param("task_id", "path", "the task's id")
+HTML_PAGE = Reply(
+    "The page (static HTML; its script reads the address bar).", media_type="text/html", schema={"type": "string"}
+)
+_TASKS, _EVENTS, _FILES, _SERVICE, _PAGES = "Tasks", "Events", "Files", "Models, workers, health", "Pages"
+
+operations: dict[Callable[..., Any], Operation] = {
+    tasks.create_task: Operation(
+        summary="Create a task",
+        tag=_TASKS,
+        description="Queue a text-to-image task; follow it with `urls.events`, `urls.socket` or `urls.page`.",
+        body=TaskParams,
+        replies={
+            201: Reply("Queued.", CreatedTask, headers={"Location": "the task's address"}),
+            400: refused("Not JSON, or a model not served here (rule `served_model`; the message lists those served)."),
+            401: UNAUTHORIZED,
+            422: INVALID,
+            429: refused("The queue is full (`queue_full`).", **{"Retry-After": "seconds"}),
+        },
+        security=KEY,
+    ),
+    tasks.list_tasks: Operation(
+        summary="List tasks",
+        tag=_TASKS,
+        params=(
+            Param("status", "query", "only tasks in this status", {"enum": [s.value for s in TaskStatus]}),
+            Param(
+                "limit", "query", "at most this many", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
+            ),
+            Param("cursor", "query", "`next_cursor` of the previous page"),
+        ),
+        replies={200: Reply("A page of tasks.", TaskPage), 401: UNAUTHORIZED, 422: INVALID},
+        security=KEY,
+    ),
+    tasks.get_task: Operation(
+        summary="Read a task",
+        tag=_TASKS,
+        params=(TASK_ID,),
+        replies={200: Reply("The task.", TaskDetail), 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND},
+        security=KEY_OR_TOKEN,
+    ),
+    tasks.cancel_task: Operation(
+        summary="Cancel a task",
+        tag=_TASKS,
+        description="A queued task ends at once, a running one at its next step (`task_cancel`, no outputs).",
+        params=(TASK_ID,),
+        replies={
+            202: Reply("Cancelling: the task as it is now.", TaskDetail),
+            401: UNAUTHORIZED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: refused("The task already ended (`task_finished`)."),
+        },
+        security=KEY,
+    ),
+    sse.task_events: Operation(
+        summary="A task's events as Server-Sent Events",
+        tag=_EVENTS,
+        description=(
+            "Every event of the task from the start (or after `since` / `Last-Event-ID`), then the live ones; "
+            "the stream ends after the terminal event. Each SSE event is named after its type (`event: "
+            "task_progress`), its `id` is the seq and its `data` an `Event`; the first also carries `retry: 1000`. "
+            "Named events reach a browser's `EventSource.addEventListener(type, ...)`, never `onmessage`. "
+            "Comment lines (`: keepalive`) keep an idle stream open. Contract: docs/protocol.md."
+        ),
+        params=(
+            TASK_ID,
+            Param("since", "query", "resume after this seq", {"type": "integer", "minimum": 0, "default": 0}),
+            Param("Last-Event-ID", "header", "resume after this seq (what EventSource sends when it reconnects)"),
+            Param("previews", "query", "base64 previews, or none", {"enum": list(sse.PREVIEWS)}),
+        ),
+        replies={
+            200: Reply(
+                "The stream: `id: SEQ`, `event: TYPE`, `data: EVENT` blocks.",
+                media_type="text/event-stream",
+                schema={"type": "string"},
+                event_data=Event,
+            ),
+            401: UNAUTHORIZED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            422: INVALID,
+        },
+        security=KEY_OR_TOKEN,
+    ),
+    websocket.endpoint: Operation(
+        summary="One WebSocket for every task's events",
+        tag=_EVENTS,
+        description=(
+            "A WebSocket (`ws://` or `wss://`; also at `/v1`, where Wiro's clients connect). The client sends JSON "
+            'text: `{"type": "subscribe", "id", "token", "since": 0, "previews": "binary"|"json"|"none"}`, '
+            '`{"type": "unsubscribe", "id"}`, Wiro\'s `{"type": "task_info", "tasktoken"}`, or '
+            '`{"type": "subscribe_all"}` (a key: every task it may see); any may carry `"api_key"`. '
+            "The server sends each event as an `Event` (JSON text; with `previews: binary` a preview is a binary "
+            "frame: 4-byte big-endian length, the JSON envelope, the image) and control messages without `seq`: "
+            "`subscribed`, `unsubscribed`, `error` (`code`, `message`). Contract: docs/protocol.md."
+        ),
+        replies={
+            101: Reply("Switching Protocols: the socket is open; its events are `Event`s."),
+            401: refused("A bad key in the handshake's headers."),
+            403: refused("A page of an origin not allowed (`--cors-origin`)."),
+        },
+    ),
+    files.get_file: Operation(
+        summary="An output image",
+        tag=_FILES,
+        params=(TASK_ID, Param("name", "path", "`name` of one of the task's outputs")),
+        replies={
+            200: Reply(
+                "The image's bytes (`image/png`, `image/jpeg` or `image/webp`).",
+                media_type="image/*",
+                schema={"type": "string", "contentMediaType": "image/*"},
+            ),
+            401: UNAUTHORIZED,
+            403: FORBIDDEN,
+            404: refused("No such task or file."),
+        },
+        security=KEY_OR_TOKEN,
+    ),
+    meta.list_models: Operation(
+        summary="Served models", tag=_SERVICE, replies={200: Reply("The models this deployment serves.", ModelList)}
+    ),
+    meta.list_workers: Operation(
+        summary="Live workers",
+        tag=_SERVICE,
+        replies={200: Reply("Every live worker's latest heartbeat.", WorkerList), 401: UNAUTHORIZED},
+        security=KEY,
+    ),
+    meta.healthz: Operation(summary="Liveness", tag=_SERVICE, replies={200: Reply("The process answers.", Health)}),
+    meta.readyz: Operation(
+        summary="Readiness",
+        tag=_SERVICE,
+        replies={200: Reply("Every worker is ready.", Readiness), 503: Reply("A worker is not ready yet.", Readiness)},
+    ),
+    metrics.metrics: Operation(
+        summary="Prometheus metrics",
+        tag=_SERVICE,
+        replies={
+            200: Reply(
+                "Prometheus' text format (docs/observability.md).", media_type="text/plain", schema={"type": "string"}
+            )
+        },
+    ),
+    pages.live_page: Operation(
+        summary="The live page",
+        tag=_PAGES,
+        description="`/`: a prompt form; `/t/{task_id}?token=`: one task live, or replayed (docs/pages.md).",
+        replies={200: HTML_PAGE},
+    ),
+    pages.dashboard: Operation(summary="The dashboard", tag=_PAGES, replies={200: HTML_PAGE}),
+    pages.embed: Operation(
+        summary="One task's live view, to frame", tag=_PAGES, params=(TASK_ID,), replies={200: HTML_PAGE}
+    ),
+    pages.embed_example: Operation(summary="An example page that embeds a task", tag=_PAGES, replies={200: HTML_PAGE}),
+    pages.api_docs: Operation(summary="This API, readable", tag="Reference", replies={200: HTML_PAGE}),
+}
