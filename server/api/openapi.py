@@ -74,7 +74,7 @@ Model = type[BaseModel]
 
 @dataclasses.dataclass(frozen=True)
 class Schema:
-    """A model under a public name (a provider's request model is called `_Request` in its module)."""
+    """A model under the name the document gives it (providers name their models after their own docs)."""
 
     model: Model
     name: str

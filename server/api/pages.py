@@ -28,6 +28,8 @@ from latentcast.server.api.context import context
 from latentcast.server.security.browser import OriginPolicy
 
 # The pages are package data (`latentcast.static`), read from wherever the package is installed.
+# `as_file` is a no-op for a package on disk and extracts a zipped one; the stack is never closed,
+# so an extracted copy lives as long as the process that serves it.
 STATIC: Path = contextlib.ExitStack().enter_context(
     importlib.resources.as_file(importlib.resources.files("latentcast.static"))
 )

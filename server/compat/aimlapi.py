@@ -74,7 +74,7 @@ class _Size(BaseModel):
     height: int = Field(default=768, ge=64, le=1536, multiple_of=32)
 
 
-class _Request(BaseModel):
+class ImagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: Literal["stable-diffusion-v3-medium", "stable-diffusion-v35-large"]
@@ -94,7 +94,7 @@ class _Request(BaseModel):
     response_format: Literal["url", "b64_json"] | None = None
 
 
-def _size(body: _Request) -> tuple[int, int]:
+def _size(body: ImagesRequest) -> tuple[int, int]:
     if body.size is not None:
         if body.image_size is not None:
             raise invalid("size", "exclusive", "size: give size or image_size, not both")
@@ -128,13 +128,13 @@ def _openai_size(value: str) -> tuple[int, int]:
     )
 
 
-def _count(body: _Request) -> int:
+def _count(body: ImagesRequest) -> int:
     if body.n is not None and body.num_images is not None:
         raise invalid("n", "exclusive", "n: give n or num_images, not both")
     return body.n or body.num_images or 1
 
 
-def _names(body: _Request) -> dict[str, str]:
+def _names(body: ImagesRequest) -> dict[str, str]:
     """Native field -> the name this request used, for refusals that come from the native rules."""
     size = ("size", "size") if body.size is not None else ("image_size.width", "image_size.height")
     return {"width": size[0], "height": size[1], "num_images": "n" if body.n is not None else "num_images"}
@@ -156,7 +156,7 @@ def _render(refusal: Refusal) -> Response:
     return JSONResponse(body, status_code=status, headers=refusal.headers)
 
 
-def _page_000(body: _Request, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+def _page_000(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
     """SD3 Medium's documented answer (provider-docs 000)."""
     params = record.params
     return {
@@ -178,7 +178,7 @@ def _page_000(body: _Request, record: TaskRecord, encoded: list[str]) -> dict[st
     }
 
 
-def _page_001(body: _Request, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+def _page_001(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
     """SD3.5 Large's documented answer (provider-docs 001)."""
     images = [
         {"url": o["url"], "width": o["width"], "height": o["height"], "content_type": o["contenttype"]}
@@ -193,12 +193,12 @@ def _page_001(body: _Request, record: TaskRecord, encoded: list[str]) -> dict[st
     }
 
 
-_SHAPES: dict[str, Callable[[_Request, TaskRecord, list[str]], dict[str, Any]]] = {MEDIUM: _page_000, LARGE: _page_001}
+_SHAPES: dict[str, Callable[[ImagesRequest, TaskRecord, list[str]], dict[str, Any]]] = {MEDIUM: _page_000, LARGE: _page_001}
 
 
 @endpoint(_render)
 async def generate(request: Request) -> Response:
-    body = parse(_Request, await json_body(request))
+    body = parse(ImagesRequest, await json_body(request))
     width, height = _size(body)
     params = {
         "prompt": body.prompt,

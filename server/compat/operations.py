@@ -292,7 +292,7 @@ operations: dict[Callable[..., Any], Operation] = {
             "`stable-diffusion-v3-medium`, 001 for `stable-diffusion-v35-large`), with the openai SDK's "
             "`created` and `data`. The task's id is in `X-Task-Id`."
         ),
-        body=Schema(aimlapi._Request, "AimlApiImagesRequest"),
+        body=Schema(aimlapi.ImagesRequest, "AimlApiImagesRequest"),
         replies={
             201: Reply("The images.", AimlApiAnswer, headers={"X-Task-Id": "the native task's id"}),
             **_refusals(
@@ -347,7 +347,7 @@ operations: dict[Callable[..., Any], Operation] = {
         summary="Generate an image (the SD3 textToImage API)",
         tag=_TEXT_TO_IMAGE,
         description="Waits for the task. Served at both paths its provider's pages use.",
-        body=Schema(texttoimage._Request, "TextToImageRequest"),
+        body=Schema(texttoimage.TextToImageRequest, "TextToImageRequest"),
         replies={
             200: Reply("The image.", TextToImageAnswer, headers={"X-Task-Id": "the native task's id"}),
             **_refusals(TextToImageError, {400: "A field breaks a rule, or the model is not served.", **_WAITING}),
@@ -362,7 +362,7 @@ operations: dict[Callable[..., Any], Operation] = {
             Param("owner", "path", "`owner/project` is a served model's name"),
             Param("project", "path", "`owner/project` is a served model's name"),
         ),
-        body=Schema(wiro._Run, "WiroRunRequest"),
+        body=Schema(wiro.RunRequest, "WiroRunRequest"),
         body_media_types=_WIRO_MEDIA,
         replies={
             200: Reply("Queued, or refused (`result` false).", WiroQueuedOrFailure),

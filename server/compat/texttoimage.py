@@ -46,7 +46,7 @@ DEFAULT_MODEL = "sd3-large"
 MAX_SEED = 4_294_967_294  # Stability's range, which this API's models and enums come from
 
 
-class _Request(BaseModel):
+class TextToImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: str
@@ -79,7 +79,7 @@ def _render(refusal: Refusal) -> Response:
 
 @endpoint(_render)
 async def text_to_image(request: Request) -> Response:
-    body = parse(_Request, await json_body(request))
+    body = parse(TextToImageRequest, await json_body(request))
     model = body.model
     if model is None and context(request).service.catalog.serves(DEFAULT_MODEL):
         model = DEFAULT_MODEL  # the API's default, where it is served; else the server's own default

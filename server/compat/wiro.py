@@ -42,7 +42,7 @@ NAMES = {
 _CODES = {"not_found": 1, "model": 1, "conflict": 1, "queue_full": 96}
 
 
-class _Run(BaseModel):
+class RunRequest(BaseModel):
     """The tool's inputs (lax types: a form sends every value as text)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -127,7 +127,7 @@ async def run(request: Request) -> Response:
     model = f"{request.path_params['owner']}/{request.path_params['project']}"
     if not context(request).service.catalog.serves(model):
         raise Refusal("model", f"slug-owner-project-not-exist: {model} is not served here")
-    body = parse(_Run, await _fields(request), strict=False)
+    body = parse(RunRequest, await _fields(request), strict=False)
     callback = body.callbackUrl.strip() or None
     if callback is not None:
         url = urllib.parse.urlsplit(callback)
