@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -173,7 +174,7 @@ def test_watch_follows_an_existing_task_and_ctrl_c_only_stops_watching(
     assert urls.returncode == 0 and urls.stdout.strip().endswith(f"/v1/files/{created['id']}/0.png")
 
     # Ctrl-C while watching someone's task leaves the task running
-    long = http.post("/v1/tasks", json={**body, "width": 128, "height": 128, "num_inference_steps": 100}).json()
+    long = http.post("/v1/tasks", json={**body, "width": 1024, "height": 1024, "num_inference_steps": 100}).json()
     process = subprocess.Popen(
         _command("watch", long["id"], "--token", long["token"], "--server", server.base_url),
         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -183,6 +184,11 @@ def test_watch_follows_an_existing_task_and_ctrl_c_only_stops_watching(
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and "stopped watching" in err
-    assert http.get(f"/v1/tasks/{long['id']}").json()["status"] == "running"
+    # the task goes on after the watcher has left: its log keeps growing, still running
+    left_at = http.get(f"/v1/tasks/{long['id']}").json()["last_seq"]
+    while (detail := http.get(f"/v1/tasks/{long['id']}").json())["last_seq"] < left_at + 4:
+        assert detail["status"] == "running", detail
+        time.sleep(0.05)
+    assert detail["status"] == "running"
     assert http.post(f"/v1/tasks/{long['id']}/cancel").status_code == 202
     http.close()

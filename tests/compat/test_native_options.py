@@ -29,10 +29,15 @@ async def test_a_task_with_each_scheduler_completes(
     body = {"prompt": "native", "scheduler": name, **SMALL, "preview_every": 1}
     task, events = await collect_from_the_start(server, client, body)
     assert types(events)[-1] == "task_postprocess_end"
-    # one progress event (with a preview of the denoised estimate) per step, whatever the solver
+    # one progress event per step, whatever the solver, each step previewing its denoised estimate
     progress = [e for e in events if e["type"] == "task_progress"]
     assert [e["message"]["step"] for e in progress] == list(range(1, SMALL["num_inference_steps"] + 1))
-    assert all("preview" in e["message"] for e in progress)
+    # A reader that falls behind keeps only the newest preview (latest-wins, docs/protocol.md), so
+    # which earlier steps still carry theirs depends on the machine's load; the last step's never
+    # has a newer one to give way to.
+    previews = [e["message"]["preview"] for e in progress if "preview" in e["message"]]
+    assert "preview" in progress[-1]["message"]
+    assert {image_of(p["data"]).size for p in previews} == {(SMALL["width"], SMALL["height"])}
     detail = (await client.get(f"/v1/tasks/{task['id']}")).json()
     assert detail["params"]["scheduler"] == name and detail["params"]["shift"] is None
 
