@@ -28,4 +28,4 @@ system-packages:
 	fi
 
 test: setup system-packages
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
