@@ -22,8 +22,7 @@ from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, invalid
 from latentcast.server.api.tasks import find
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import encode_sse
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import Event, encode_sse
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.revocation import RevocationWatch
 

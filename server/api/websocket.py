@@ -299,7 +299,6 @@ class Connection:
                 with contextlib.suppress(Exception):
                     await self.ws.close(*self.closing)
 
-
     async def _replay(self) -> bool:
         """Queue the next page of the first subscription still replaying; False when none is.
         Called with the queue drained, so replay goes at the pace of the client's reading."""
