@@ -66,7 +66,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, wrong method) in the API's JSON shape too."""
     assert isinstance(exc, HTTPException)
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(APIError(exc.status_code, kind, str(exc.detail), headers=exc.headers))
+    message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+    return error_response(APIError(exc.status_code, kind, message, headers=exc.headers))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -116,6 +117,9 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={APIError: handle_api_error, HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.context = context
+    # No redirect from "/v1/tasks/" to "/v1/tasks": its answer is an empty 307 that API clients take
+    # for success, and `/v1/tasks/%2F` (an id of "/") would land on the list. A 404 names the path.
+    app.router.redirect_slashes = False
     # Inside the browser guard and CORS (added after these, so outside them): a refusal here still
     # carries CORS headers, so a page can read it. The rate is checked before the body is read.
     app.add_middleware(

@@ -189,8 +189,8 @@ class RedisStore:
                 raise KeyError(task_id)
             # b"conflict": another process appended first; fold its event in and try again
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+")
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+", count=limit)
         newest = await self.redis.hgetall(self.names.preview(task_id))
         newest_seq = int(newest[b"seq"]) if newest else -1
         events = []

@@ -77,8 +77,9 @@ class TaskStore(Protocol):
         """
         ...
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        """Events after `since`, in order; only the newest preview keeps its image."""
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        """Events after `since` (the first `limit` of them), in order; only the newest preview of
+        the whole log keeps its image."""
         ...
 
     async def set_cancel_requested(self, task_id: str) -> None: ...

@@ -18,7 +18,7 @@ from typing import Any
 
 from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
-from latentcast.server.tasks.feed import TaskFeed
+from latentcast.server.tasks.feed import Deliver, TaskFeed
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, Page, TaskStore
 from latentcast.server.tasks.record import TaskRecord
@@ -114,9 +114,10 @@ class TaskService:
 
     # -- following ------------------------------------------------------------------------
 
-    def feed(self, task_id: str, since: int, deliver: Listener) -> TaskFeed:
-        """One subscriber's feed of one task: its log after `since`, then live events (call `start`)."""
-        return TaskFeed(self._store, self._bus, task_id, since, deliver)
+    def feed(self, task_id: str, since: int, deliver: Deliver, ready: Callable[[], None]) -> TaskFeed:
+        """One subscriber's feed of one task: its log after `since`, a page per `pull`, then live
+        events (call `start`); `ready` is called when it has a page to pull again."""
+        return TaskFeed(self._store, self._bus, task_id, since, deliver, ready)
 
     def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
         """Live events of one task (or of every task, with None) as they are recorded, wherever;
