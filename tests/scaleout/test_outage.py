@@ -118,16 +118,16 @@ async def test_sigterm_during_an_outage_leaves_the_task_to_another_worker(cluste
     assert accepts == [{"worker": victim, "attempt": 1}, {"worker": survivor, "attempt": 2}]
 
 
-# Big steps (about a sixth of a second each at 1024 px) leave time to pause a worker just before it
-# stores its outputs: when it wakes, it has a few steps left, then the files, unless the fence stops it.
+# A worker paused at its last step is decoding: when it wakes, it stores its outputs at once
+# unless the fence stops it (the old bug: the device thread wrote them before any refusal).
 SENTINEL = "lc:file:sentinel"
 TAKEN_OVER = "was taken over; this worker stops writing to it"
-LATE = {"prompt": "paused late", "width": 1024, "height": 1024, "num_inference_steps": 24}
+LATE = {"prompt": "paused late", "width": 256, "height": 256, "num_inference_steps": 30}
 
 
 async def _pause_near_the_end(cluster, ws_url: str, task: dict[str, Any]) -> tuple[ServerProcess, int]:
-    """SIGSTOP the task's worker when it is three steps from the end; that worker, and how many
-    refused writes it had logged before."""
+    """SIGSTOP the task's worker once its last step is recorded; that worker, and how many refused
+    writes it had logged before."""
     async def before_the_end() -> tuple[ServerProcess, int]:
         async with websockets.connect(ws_url, max_size=None) as ws:
             await subscribe(ws, task["id"], task["token"], previews="none")
@@ -136,7 +136,7 @@ async def _pause_near_the_end(cluster, ws_url: str, task: dict[str, Any]) -> tup
                 event = decode_frame(await ws.recv())
                 if event["type"] == "task_accept":
                     worker = cluster.workers[event["message"]["worker"]]
-                if event["type"] == "task_progress" and event["message"]["step"] >= LATE["num_inference_steps"] - 3:
+                if event["type"] == "task_progress" and event["message"]["step"] == LATE["num_inference_steps"]:
                     assert worker is not None
                     worker.send_signal(signal.SIGSTOP)
                     return worker, worker.log().count(TAKEN_OVER)
