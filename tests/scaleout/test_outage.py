@@ -118,11 +118,13 @@ async def test_sigterm_during_an_outage_leaves_the_task_to_another_worker(cluste
     assert accepts == [{"worker": victim, "attempt": 1}, {"worker": survivor, "attempt": 2}]
 
 
-# A worker paused at its last step is decoding: when it wakes, it stores its outputs at once
-# unless the fence stops it (the old bug: the device thread wrote them before any refusal).
+# Few steps, large enough that decoding the picture takes seconds: a worker paused at its last step
+# is decoding, with nothing left to write. When it wakes, it finishes the decode and stores its
+# outputs with no write refused yet (the old bug: the device thread stored them itself) unless
+# the files go through the fence as the events do.
 SENTINEL = "lc:file:sentinel"
 TAKEN_OVER = "was taken over; this worker stops writing to it"
-LATE = {"prompt": "paused late", "width": 256, "height": 256, "num_inference_steps": 30}
+LATE = {"prompt": "paused late", "width": 640, "height": 640, "num_inference_steps": 2}
 
 
 async def _pause_near_the_end(cluster, ws_url: str, task: dict[str, Any]) -> tuple[ServerProcess, int]:
