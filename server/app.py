@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from latentcast.server import compat
 from latentcast.server.api import openapi, pages
@@ -72,13 +72,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
-    """The backend is down (Redis restarting): a 503 the client may retry, not a 500 and a traceback;
-    a socket is closed with 1013 (try again later), and the client resumes it with `since`."""
+    """The backend is down (Redis restarting): a 503 the client may retry, not a 500 and a traceback.
+    A socket handshake gets the same 503; an open socket is closed with 1013 (try again later), and
+    the client resumes it with `since`."""
     log.warning("%s answered 503: %s", conn.url.path, exc)
-    if isinstance(conn, WebSocket):
+    if not isinstance(conn, WebSocket):
+        return error_response(store_unavailable())
+    if conn.application_state is WebSocketState.CONNECTING:
+        await conn.send_denial_response(error_response(store_unavailable()))
+    else:
         await conn.close(1013, "the task store is unreachable; reconnect and resubscribe with since")
-        return None
-    return error_response(store_unavailable())
+    return None
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

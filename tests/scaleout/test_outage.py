@@ -50,9 +50,14 @@ async def test_redis_restart_busy_and_idle_workers_resume(cluster, kill):
     cluster.wait_workers(set(workers))
     async with httpx.AsyncClient(base_url=a.base_url, timeout=30) as client:
 
-        async def live() -> set[str]:
+        async def beating_since(moment: float) -> bool:
+            # a heartbeat key from before the outage survives in the AOF: only fresh beats count
             answer = await client.get("/v1/workers")
-            return {w["name"] for w in answer.json()["data"]} if answer.status_code == 200 else set()
+            fresh = {w["name"] for w in answer.json()["data"] if w["beat_at"] > moment}
+            return answer.status_code == 200 and fresh == set(workers)
+
+        async def taken(task_id: str) -> bool:
+            return (await client.get(f"/v1/tasks/{task_id}")).json()["status"] != "queued"
 
         busy = (await client.post("/v1/tasks", json=SLOW)).json()
         await wait_status(client, busy["id"], {"running"})  # one worker busy, the other idle
@@ -70,18 +75,22 @@ async def test_redis_restart_busy_and_idle_workers_resume(cluster, kill):
             assert answer.status_code == 503, f"{what} during the outage: {answer.status_code} {answer.text}"
             assert answer.headers["retry-after"] == "2", what
             assert answer.json()["error"]["type"] == "unavailable", what
+        await _socket_refused(a.ws_url, busy)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["store"] == "unreachable", ready.text
 
         await asyncio.to_thread(start_answering, cluster.redis)
+        back = time.time()
         first = await client.get(task_url)
         assert first.status_code == 200, f"the first request after Redis returned: {first.text}"
-        resumed = await eventually(lambda: _equal(live(), set(workers)), "both workers' heartbeats back")
-        await eventually(lambda: _status(client.get("/readyz"), 200), "/readyz ready again")
-        print(f"\n{kill!r}: heartbeats of every worker back {resumed:.2f}s after Redis answered")
-
         # job reads resumed: the idle worker takes new tasks while the busy one finishes
         quick = [(await client.post("/v1/tasks", json=QUICK)).json() for _ in range(3)]
+        await eventually(lambda: taken(quick[0]["id"]), "a new task taken by the idle worker")
+        read = time.time() - back
+        await eventually(lambda: beating_since(back), "both workers' heartbeats back")
+        beats = time.time() - back
+        await eventually(lambda: _status(client.get("/readyz"), 200), "/readyz ready again")
+        print(f"\n{kill!r} after Redis answered: a new task taken in {read:.2f}s, every heartbeat back in {beats:.2f}s")
         for task in [busy, *quick]:
             events = await collect(a.ws_url, task["id"], task["token"], previews="none", timeout=180)
             assert_ran_once(events)
@@ -199,6 +208,19 @@ async def test_a_paused_worker_stores_no_file_after_losing_its_task(cluster):
         await redis.aclose()
 
 
+async def _socket_refused(ws_url: str, task: dict[str, Any]) -> None:
+    """A socket during the outage: its handshake gets the 503 (when it checks a key in Redis), or
+    its subscribe closes it with 1013, to reconnect and resubscribe with `since`."""
+    try:
+        async with websockets.connect(ws_url) as ws:
+            await subscribe(ws, task["id"], task["token"], previews="none")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    except websockets.InvalidStatus as refused:
+        assert refused.response.status_code == 503 and refused.response.headers["retry-after"] == "2"
+
+
 async def _refused(worker: ServerProcess, before: int) -> None:
     """Until the woken worker has logged one more refused write: it went on, and was stopped."""
     await eventually(lambda: _true(worker.log().count(TAKEN_OVER) > before), "the woken worker's write refused")
@@ -218,10 +240,6 @@ async def _attempt(client: httpx.AsyncClient, task_id: str, attempt: int) -> boo
 
 async def _true(value: bool) -> bool:
     return value
-
-
-async def _equal(names: Awaitable[set[str]], expected: set[str]) -> bool:
-    return await names == expected
 
 
 async def _status(answer: Awaitable[httpx.Response], status: int) -> bool:
