@@ -24,7 +24,7 @@ from latentcast.server.engine.previews import Previewer, make_previewer
 from latentcast.server.engine.runner import Interrupted, PreviewTimer, StopSignal, run_generation
 from latentcast.server.protocol.events import EventType, Preview
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
-from latentcast.server.tasks.ports import FileStore, Job, StaleWrite
+from latentcast.server.tasks.ports import FileStore, Job, StaleWrite, StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 
@@ -165,6 +165,8 @@ class Worker:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"worker-{self.name}")
 
     async def _run(self) -> None:
+        # A job claimed by a try whose answer was lost stays pending: it is taken over after the
+        # visibility timeout, like a dead worker's.
         backoff = Backoff(f"worker {self.name}", log)
         while not self._stopping:
             job, record = await until_reachable(functools.partial(self.service.next_job, self.name), backoff)
@@ -218,12 +220,14 @@ class Worker:
         if pump.stale:
             return  # the job belongs to another worker now: neither requeue nor acknowledge it
         if interrupted is not None:
-            why = str(interrupted)
-            await until_reachable(lambda: self._requeue(record.id, why), backoff)
+            try:
+                await self.service.requeue(await self.service.get(record.id), str(interrupted))
+            except StoreUnavailable:
+                # Not retried: a second put of a put whose answer was lost would queue the task
+                # twice. Unacknowledged, the job is taken over after the visibility timeout instead.
+                log.warning("task %s not queued again (the backend did not answer); left to be taken over", record.id)
+                return
         await until_reachable(functools.partial(self.service.job_done, job), backoff)
-
-    async def _requeue(self, task_id: str, why: str) -> None:
-        await self.service.requeue(await self.service.get(task_id), why)
 
     async def _keepalive(self, job: Job, pump: _EventPump, stop: StopSignal) -> None:
         """While the run advances, keep the job leased; notice cancel requests a signal missed.
