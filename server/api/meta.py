@@ -20,9 +20,10 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when every worker of this process has its model loaded, the backend answers, and some
-    worker (here or elsewhere) is alive to run what is submitted: a load balancer sends nothing to
-    a front-end that could only queue or refuse it."""
+    """Ready when every worker of this process has its model loaded, the backend answers, and, on a
+    shared backend (Redis), some worker anywhere is alive to run what is submitted: a load balancer
+    sends nothing to a front-end that could only refuse it. (A single process's workers are its
+    own: one started with `--workers 0` only queues, by choice.)"""
     ctx = context(request)
     states = [{"name": w.name, "ready": w.ready.is_set(), "task": w.current_task} for w in ctx.workers]
     try:
@@ -30,7 +31,8 @@ async def readyz(request: Request) -> JSONResponse:
         store = "reachable"
     except StoreUnavailable:
         live, store = 0, "unreachable"
-    ready = all(s["ready"] for s in states) and live > 0
+    shared = ctx.settings.broker is not None
+    ready = all(s["ready"] for s in states) and store == "reachable" and (live > 0 or not shared)
     body = {"ready": ready, "workers": states, "store": store, "live_workers": live}
     return JSONResponse(body, status_code=200 if ready else 503)
 
