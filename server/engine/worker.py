@@ -30,6 +30,10 @@ from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.worker")
 
+# How long a worker told to stop waits for its stopped task to be queued again: the run stops at
+# its next step, then the requeue needs the backend. Apart from the grace, which may be 0.
+HANDBACK_SECONDS = 5.0
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Event:
@@ -258,9 +262,10 @@ class Worker:
     async def shutdown(self, grace: float) -> None:
         """Let the running task finish within `grace` seconds, else stop it and queue it again.
 
-        Both need the backend. If it is unreachable for another `grace` seconds, the worker leaves
-        without them: its job stays pending, and another worker takes it over after the visibility
-        timeout, as if this one had died. A shutdown never waits longer than twice `grace`.
+        Both need the backend. If the stopped task is not handed back within HANDBACK_SECONDS
+        (the backend is unreachable), the worker leaves without it: its job stays pending, and
+        another worker takes it over after the visibility timeout, as if this one had died. A
+        shutdown never waits longer than `grace` + HANDBACK_SECONDS.
         """
         self._stopping = True
         if self._current is not None:
@@ -270,7 +275,7 @@ class Worker:
                 if self._current is not None:
                     self._current[1].set("the server is shutting down", requeue=True)
                 try:
-                    await asyncio.wait_for(self._idle.wait(), grace)
+                    await asyncio.wait_for(self._idle.wait(), HANDBACK_SECONDS)
                 except TimeoutError:
                     log.warning(
                         "worker %s leaves task %s to be taken over: the backend did not answer", self.name, self.current_task
