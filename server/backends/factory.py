@@ -52,12 +52,11 @@ def open_key_store(settings: Settings) -> KeyStore:
 
         return SQLiteKeyStore(settings.database)
     _check_broker(settings.broker)
-    import redis.asyncio as aioredis
-
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
+    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
 
-    return RedisKeyStore(aioredis.Redis.from_url(settings.broker), RedisNames(settings.redis_prefix))
+    return RedisKeyStore(connect(settings.broker), RedisNames(settings.redis_prefix))
 
 
 def _check_broker(broker: str) -> None:
@@ -104,18 +103,17 @@ def _local(settings: Settings) -> Backend:
 
 
 def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
-    import redis.asyncio as aioredis
-
     from latentcast.server.backends.disk_files import DiskFiles
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
     from latentcast.server.backends.redis_bus import RedisBus
+    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_files import RedisFiles
     from latentcast.server.backends.redis_names import RedisNames
     from latentcast.server.backends.redis_queue import RedisQueue
     from latentcast.server.backends.redis_store import RedisStore
 
     assert settings.broker is not None
-    client = aioredis.Redis.from_url(settings.broker)
+    client = connect(settings.broker)
     names = RedisNames(settings.redis_prefix)
     store = RedisStore(client, names, retention=settings.retention)
     queue = RedisQueue(client, names, visibility_timeout=settings.visibility_timeout)
@@ -123,7 +121,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     files: FileStore = (
         DiskFiles(settings.outputs_dir, settings.base_url)
         if settings.outputs_dir is not None
-        else RedisFiles(settings.broker, client, names, settings.base_url, settings.retention)
+        else RedisFiles(client, names, settings.base_url, settings.retention)
     )
 
     async def start() -> None:

@@ -112,8 +112,10 @@ class SQLiteStore:
         time: float,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
-        # `fence` needs no check here: in one process no other worker can take a task over.
+        # `fence` needs no check here: in one process no other worker can take a task over; nor
+        # `write_id`: a local database never loses the answer to a write it committed.
         record = self._active.get(task_id) or await self.get(task_id)
         if record is None:
             raise KeyError(task_id)

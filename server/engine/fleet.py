@@ -8,7 +8,7 @@ catalog read.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -18,8 +18,11 @@ from latentcast.server.config import Settings
 from latentcast.server.engine.loader import LoadedModel, load_pipeline
 from latentcast.server.engine.runner import PreviewTimer
 from latentcast.server.engine.worker import Worker
+from latentcast.server.tasks.outage import Backoff, every
 from latentcast.server.tasks.ports import FileStore
 from latentcast.server.tasks.service import TaskService
+
+log = logging.getLogger("latentcast.worker")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 """Publishes one worker's heartbeat where every front-end reads it (the backend's `announce`)."""
@@ -65,6 +68,7 @@ async def announce(settings: Settings, publish: Publish, workers: list[Worker]) 
 
 
 async def announce_forever(settings: Settings, publish: Publish, workers: list[Worker]) -> None:
-    while True:
-        await announce(settings, publish, workers)
-        await asyncio.sleep(settings.heartbeat_seconds)
+    """Heartbeats for the process's life: a backend outage skips beats (the workers drop out of
+    `/v1/workers` meanwhile) and they resume as soon as it answers again."""
+    backoff = Backoff("heartbeat", log)
+    await every(settings.heartbeat_seconds, lambda: announce(settings, publish, workers), backoff)

@@ -165,6 +165,7 @@ async def test_a_500_step_task_keeps_its_event_stream_small(cluster):
         task = (await client.post("/v1/tasks", json={**SHORT, "num_inference_steps": 500, "width": 64, "height": 64})).json()
         events = await collect(front.ws_url, task["id"], task["token"], previews="binary", timeout=240)
     assert all("_image" in e for e in previewed_steps(events, 500))
+    previews = [e for e in events if "_image" in e]
     redis = aioredis.Redis.from_url(cluster.redis.url)
     try:
         stream = f"lc:events:{task['id']}"
