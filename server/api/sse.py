@@ -25,6 +25,7 @@ from latentcast.server.observability import metrics
 from latentcast.server.protocol.events import Event, encode_sse
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.revocation import RevocationWatch
+from latentcast.server.tasks.ports import StoreUnavailable
 
 KEEPALIVE_SECONDS = 15.0
 # How long a browser's EventSource waits before it reconnects (with Last-Event-ID) after a drop.
@@ -78,7 +79,10 @@ async def task_events(request: Request) -> StreamingResponse:
                 if revoked.is_set():
                     return  # its reconnection is refused with 401, like any request with that key
                 if feed.replaying:
-                    await feed.pull()  # the next page, once the last one was taken by the client
+                    try:
+                        await feed.pull()  # the next page, once the last one was taken by the client
+                    except StoreUnavailable:
+                        return  # the store is out: the client reconnects with Last-Event-ID
                 while len(queue):
                     event = queue.pop()
                     yield retry + encode_sse(event, previews)

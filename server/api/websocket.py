@@ -49,6 +49,7 @@ from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.auth import Caller, Credentials, unauthorized
 from latentcast.server.security.revocation import RevocationWatch
 from latentcast.server.tasks.feed import TaskFeed
+from latentcast.server.tasks.ports import StoreUnavailable
 from latentcast.server.tasks.service import TaskNotFound
 
 CLOSE_TOO_SLOW = 1013
@@ -307,8 +308,8 @@ class Connection:
             return False
         try:
             await feed.pull()
-        except Exception:  # the store is unreachable: the client resumes with since, later
-            log.warning("replay of task %s failed; closing the socket", feed.task_id, exc_info=True)
+        except StoreUnavailable:  # the client resumes with since, later
+            log.warning("replay of task %s failed: the store is unreachable; closing the socket", feed.task_id)
             self.closing = (CLOSE_TRY_AGAIN, "replay unavailable: resubscribe with since to resume")
         return True
 
