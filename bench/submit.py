@@ -84,11 +84,11 @@ async def measure(server: ServerProcess, tasks: int, processes: int, connections
     }
 
 
-async def announce_placeholder(broker: str, prefix: str, url: str) -> None:
-    """With Redis the API serves the models its live workers announce. The worker must not run the
-    tasks (its CPU would share in the measurement), so a placeholder heartbeat stands in for it,
-    under a key prefix of this run's own."""
-    import httpx
+def announce_placeholder(broker: str, prefix: str) -> None:
+    """With Redis the API serves the models its live workers announce, and is ready only once one
+    is alive. The worker must not run the tasks (its CPU would share in the measurement), so a
+    placeholder heartbeat stands in for it, under a key prefix of this run's own, before the
+    server starts."""
     import redis
 
     from latentcast.server.backends.redis_names import RedisNames
@@ -99,6 +99,12 @@ async def announce_placeholder(broker: str, prefix: str, url: str) -> None:
     client = redis.Redis.from_url(broker)
     client.set(RedisNames(prefix).worker("bench-placeholder"), orjson.dumps(beat), ex=3600)
     client.close()
+
+
+async def wait_listed(url: str) -> None:
+    """Until the API's catalog (refreshed from the heartbeats) lists the placeholder's model."""
+    import httpx
+
     async with httpx.AsyncClient(base_url=url) as http:
         for _ in range(100):
             if (await http.get("/v1/models")).json().get("data"):
@@ -114,9 +120,9 @@ async def run(args: Any, report: Report, backends: list[tuple[str, str | None]])
         prefix = f"bench{secrets.token_hex(4)}"
         if broker is not None:
             options += ["--broker", broker, "--redis-prefix", prefix]
+            announce_placeholder(broker, prefix)
         with measured_server(*options) as server:
-            if broker is not None:
-                await announce_placeholder(broker, prefix, server.base_url)
+            await wait_listed(server.base_url)
             await measure(server, min(200, args.tasks), args.processes, args.connections)  # warm-up
             runs = []
             for _ in range(args.repeats):
