@@ -29,8 +29,7 @@ from latentcast.server.backends.channel_ports import (
     ChannelQueue,
     ChannelStore,
 )
-from latentcast.server.backends.disk_files import DiskFiles
-from latentcast.server.backends.factory import open_backend
+from latentcast.server.backends.factory import open_backend, open_files
 from latentcast.server.config import Settings
 from latentcast.server.engine.fleet import announce_forever, build_workers
 from latentcast.server.observability import configure_logging
@@ -86,8 +85,7 @@ async def run_channel_worker(fd: int) -> None:
     def time_preview(method: str, seconds: float) -> None:  # on the device thread: the loop writes
         loop.call_soon_threadsafe(channel.note, PREVIEW_TIME, method, seconds)
 
-    files = DiskFiles(settings.outputs, settings.base_url)
-    workers = build_workers(settings, service, files, 1, time_preview=time_preview)
+    workers = build_workers(settings, service, open_files(settings), 1, time_preview=time_preview)
     started, stop = asyncio.Event(), asyncio.Event()
     serving = loop.create_task(channel.serve({CANCEL: bus.request_cancel, START: started.set, SHUTDOWN: stop.set}))
 
