@@ -224,10 +224,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    quiet_libraries()
+    settings = dataclasses.replace(_settings(args), log_format=args.log_format)
+    if settings.worker_threads:  # else the models load in worker processes, which quiet them there
+        quiet_libraries()
     from latentcast.server.app import create_app
 
-    settings = dataclasses.replace(_settings(args), log_format=args.log_format)
     from latentcast.server.observability import configure_logging
 
     # Every logger (uvicorn's too: log_config=None below) in one format; the console progress bar

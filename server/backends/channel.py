@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import pickle
 import struct
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 Handler = Callable[..., Awaitable[Any] | Any]
+log = logging.getLogger("latentcast.channel")
 _HEADER = struct.Struct(">I")
 _CALL, _NOTE, _ANSWER, _FAILURE = range(4)
 
@@ -93,6 +95,8 @@ class Channel:
         except Exception as failure:  # the caller gets it, as if it had called the handler itself
             if kind == _CALL:
                 self._send((_FAILURE, ident, "", _picklable(failure), {}))
+            else:
+                log.exception("note %r failed", getattr(handler, "__name__", handler))
             return
         if kind == _CALL:
             self._send((_ANSWER, ident, "", result, {}))
