@@ -13,7 +13,9 @@ CPU: of the API process (all its threads: what it spends on each frame sent, sto
 included), of its worker process, and of the subscriber client processes, which share the same
 cores. After each run with subscribers, a bare `websockets` broadcast server (bench._broadcast)
 sends the frames one subscriber of that run received, at the same pace, to the same number of
-subscriber clients: its CPU per frame is the yardstick for the API process's.
+subscriber clients, while the service's worker denoises a task nobody follows (so that torch
+takes the cores from it as it did from the service): its CPU per frame is the yardstick for the
+API process's.
 
     python -m bench.latency
     python -m bench.latency --counts 0 100 --previews none
@@ -26,7 +28,8 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -36,6 +39,7 @@ from latentcast.client.wire import PREVIEW_MODES
 from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250
+T = TypeVar("T")
 LIFECYCLE = (
     "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",
     "task_output_full", "task_end", "task_postprocess_start", "task_postprocess_end",
@@ -78,6 +82,20 @@ def server_cpu(pid: int) -> tuple[float, float, float]:
     times = api.cpu_times()
     workers = sum(sum(c.cpu_times()[:2]) for c in api.children(recursive=True))
     return loop, times.user + times.system, workers
+
+
+async def while_diffusing(http: httpx.AsyncClient, size: int, during: Awaitable[T]) -> T:
+    """`during`, while the service's worker denoises a task of the measured size that nobody
+    follows: the bare server's frames then compete with torch for the cores as the service's did."""
+    busy = (await http.post("/v1/tasks", json={
+        "prompt": "busy", "width": size, "height": size, "num_inference_steps": 100, "preview_method": "none",
+    })).json()
+    while (await http.get(f"/v1/tasks/{busy['id']}")).json()["status"] != "running":
+        await asyncio.sleep(0.05)
+    try:
+        return await during
+    finally:
+        await http.post(f"/v1/tasks/{busy['id']}/cancel")
 
 
 async def bare_broadcast(frames: Path, count: int, previews: str) -> dict[str, float]:
@@ -187,7 +205,7 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
         "loop_cpu_us_per_frame": 1e6 * loop_cpu / sent if sent else None,
         "api_cpu_us_per_frame": 1e6 * api_cpu / sent if sent else None,
         "errors": sorted({s["error"] for s in sockets if s["error"]})[:3],
-        "bare": await bare_broadcast(frames, count, args.previews) if count and args.bare else None,
+        "bare": await while_diffusing(http, args.size, bare_broadcast(frames, count, args.previews)) if count and args.bare else None,
     }
 
 
