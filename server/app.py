@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket, WebSocketState
 
 from latentcast.server import compat
 from latentcast.server.api import openapi, pages
@@ -26,7 +27,7 @@ from latentcast.server.backends.factory import Backend, open_backend
 from latentcast.server.compat.operations import operations as compat_operations
 from latentcast.server.config import Settings
 from latentcast.server.engine.fleet import DeviceWorker, announce, announce_forever, build_workers, worker_names
-from latentcast.server.errors import APIError, error_response, handle_api_error
+from latentcast.server.errors import APIError, error_response, handle_api_error, store_unavailable
 from latentcast.server.observability import attach as observe
 from latentcast.server.observability import counting_heartbeats
 from latentcast.server.observability.metrics import observe_preview
@@ -35,6 +36,8 @@ from latentcast.server.security.browser import protect
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
+from latentcast.server.tasks.outage import Backoff, every
+from latentcast.server.tasks.ports import StoreUnavailable
 from latentcast.server.tasks.service import TaskService
 from latentcast.server.worker_host import ProcessWorker
 
@@ -66,19 +69,35 @@ async def _refresh_catalog(backend: Backend, catalog: ModelCatalog) -> None:
 
 
 async def _follow_workers(backend: Backend, catalog: ModelCatalog) -> None:
-    while True:
-        await asyncio.sleep(CATALOG_REFRESH_SECONDS)
-        await _refresh_catalog(backend, catalog)
+    await asyncio.sleep(CATALOG_REFRESH_SECONDS)
+    await every(CATALOG_REFRESH_SECONDS, lambda: _refresh_catalog(backend, catalog), Backoff("model catalog", log))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, wrong method) in the API's JSON shape too."""
     assert isinstance(exc, HTTPException)
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(APIError(exc.status_code, kind, str(exc.detail), headers=exc.headers))
+    message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+    return error_response(APIError(exc.status_code, kind, message, headers=exc.headers))
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
+    """The backend is down (Redis restarting): a 503 the client may retry, not a 500 and a traceback.
+    A socket handshake gets the same 503; an open socket is closed with 1013 (try again later), and
+    the client resumes it with `since`."""
+    log.warning("%s answered 503: %s", conn.url.path, exc)
+    if not isinstance(conn, WebSocket):
+        return error_response(store_unavailable())
+    if conn.application_state is WebSocketState.CONNECTING:
+        await conn.send_denial_response(error_response(store_unavailable()))
+    else:
+        await conn.close(1013, "the task store is unreachable; reconnect and resubscribe with since")
+    return None
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, StoreUnavailable):  # raised in a middleware (a key lookup), outside the routes
+        return error_response(store_unavailable())
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"error": {"type": "internal", "message": "internal server error"}}, status_code=500)
 
@@ -122,9 +141,17 @@ def create_app(settings: Settings) -> Starlette:
         # the pages last: "/static" is a mount
         routes=[*api_routes, *compat.routes, openapi.route({**api_operations, **compat_operations}), *pages.routes],
         lifespan=lifespan,
-        exception_handlers={APIError: handle_api_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            APIError: handle_api_error,
+            HTTPException: _http_error,
+            StoreUnavailable: _unavailable,
+            Exception: _internal_error,
+        },
     )
     app.state.context = context
+    # No redirect from "/v1/tasks/" to "/v1/tasks": its answer is an empty 307 that API clients take
+    # for success, and `/v1/tasks/%2F` (an id of "/") would land on the list. A 404 names the path.
+    app.router.redirect_slashes = False
     # Inside the browser guard and CORS (added after these, so outside them): a refusal here still
     # carries CORS headers, so a page can read it. The rate is checked before the body is read.
     app.add_middleware(

@@ -46,3 +46,19 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     """The app's exception handler for `APIError`."""
     assert isinstance(exc, APIError)
     return error_response(exc)
+
+
+
+# How long a client should wait before retrying while the backend is unreachable: a Redis
+# restart with its append-only file takes a second or two.
+RETRY_AFTER_SECONDS = 2
+
+
+def store_unavailable() -> APIError:
+    """The answer to any request while the shared backend (Redis) is unreachable."""
+    return APIError(
+        503,
+        "unavailable",
+        "the task store is unreachable (restarting?): nothing was done; retry after Retry-After seconds",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

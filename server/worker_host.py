@@ -181,8 +181,11 @@ class ProcessWorker:
         time: float,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
-        event = await self._service.emit(task_id, type_, message, at=time, preview=preview, fence=fence)
+        event = await self._service.emit(
+            task_id, type_, message, at=time, preview=preview, fence=fence, write_id=write_id
+        )
         return event.without_preview()  # the image has crossed once; nobody there reads it back
 
     def _cancel(self, task_id: str, reason: str) -> None:

@@ -92,15 +92,16 @@ class ServerProcess:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Until `/readyz` answers 200; fails at once, with the log, if the process exits."""
+    def wait_ready(self, timeout: float = READY_TIMEOUT, path: str = "/readyz") -> None:
+        """Until `path` answers 200; fails at once, with the log, if the process exits. (A Redis
+        front-end without live workers is up, `/healthz`, but not ready.)"""
         assert self.process is not None, "the server was not started"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=5).status_code == 200:
+                if httpx.get(f"{self.base_url}{path}", timeout=5).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -75,6 +75,18 @@ async def collect_from_the_start(
     return task, events
 
 
+def previewed_steps(events: Sequence[dict[str, Any]], steps: int) -> list[dict[str, Any]]:
+    """The progress events that still carry their preview, once what latest-wins promises holds.
+
+    Every step has its progress event, but a reader that falls behind keeps only the newest preview
+    (docs/protocol.md), so which earlier steps keep theirs depends on the machine's load; the last
+    step's preview never has a newer one to give way to."""
+    progress = [e for e in events if e["type"] == "task_progress"]
+    assert [e["message"]["step"] for e in progress] == list(range(1, steps + 1))
+    assert "preview" in progress[-1]["message"]
+    return [e for e in progress if "preview" in e["message"]]
+
+
 def types(events: Sequence[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 

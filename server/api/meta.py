@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
+from latentcast.server.tasks.ports import StoreUnavailable
 
 
 async def list_models(request: Request) -> JSONResponse:
@@ -19,11 +20,21 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when every worker of this process has its model loaded and is running."""
-    workers = context(request).workers
-    states = [{"name": w.name, "ready": w.ready.is_set(), "task": w.current_task} for w in workers]
-    ready = all(s["ready"] for s in states)
-    return JSONResponse({"ready": ready, "workers": states}, status_code=200 if ready else 503)
+    """Ready when every worker of this process has its model loaded, the backend answers, and, on a
+    shared backend (Redis), some worker anywhere is alive to run what is submitted: a load balancer
+    sends nothing to a front-end that could only refuse it. (A single process's workers are its
+    own: one started with `--workers 0` only queues, by choice.)"""
+    ctx = context(request)
+    states = [{"name": w.name, "ready": w.ready.is_set(), "task": w.current_task} for w in ctx.workers]
+    try:
+        live = sum(1 for beat in await ctx.backend.live_workers() if beat.get("ready"))
+        store = "reachable"
+    except StoreUnavailable:
+        live, store = 0, "unreachable"
+    shared = ctx.settings.broker is not None
+    ready = all(s["ready"] for s in states) and store == "reachable" and (live > 0 or not shared)
+    body = {"ready": ready, "workers": states, "store": store, "live_workers": live}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 async def list_workers(request: Request) -> JSONResponse:

@@ -148,7 +148,9 @@ class WorkerReadiness(Answer):
 
 class Readiness(Answer):
     ready: bool
-    workers: list[WorkerReadiness]
+    workers: list[WorkerReadiness] = Field(description="this process's own workers")
+    store: Literal["reachable", "unreachable"] = Field(description="whether the backend (Redis) answers")
+    live_workers: int = Field(description="ready workers with a live heartbeat, wherever they run")
 
 
 def refused(description: str, **headers: str) -> Reply:
@@ -291,7 +293,10 @@ operations: dict[Callable[..., Any], Operation] = {
     meta.readyz: Operation(
         summary="Readiness",
         tag=_SERVICE,
-        replies={200: Reply("Every worker is ready.", Readiness), 503: Reply("A worker is not ready yet.", Readiness)},
+        replies={
+            200: Reply("Every worker is ready, the backend answers, and a worker is alive.", Readiness),
+            503: Reply("A worker is not ready yet, the backend is unreachable, or no worker is alive.", Readiness),
+        },
     ),
     metrics.metrics: Operation(
         summary="Prometheus metrics",

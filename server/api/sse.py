@@ -2,7 +2,11 @@
 
 The SSE `id` of each event is its seq, so a browser's EventSource resumes after a drop with
 `Last-Event-ID` and misses nothing. Previews come base64-encoded (`previews=json`, the default)
-or not at all (`previews=none`). The stream ends after the task's terminal event.
+or not at all (`previews=none`). The stream ends after the task's terminal event; earlier if the
+client falls behind on live events (it resumes with Last-Event-ID), or if the API key it was
+opened with is revoked (within about a second, as sockets are closed; a token-opened stream does
+not depend on any key). The stored log is read a page at a time as the client reads
+(server.tasks.feed), so replaying a long log never counts as falling behind.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from latentcast.server.api.access import given_token, identify
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, invalid
 from latentcast.server.api.tasks import find
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import encode_sse
+from latentcast.server.protocol.events import Event, encode_sse
 from latentcast.server.protocol.flow import OutboundQueue
+from latentcast.server.security.revocation import RevocationWatch
+from latentcast.server.tasks.ports import StoreUnavailable
 
 KEEPALIVE_SECONDS = 15.0
 # How long a browser's EventSource waits before it reconnects (with Last-Event-ID) after a drop.
@@ -42,24 +49,40 @@ async def task_events(request: Request) -> StreamingResponse:
     if previews not in PREVIEWS:
         raise invalid([field_error("previews", "enum", "previews must be json or none on this stream")])
     ctx = context(request)
+    caller = None if given_token(request) is not None else await identify(request)
     queue = OutboundQueue(ctx.settings.subscriber_queue, previews=previews != "none")
     wake = asyncio.Event()
+    revoked = asyncio.Event()
 
-    def deliver(event: object) -> None:
-        queue.push(event)  # type: ignore[arg-type]
+    def deliver(event: Event, *, replayed: bool) -> None:
+        queue.push(event, replayed=replayed)
         wake.set()
 
-    feed = ctx.service.feed(record.id, since, deliver)
+    def close_revoked() -> None:
+        revoked.set()
+        wake.set()
+
+    feed = ctx.service.feed(record.id, since, deliver, wake.set)
 
     async def stream() -> AsyncIterator[bytes]:
         dropped = metrics.DropCounter(metrics.SSE_PREVIEWS_DROPPED)
-        await feed.start()
+        revocation = RevocationWatch(ctx.keys, close_revoked)
+        if caller is not None and caller.key is not None:
+            revocation.add(caller.key.digest)
+        feed.start()
         metrics.SSE_SUBSCRIBERS.inc()
         retry = RETRY_FIELD
         try:
             while True:
                 if queue.overflowed:
                     return  # the client reconnects with Last-Event-ID and misses nothing
+                if revoked.is_set():
+                    return  # its reconnection is refused with 401, like any request with that key
+                if feed.replaying:
+                    try:
+                        await feed.pull()  # the next page, once the last one was taken by the client
+                    except StoreUnavailable:
+                        return  # the store is out: the client reconnects with Last-Event-ID
                 while len(queue):
                     event = queue.pop()
                     yield retry + encode_sse(event, previews)
@@ -67,12 +90,15 @@ async def task_events(request: Request) -> StreamingResponse:
                     metrics.SSE_SENT.inc()
                     if event.terminal:
                         return
+                if feed.replaying:
+                    continue
                 wake.clear()
                 try:
                     await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield b": keepalive\n\n"
         finally:
+            revocation.close()
             feed.close()
             metrics.SSE_SUBSCRIBERS.dec()
             dropped.update(queue)

@@ -15,7 +15,10 @@ protocol.events.encode_binary) and control messages without `seq`: `subscribed`,
 `error`. See docs/protocol.md.
 
 All of a socket's subscriptions share one bounded outbound queue drained by one sender task, so a
-slow socket only ever delays itself; when it falls too far behind it is closed with 1013.
+slow socket only ever delays itself; when it falls too far behind on live events it is closed with
+1013. Replay is the sender's to pull: it reads a replaying subscription's next page of stored
+events only once everything queued has been sent, so subscribing to any number of finished tasks
+goes as fast as the client reads (server.tasks.feed).
 
 Limits (docs/security.md): a socket follows at most `max_subscriptions` tasks at once; one that
 follows nothing for `ws_idle_timeout` seconds is closed with 1000; a message over
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,14 +47,18 @@ from latentcast.server.observability import metrics
 from latentcast.server.protocol.events import PREVIEW_MODES, Event, encode_for
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.auth import Caller, Credentials, unauthorized
-from latentcast.server.security.keyring import CACHE_SECONDS
+from latentcast.server.security.revocation import RevocationWatch
 from latentcast.server.tasks.feed import TaskFeed
+from latentcast.server.tasks.ports import StoreUnavailable
 from latentcast.server.tasks.service import TaskNotFound
 
 CLOSE_TOO_SLOW = 1013
 CLOSE_IDLE = 1000  # a normal closure: nothing was lost, a client that wants more reconnects
 CLOSE_KEY_REVOKED = 1008  # policy violation
+CLOSE_TRY_AGAIN = 1013  # also "try again later": the store could not be read
 MAX_MESSAGE_BYTES = 64 * 1024
+
+log = logging.getLogger("latentcast.api")
 
 
 class Refused(Exception):
@@ -74,8 +82,7 @@ class Connection:
         self.ws = ws
         self.ctx = ctx
         self.caller = caller  # the handshake's key, if it had one
-        self.keys_used: set[str] = set()  # digests of every key this socket was authenticated by
-        self.watcher: asyncio.Task[None] | None = None
+        self.revocation = RevocationWatch(ctx.keys, self._key_revoked)  # every key it was authenticated by
         self.outbound = OutboundQueue(ctx.settings.subscriber_queue)
         self.wake = asyncio.Event()
         self.subscriptions: dict[str, _Subscription] = {}  # task id, or "*" for subscribe_all
@@ -91,7 +98,7 @@ class Connection:
         watchdog = asyncio.create_task(self._watch_sends(sender))
         idle = asyncio.create_task(self._close_when_idle()) if self.ctx.settings.ws_idle_timeout else None
         if self.caller is not None and self.caller.key is not None:
-            self._watch(self.caller.key.digest)
+            self.revocation.add(self.caller.key.digest)
         try:
             while self.closing is None:
                 message = await self.ws.receive()
@@ -107,8 +114,7 @@ class Connection:
             watchdog.cancel()
             if idle is not None:
                 idle.cancel()
-            if self.watcher is not None:
-                self.watcher.cancel()
+            self.revocation.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
             metrics.WS_SUBSCRIBERS.dec()
@@ -144,7 +150,7 @@ class Connection:
             return self.caller
         caller = await self.ctx.keys.identify(Credentials(text_field(message, "api_key")))
         if caller is not None and caller.key is not None:
-            self._watch(caller.key.digest)
+            self.revocation.add(caller.key.digest)
         return caller
 
     async def _require_key(self, message: dict[str, Any]) -> Caller:
@@ -180,8 +186,9 @@ class Connection:
         subscription = _Subscription(previews)
         self.subscriptions[task_id] = subscription
         self._control({"type": "subscribed", "id": task_id, "since": since})
-        subscription.feed = self.ctx.service.feed(task_id, since, self._push)
-        await subscription.feed.start()
+        subscription.feed = self.ctx.service.feed(task_id, since, self._push, self.wake.set)
+        subscription.feed.start()
+        self.wake.set()  # the sender pulls its replay
 
     async def unsubscribe(self, message: dict[str, Any]) -> None:
         self._unsubscribe(text_field(message, "id"))
@@ -207,21 +214,9 @@ class Connection:
         self.subscriptions["*"] = _Subscription(previews, unsubscribe=unsubscribe)
         self._control({"type": "subscribed", "id": "*", "since": None})
 
-    def _watch(self, key_digest: str) -> None:
-        self.keys_used.add(key_digest)
-        if self.watcher is None:
-            self.watcher = asyncio.create_task(self._close_when_revoked())
-
-    async def _close_when_revoked(self) -> None:
-        """A socket is authenticated once but may live for days: its keys are checked again as
-        often as the key cache refreshes, and the socket closed once one of them is revoked."""
-        while self.closing is None:
-            await asyncio.sleep(CACHE_SECONDS)
-            for key_digest in list(self.keys_used):
-                if await self.ctx.keys.active(key_digest) is None:
-                    self.closing = (CLOSE_KEY_REVOKED, "API key revoked")
-                    self.wake.set()
-                    return
+    def _key_revoked(self) -> None:
+        self.closing = self.closing or (CLOSE_KEY_REVOKED, "API key revoked")
+        self.wake.set()
 
     def _live(self) -> int:
         """Subscriptions still to deliver events (one whose task ended stays until unsubscribed)."""
@@ -268,9 +263,9 @@ class Connection:
 
     # -- outgoing ---------------------------------------------------------------------------
 
-    def _push(self, event: Event) -> None:
+    def _push(self, event: Event, *, replayed: bool = False) -> None:
         self.active_at = time.monotonic()
-        self.outbound.push(event)
+        self.outbound.push(event, replayed=replayed)
         if self.outbound.overflowed and self.closing is None:
             self.closing = (CLOSE_TOO_SLOW, "too slow: resubscribe with since to resume")
         self.wake.set()
@@ -300,8 +295,9 @@ class Connection:
     async def _send_loop(self) -> None:
         try:
             while True:
-                await self.wake.wait()
-                self.wake.clear()
+                if not await self._replay():
+                    await self.wake.wait()
+                    self.wake.clear()
                 if self.closing is not None:
                     await self.ws.close(*self.closing)
                     return
@@ -323,6 +319,19 @@ class Connection:
             if self.ws.application_state is not WebSocketState.DISCONNECTED:
                 with contextlib.suppress(Exception):
                     await self.ws.close(*self.closing)
+
+    async def _replay(self) -> bool:
+        """Queue the next page of the first subscription still replaying; False when none is.
+        Called with the queue drained, so replay goes at the pace of the client's reading."""
+        feed = next((s.feed for s in self.subscriptions.values() if s.feed is not None and s.feed.replaying), None)
+        if feed is None or self.closing is not None:
+            return False
+        try:
+            await feed.pull()
+        except StoreUnavailable:  # the client resumes with since, later
+            log.warning("replay of task %s failed: the store is unreachable; closing the socket", feed.task_id)
+            self.closing = (CLOSE_TRY_AGAIN, "replay unavailable: resubscribe with since to resume")
+        return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

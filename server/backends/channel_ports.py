@@ -55,11 +55,14 @@ class ChannelStore:
         time: float,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
-        return await self._channel.call("store.append", task_id, type_, message, time=time, preview=preview, fence=fence)
+        return await self._channel.call(
+            "store.append", task_id, type_, message, time=time, preview=preview, fence=fence, write_id=write_id
+        )
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        return await self._channel.call("store.events", task_id, since)
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        return await self._channel.call("store.events", task_id, since, limit=limit)
 
     async def set_cancel_requested(self, task_id: str) -> None:
         await self._channel.call("store.set_cancel_requested", task_id)

@@ -1,4 +1,8 @@
-"""Output files on local disk, written atomically: a reader never sees half a file."""
+"""Output files on local disk, written atomically: a reader never sees half a file.
+
+Not fenced: in one process nobody can take a task over, and a folder shared by Redis workers
+(`--outputs-dir`) has no atomic check-and-write (docs/scale-out.md says so).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 from pathlib import Path
 
 from latentcast.server.backends.file_names import safe_output_name
+from latentcast.server.tasks.ports import Fence
 
 
 class DiskFiles:
@@ -14,8 +19,13 @@ class DiskFiles:
         self.root = root
         self.public_url = public_url.rstrip("/")
 
-    def write(self, task_id: str, name: str, data: bytes) -> tuple[int, str]:
-        """Store one output; returns its size and its URL."""
+    def url(self, task_id: str, name: str) -> str:
+        return f"{self.public_url}/v1/files/{task_id}/{name}"
+
+    async def write(self, task_id: str, name: str, data: bytes, fence: Fence) -> None:
+        await asyncio.to_thread(self._write, task_id, name, data)
+
+    def _write(self, task_id: str, name: str, data: bytes) -> None:
         folder = self.root / task_id
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
@@ -25,7 +35,6 @@ class DiskFiles:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
-        return len(data), f"{self.public_url}/v1/files/{task_id}/{name}"
 
     async def read(self, task_id: str, name: str) -> bytes | None:
         if not safe_output_name(task_id, name):

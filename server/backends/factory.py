@@ -57,12 +57,11 @@ def open_key_store(settings: Settings) -> KeyStore:
 
         return SQLiteKeyStore(settings.database)
     _check_broker(settings.broker)
-    import redis.asyncio as aioredis
-
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
+    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
 
-    return RedisKeyStore(aioredis.Redis.from_url(settings.broker), RedisNames(settings.redis_prefix))
+    return RedisKeyStore(connect(settings.broker), RedisNames(settings.redis_prefix))
 
 
 def open_files(settings: Settings) -> FileStore:
@@ -72,11 +71,10 @@ def open_files(settings: Settings) -> FileStore:
         from latentcast.server.backends.disk_files import DiskFiles
 
         return DiskFiles(settings.outputs, settings.base_url)
-    import redis.asyncio as aioredis
-
+    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
 
-    return _redis_files(settings, aioredis.Redis.from_url(settings.broker), RedisNames(settings.redis_prefix))
+    return _redis_files(settings, connect(settings.broker), RedisNames(settings.redis_prefix))
 
 
 def _redis_files(settings: Settings, client: aioredis.Redis, names: RedisNames) -> FileStore:
@@ -86,7 +84,7 @@ def _redis_files(settings: Settings, client: aioredis.Redis, names: RedisNames) 
     assert settings.broker is not None
     if settings.outputs_dir is not None:
         return DiskFiles(settings.outputs_dir, settings.base_url)
-    return RedisFiles(settings.broker, client, names, settings.base_url, settings.retention)
+    return RedisFiles(client, names, settings.base_url, settings.retention)
 
 
 def _check_broker(broker: str) -> None:
@@ -132,16 +130,15 @@ def _local(settings: Settings) -> Backend:
 
 
 def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
-    import redis.asyncio as aioredis
-
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
     from latentcast.server.backends.redis_bus import RedisBus
+    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
     from latentcast.server.backends.redis_queue import RedisQueue
     from latentcast.server.backends.redis_store import RedisStore
 
     assert settings.broker is not None
-    client = aioredis.Redis.from_url(settings.broker)
+    client = connect(settings.broker)
     names = RedisNames(settings.redis_prefix)
     store = RedisStore(client, names, retention=settings.retention)
     queue = RedisQueue(client, names, visibility_timeout=settings.visibility_timeout)

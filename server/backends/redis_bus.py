@@ -23,7 +23,7 @@ from latentcast.server.backends.local_bus import LocalBus
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
 from latentcast.server.protocol.events import Event
-from latentcast.server.tasks.ports import Listener
+from latentcast.server.tasks.ports import Listener, StoreUnavailable
 
 log = logging.getLogger("latentcast.redis")
 
@@ -59,7 +59,14 @@ class RedisBus:
 
     def request_cancel(self, task_id: str, reason: str) -> None:
         message = json.dumps([task_id, reason])
-        asyncio.get_running_loop().create_task(self.redis.publish(self.names.cancel, message))
+        asyncio.get_running_loop().create_task(self._publish_cancel(task_id, message))
+
+    async def _publish_cancel(self, task_id: str, message: str) -> None:
+        try:
+            await self.redis.publish(self.names.cancel, message)
+        except StoreUnavailable as exc:
+            # the cancel flag is already set: the running worker finds it at its next keepalive
+            log.warning("cancel signal for task %s not sent (%s)", task_id, exc)
 
     def on_cancel(self, listener: Callable[[str, str], None]) -> None:
         self._cancel_listeners.append(listener)
@@ -68,7 +75,7 @@ class RedisBus:
         while True:
             try:
                 reply = await self.redis.xread({self.names.feed: last_id}, count=1000, block=1000)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            except StoreUnavailable as exc:
                 log.warning("feed reader lost Redis (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue

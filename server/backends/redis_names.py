@@ -13,6 +13,7 @@
     {p}:cancel           pub/sub channel of cancel requests for running tasks
     {p}:worker:{name}    a live worker's heartbeat (expires when it stops beating)
     {p}:file:{id}:{name} an output file
+    {p}:files:{id}       set of the task's output file keys (dropped with them if it fails or is cancelled)
     {p}:apikey:{digest}  an API key's record (JSON), by the SHA-256 of the key
     {p}:apikeys          hash: key id -> digest, every key ever created
     {p}:nonce:{key id}:{nonce}  a Wiro nonce that key used (expires after the replay window)
@@ -83,6 +84,9 @@ class RedisNames:
 
     def file(self, task_id: str, name: str) -> str:
         return f"{self.prefix}:file:{task_id}:{name}"
+
+    def files(self, task_id: str) -> str:
+        return f"{self.prefix}:files:{task_id}"
 
     def apikey(self, digest: str) -> str:
         return f"{self.prefix}:apikey:{digest}"

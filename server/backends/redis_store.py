@@ -9,6 +9,7 @@ same code the SQLite store uses, so both backends describe a task identically.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -21,17 +22,23 @@ from latentcast.server.tasks.ports import Fence, Page, StaleWrite
 from latentcast.server.tasks.record import TaskRecord
 
 _APPEND = """
-local task, events, preview, feed, old_index, new_index, token_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local task, events, preview, feed, old_index, new_index, token_key, files = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 if redis.call('EXISTS', task) == 0 then return 'missing' end
 local owner, attempt = ARGV[8], ARGV[9]
 if owner ~= '' then
   local fence = redis.call('HMGET', task, 'fence_owner', 'fence_attempt')
   if fence[1] ~= owner or fence[2] ~= attempt then return 'stale' end
 end
+if ARGV[17] ~= '' and redis.call('HGET', task, 'last_write') == ARGV[17] then return 'done' end
 if redis.call('HGET', task, 'last_seq') ~= ARGV[1] then return 'conflict' end
 local seq = ARGV[2]
 redis.call('XADD', events, 'MAXLEN', '~', ARGV[14], '0-' .. seq, 'type', ARGV[3], 'time', ARGV[4], 'message', ARGV[5])
-redis.call('HSET', task, 'last_seq', seq, 'record', ARGV[6], 'status', ARGV[7])
+redis.call('HSET', task, 'last_seq', seq, 'record', ARGV[6], 'status', ARGV[7], 'last_write', ARGV[17])
+if ARGV[7] == 'cancelled' or ARGV[7] == 'failed' then
+  -- outputs an earlier attempt stored before it lost the task belong to no result
+  for _, key in ipairs(redis.call('SMEMBERS', files)) do redis.call('DEL', key) end
+  redis.call('DEL', files)
+end
 if old_index ~= new_index then
   redis.call('ZREM', old_index, ARGV[11])
   redis.call('ZADD', new_index, ARGV[12], ARGV[11])
@@ -143,6 +150,7 @@ class RedisStore:
         time: float,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
         k = self.names
         while True:
@@ -161,6 +169,7 @@ class RedisStore:
                     k.status(str(before)),
                     k.status(str(record.status)),
                     k.token(record.token),
+                    k.files(task_id),
                 ],
                 args=[
                     str(event.seq - 1),
@@ -179,18 +188,21 @@ class RedisStore:
                     str(self.event_maxlen),
                     preview.data if preview else b"",
                     str(self.feed_maxlen),
+                    write_id or "",
                 ],
             )
             if result == b"ok":
                 return event
+            if result == b"done":  # recorded by the try whose answer was lost: it was the last write
+                return dataclasses.replace(event, seq=event.seq - 1)
             if result == b"stale":
                 raise StaleWrite(f"task {task_id} is no longer owned by {fence}")
             if result == b"missing":
                 raise KeyError(task_id)
             # b"conflict": another process appended first; fold its event in and try again
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+")
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+", count=limit)
         newest = await self.redis.hgetall(self.names.preview(task_id))
         newest_seq = int(newest[b"seq"]) if newest else -1
         events = []

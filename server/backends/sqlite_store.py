@@ -112,8 +112,10 @@ class SQLiteStore:
         time: float,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
-        # `fence` needs no check here: in one process no other worker can take a task over.
+        # `fence` needs no check here: in one process no other worker can take a task over; nor
+        # `write_id`: a local database never loses the answer to a write it committed.
         record = self._active.get(task_id) or await self.get(task_id)
         if record is None:
             raise KeyError(task_id)
@@ -145,10 +147,10 @@ class SQLiteStore:
             self._active[task_id] = record
         return event
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         rows = self._db.execute(
-            "SELECT seq, type, time, message FROM events WHERE task_id = ? AND seq > ? ORDER BY seq",
-            (task_id, since),
+            "SELECT seq, type, time, message FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (task_id, since, -1 if limit is None else limit),
         ).fetchall()
         newest = self._db.execute(
             "SELECT seq, format, width, height, data FROM previews WHERE task_id = ? AND seq > ?", (task_id, since)

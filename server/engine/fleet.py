@@ -8,19 +8,22 @@ current task) is announced, which `GET /v1/workers` and the model catalog read.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from latentcast.server.config import Settings
+from latentcast.server.tasks.outage import Backoff, every
 from latentcast.server.tasks.ports import FileStore
 from latentcast.server.tasks.service import TaskService
 
 if TYPE_CHECKING:
     from latentcast.server.engine.runner import PreviewTimer
     from latentcast.server.engine.worker import Worker
+
+log = logging.getLogger("latentcast.worker")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 """Publishes one worker's heartbeat where every front-end reads it (the backend's `announce`)."""
@@ -96,6 +99,7 @@ async def announce(settings: Settings, publish: Publish, workers: list[DeviceWor
 
 
 async def announce_forever(settings: Settings, publish: Publish, workers: list[DeviceWorker]) -> None:
-    while True:
-        await announce(settings, publish, workers)
-        await asyncio.sleep(settings.heartbeat_seconds)
+    """Heartbeats for the process's life: a backend outage skips beats (the workers drop out of
+    `/v1/workers` meanwhile) and they resume as soon as it answers again."""
+    backoff = Backoff("heartbeat", log)
+    await every(settings.heartbeat_seconds, lambda: announce(settings, publish, workers), backoff)

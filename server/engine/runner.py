@@ -24,10 +24,13 @@ from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
 from latentcast.server.engine.schedulers import configure_scheduler
 from latentcast.server.protocol.events import EventType, Preview
-from latentcast.server.tasks.ports import FileStore
 from latentcast.server.tasks.record import TaskRecord
 
 Emit = Callable[..., None]  # emit(type, message, preview=None): thread-safe, never blocks
+# save(name, data) -> the output's URL: thread-safe, never blocks. The bytes are stored after the
+# events emitted before and before those emitted after, so an output is stored before the event
+# that names it, and only while the run still owns its task (fenced like the events).
+Save = Callable[[str, bytes], str]
 PreviewTimer = Callable[[str, float], None]  # (preview method, seconds): called on the device thread
 
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -138,7 +141,7 @@ def run_generation(
     model: LoadedModel,
     emit: Emit,
     stop: StopSignal,
-    files: FileStore,
+    save: Save,
     *,
     preview_min_interval: float,
     previewer_for: Callable[[str], Previewer | None],
@@ -210,12 +213,13 @@ def run_generation(
         outputs = []
         for index, image in enumerate(images):
             name = f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"
-            size, url = files.write(record.id, name, _encode_output(image, fmt))
+            data = _encode_output(image, fmt)
+            url = save(name, data)
             outputs.append(
                 {
                     "name": name,
                     "contenttype": _CONTENT_TYPES[fmt],
-                    "size": size,
+                    "size": len(data),
                     "url": url,
                     "width": image.width,
                     "height": image.height,

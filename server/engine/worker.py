@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
+import itertools
 import logging
 import os
 import time
@@ -22,52 +24,101 @@ from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, make_previewer
 from latentcast.server.engine.runner import Interrupted, PreviewTimer, StopSignal, run_generation
 from latentcast.server.protocol.events import EventType, Preview
-from latentcast.server.tasks.ports import FileStore, Job, StaleWrite
+from latentcast.server.tasks.outage import Backoff, every, until_reachable
+from latentcast.server.tasks.ports import FileStore, Job, StaleWrite, StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.worker")
 
+# How long a worker told to stop waits for its stopped task to be queued again: the run stops at
+# its next step, then the requeue needs the backend. Apart from the grace, which may be 0.
+HANDBACK_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Event:
+    type: str
+    message: Any
+    preview: Preview | None
+    at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Output:
+    name: str
+    data: bytes
+
 
 class _EventPump:
-    """Carries events from the device thread to the service, in the order they were emitted.
+    """Carries events and output files from the device thread to the backend, in the order they were made.
 
     Every write is fenced with the job's owner and attempt. If the task was taken over meanwhile
     (this worker was paused past the visibility timeout), the first refused write stops the run
-    and nothing more is written: the new owner's events stay the only ones.
+    and nothing more is written: the new owner's events and files stay the only ones.
+
+    While the backend is unreachable, the pump retries its oldest write until the backend returns
+    (the run goes on meanwhile; its writes wait in order). Each event carries a write id, so an
+    append whose answer was lost is not recorded twice when it is sent again.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, service: TaskService, job: Job, stop: StopSignal) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, service: TaskService, files: FileStore, job: Job, stop: StopSignal
+    ) -> None:
         self._loop = loop
         self._service = service
+        self._files = files
         self._job = job
         self._stop = stop
-        self._queue: asyncio.Queue[tuple[str, Any, Preview | None, float] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Event | _Output | None] = asyncio.Queue()
+        self._backoff = Backoff(f"task {job.task_id}: recording", log)
         self._task = loop.create_task(self._run())
         self.stale = False
         self.last_event = time.monotonic()
 
     def emit(self, type_: str, message: Any, preview: Preview | None = None) -> None:
         """Called in the device thread; returns at once."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (type_, message, preview, time.time()))
+        self.last_event = time.monotonic()  # the device advances, whether or not the backend answers
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, _Event(type_, message, preview, time.time()))
+
+    def save(self, name: str, data: bytes) -> str:
+        """Called in the device thread; returns the output's URL at once (runner.Save)."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, _Output(name, data))
+        return self._files.url(self._job.task_id, name)
 
     async def _run(self) -> None:
-        while (item := await self._queue.get()) is not None:
+        fence = self._job.fence
+        for index in itertools.count():
+            item = await self._queue.get()
+            if item is None:
+                return
             if self.stale:
                 continue
-            type_, message, preview, at = item
+            write_id = f"{fence.owner}:{fence.attempt}:{index}"
             try:
-                await self._service.emit(self._job.task_id, type_, message, at=at, preview=preview, fence=self._job.fence)
+                await until_reachable(functools.partial(self._write, item, write_id), self._backoff)
             except StaleWrite:
                 self.stale = True
                 self._stop.set("another worker took this task over")
                 log.warning("task %s was taken over; this worker stops writing to it", self._job.task_id)
-            self.last_event = time.monotonic()
+
+    async def _write(self, item: _Event | _Output, write_id: str) -> None:
+        job = self._job
+        if isinstance(item, _Output):
+            await self._files.write(job.task_id, item.name, item.data, job.fence)
+        else:
+            await self._service.emit(
+                job.task_id, item.type, item.message, at=item.at, preview=item.preview, fence=job.fence, write_id=write_id
+            )
 
     async def drain(self) -> None:
         """Wait until every event emitted so far is recorded."""
         self._queue.put_nowait(None)
         await self._task
+
+    def abandon(self) -> None:
+        """Give up the writes still waiting for the backend (a shutdown that cannot wait any longer)."""
+        self._task.cancel()
 
 
 class Worker:
@@ -98,6 +149,7 @@ class Worker:
         self._previewers: dict[str, Previewer | None] = {}
         self.ready = asyncio.Event()
         self._current: tuple[str, StopSignal] | None = None
+        self._pump: _EventPump | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -122,8 +174,11 @@ class Worker:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"worker-{self.name}")
 
     async def _run(self) -> None:
+        # A job claimed by a try whose answer was lost stays pending: it is taken over after the
+        # visibility timeout, like a dead worker's.
+        backoff = Backoff(f"worker {self.name}", log)
         while not self._stopping:
-            job, record = await self.service.next_job(self.name)
+            job, record = await until_reachable(functools.partial(self.service.next_job, self.name), backoff)
             self._idle.clear()
             try:
                 await self._execute(job, record)
@@ -135,12 +190,20 @@ class Worker:
         loop = asyncio.get_running_loop()
         stop = StopSignal()
         self._current = (record.id, stop)
-        pump = _EventPump(loop, self.service, job, stop)
+        pump = self._pump = _EventPump(loop, self.service, self.files, job, stop)
         keepalive = loop.create_task(self._keepalive(job, pump, stop))
+        backoff = Backoff(f"task {record.id}", log)
         interrupted: Interrupted | None = None
         try:
-            accept = {"worker": self.name, "attempt": job.fence.attempt}
-            await self.service.emit(record.id, EventType.ACCEPT, accept, fence=job.fence)
+            accept = functools.partial(
+                self.service.emit,
+                record.id,
+                EventType.ACCEPT,
+                {"worker": self.name, "attempt": job.fence.attempt},
+                fence=job.fence,
+                write_id=f"{job.fence.owner}:{job.fence.attempt}:accept",
+            )
+            await until_reachable(accept, backoff)
             await loop.run_in_executor(
                 self._thread,
                 functools.partial(
@@ -149,7 +212,7 @@ class Worker:
                     self.model,
                     pump.emit,
                     stop,
-                    self.files,
+                    pump.save,
                     preview_min_interval=self.preview_min_interval,
                     previewer_for=self._previewer,
                     time_preview=self.time_preview,
@@ -162,12 +225,18 @@ class Worker:
         finally:
             keepalive.cancel()
             await pump.drain()
-            self._current = None
+            self._current = self._pump = None
         if pump.stale:
             return  # the job belongs to another worker now: neither requeue nor acknowledge it
         if interrupted is not None:
-            await self.service.requeue(await self.service.get(record.id), str(interrupted))
-        await self.service.job_done(job)
+            try:
+                await self.service.requeue(await self.service.get(record.id), str(interrupted))
+            except StoreUnavailable:
+                # Not retried: a second put of a put whose answer was lost would queue the task
+                # twice. Unacknowledged, the job is taken over after the visibility timeout instead.
+                log.warning("task %s not queued again (the backend did not answer); left to be taken over", record.id)
+                return
+        await until_reachable(functools.partial(self.service.job_done, job), backoff)
 
     async def _keepalive(self, job: Job, pump: _EventPump, stop: StopSignal) -> None:
         """While the run advances, keep the job leased; notice cancel requests a signal missed.
@@ -175,12 +244,14 @@ class Worker:
         A run that stops producing events (a hung device) stops renewing its lease, so another
         worker can take the task over after the visibility timeout.
         """
-        while True:
-            await asyncio.sleep(self.keepalive_seconds)
+
+        async def beat() -> None:
             if time.monotonic() - pump.last_event < 2 * self.keepalive_seconds:
                 await self.service.keepalive(job)
             if not stop.is_set() and await self.service.cancel_requested(job.task_id):
                 stop.set("cancelled by request")
+
+        await every(self.keepalive_seconds, beat, Backoff(f"task {job.task_id}: keepalive", log))
 
     def _previewer(self, method: str) -> Previewer | None:
         """Previewers are built once per worker, on its device thread (taesd loads weights)."""
@@ -194,7 +265,13 @@ class Worker:
             self._current[1].set(reason)
 
     async def shutdown(self, grace: float) -> None:
-        """Let the running task finish within `grace` seconds, else stop it and queue it again."""
+        """Let the running task finish within `grace` seconds, else stop it and queue it again.
+
+        Both need the backend. If the stopped task is not handed back within HANDBACK_SECONDS
+        (the backend is unreachable), the worker leaves without it: its job stays pending, and
+        another worker takes it over after the visibility timeout, as if this one had died. A
+        shutdown never waits longer than `grace` + HANDBACK_SECONDS.
+        """
         self._stopping = True
         if self._current is not None:
             try:
@@ -202,7 +279,14 @@ class Worker:
             except TimeoutError:
                 if self._current is not None:
                     self._current[1].set("the server is shutting down", requeue=True)
-                await self._idle.wait()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), HANDBACK_SECONDS)
+                except TimeoutError:
+                    log.warning(
+                        "worker %s leaves task %s to be taken over: the backend did not answer", self.name, self.current_task
+                    )
+                    if self._pump is not None:
+                        self._pump.abandon()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

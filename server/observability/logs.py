@@ -3,7 +3,9 @@
 Every record's `extra` fields (task, status, event, seq, worker, ...) become JSON fields; in text the
 message already says what matters. Nothing secret is logged on purpose (the service logs task ids,
 never tokens; uvicorn's access log, whose URLs may hold tokens, stays off), and as a second line of
-defence anything that looks like a token, key or bearer credential in a message or field is masked.
+defence anything that looks like a token, key or bearer credential in a message or field is masked,
+and so is every value of a URL's query string, whatever its name (uvicorn logs each socket
+handshake's URL, and a client may put a key under any name: `?key=`, `?t=`): lines keep the names.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ _SECRET = re.compile(
     r"(?:bearer\s+)?)([^\s&\"',;]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{8,})")
+# a query string: after a character of a path, up to what ends a URL in a log line (a quote, a
+# space, or punctuation that ends the sentence around it)
+_QUERY = re.compile(r"(?<=[^\s?])\?([^\s\"'<>#]*[^\s\"'<>#,.;:!)\]])")
+# an API key or its Wiro secret (server.security.keys), wherever it stands
+_KEY_SHAPED = re.compile(r"\b(lcs?_)[A-Za-z0-9_-]{16,}")
 _SECRET_FIELDS = frozenset({"token", "tasktoken", "api_key", "apikey", "key", "authorization", "signature", "password"})
 
 # Attributes every LogRecord has; whatever else a record carries came from `extra=`.
@@ -36,7 +43,13 @@ def redact(text: str) -> str:
     """`text` with values of token=, api_key=, Authorization: Bearer ... and the like masked."""
     if not text:
         return text
-    return _BEARER.sub(r"\1***", _SECRET.sub(r"\1***", text))
+    text = _QUERY.sub(_query_names, _SECRET.sub(r"\1***", text))
+    return _KEY_SHAPED.sub(r"\1***", _BEARER.sub(r"\1***", text))
+
+
+def _query_names(match: re.Match[str]) -> str:
+    """`?a=1&b=2` as `?a=***&b=***`: which parameters came, not what they said."""
+    return "?" + "&".join(f"{item.partition('=')[0]}=***" if "=" in item else item for item in match[1].split("&"))
 
 
 class JSONFormatter(logging.Formatter):

@@ -25,6 +25,14 @@ class StaleWrite(Exception):
     """A worker wrote to a task it no longer owns (it was reclaimed by another worker meanwhile)."""
 
 
+class StoreUnavailable(Exception):
+    """The shared backend (Redis) cannot be reached now: nothing was decided, the call may be retried.
+
+    Backends raise it instead of their client library's errors, so that the API can answer 503
+    and the workers can wait for the backend to return without knowing which backend runs.
+    """
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fence:
     """Who may write a running task's events: the worker that claimed it, for that attempt."""
@@ -69,16 +77,20 @@ class TaskStore(Protocol):
         time: float,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
         """Record the task's next event (seq = last + 1) and return it.
 
         With a `fence`, the write is refused with `StaleWrite` unless that worker still owns that
-        attempt of the task.
+        attempt of the task. `write_id` names the write: a caller that lost the answer (the
+        backend went away) sends the same write again with the same id, and a store that already
+        recorded it returns that event instead of recording it twice.
         """
         ...
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        """Events after `since`, in order; only the newest preview keeps its image."""
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        """Events after `since` (the first `limit` of them), in order; only the newest preview of
+        the whole log keeps its image."""
         ...
 
     async def set_cancel_requested(self, task_id: str) -> None: ...
@@ -139,12 +151,17 @@ class EventBus(Protocol):
 
 
 class FileStore(Protocol):
-    """Output files. `write` runs on a worker's device thread; `read` serves `GET /v1/files`."""
+    """Output files: a worker's event pump writes them, `GET /v1/files` reads them."""
 
     public_url: str
 
-    def write(self, task_id: str, name: str, data: bytes) -> tuple[int, str]:
-        """Store one output; returns its size and its URL."""
+    def url(self, task_id: str, name: str) -> str:
+        """Where clients download the output `name` of the task."""
+        ...
+
+    async def write(self, task_id: str, name: str, data: bytes, fence: Fence) -> None:
+        """Store one output, refused with `StaleWrite` unless `fence` still owns the task: a worker
+        that lost its task must not overwrite the new owner's files."""
         ...
 
     async def read(self, task_id: str, name: str) -> bytes | None: ...

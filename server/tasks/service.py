@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -18,10 +19,13 @@ from typing import Any
 
 from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
-from latentcast.server.tasks.feed import TaskFeed
+from latentcast.server.tasks.feed import Deliver, TaskFeed
+from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, Page, TaskStore
 from latentcast.server.tasks.record import TaskRecord
+
+log = logging.getLogger("latentcast.server")
 
 # A task interrupted by this many restarts or worker losses is failed instead of run again.
 MAX_ATTEMPTS = 3
@@ -114,9 +118,10 @@ class TaskService:
 
     # -- following ------------------------------------------------------------------------
 
-    def feed(self, task_id: str, since: int, deliver: Listener) -> TaskFeed:
-        """One subscriber's feed of one task: its log after `since`, then live events (call `start`)."""
-        return TaskFeed(self._store, self._bus, task_id, since, deliver)
+    def feed(self, task_id: str, since: int, deliver: Deliver, ready: Callable[[], None]) -> TaskFeed:
+        """One subscriber's feed of one task: its log after `since`, a page per `pull`, then live
+        events (call `start`); `ready` is called when it has a page to pull again."""
+        return TaskFeed(self._store, self._bus, task_id, since, deliver, ready)
 
     def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
         """Live events of one task (or of every task, with None) as they are recorded, wherever;
@@ -134,10 +139,13 @@ class TaskService:
         at: float | None = None,
         preview: Preview | None = None,
         fence: Fence | None = None,
+        write_id: str | None = None,
     ) -> Event:
-        """Record the task's next event and hand it to live subscribers."""
+        """Record the task's next event and hand it to live subscribers (`write_id`: TaskStore.append)."""
         at = time.time() if at is None else at
-        event = await self._store.append(task_id, str(type_), message, time=at, preview=preview, fence=fence)
+        event = await self._store.append(
+            task_id, str(type_), message, time=at, preview=preview, fence=fence, write_id=write_id
+        )
         self._bus.publish(event)
         return event
 
@@ -160,9 +168,10 @@ class TaskService:
                     await self._give_up(record, why, fence=job.fence)
                     await self._queue.done(job)
                     continue
-                await self.emit(
-                    job.task_id, EventType.ERROR, {"code": "interrupted", "message": f"{why}; running again"}, fence=job.fence
-                )
+                await self._interrupted(job.task_id, why, fence=job.fence)
+                # Back in the queue, as a restarted single process puts it, and at its head: taken at once.
+                length = await self._queue.length()
+                await self.emit(job.task_id, EventType.QUEUE, {"position": 1, "queue_length": length + 1}, fence=job.fence)
             return job, record
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskRecord:
@@ -200,8 +209,12 @@ class TaskService:
         if record.attempt >= MAX_ATTEMPTS:
             await self._give_up(record, why)
             return
-        await self.emit(record.id, EventType.ERROR, {"code": "interrupted", "message": f"{why}; queued again"})
+        await self._interrupted(record.id, why)
         await self._enqueue(record)
+
+    async def _interrupted(self, task_id: str, why: str, fence: Fence | None = None) -> None:
+        # The same words in every mode: the task_queue that follows says it is queued again.
+        await self.emit(task_id, EventType.ERROR, {"code": "interrupted", "message": f"{why}; queued again"}, fence=fence)
 
     async def _give_up(self, record: TaskRecord, why: str, fence: Fence | None = None) -> None:
         message = {"code": "interrupted", "message": f"{why}; gave up after {record.attempt} attempts", "fatal": True}
@@ -234,14 +247,19 @@ class TaskService:
         Changes are coalesced: a burst of departures costs one pass, not one pass each. The
         queue also changes in other processes (Redis), so positions are re-checked periodically.
         """
+        backoff = Backoff("queue positions", log)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._positions_changed.wait(), POSITION_POLL_SECONDS)
             self._positions_changed.clear()
-            moved = await self._queue.moved()
-            if moved:
-                length = await self._queue.length()
-                for task_id, position in moved:
-                    with contextlib.suppress(KeyError):
-                        await self.emit(task_id, EventType.QUEUE, {"position": position, "queue_length": length})
+            # A backend outage skips passes, not the loop: positions are announced again after it.
+            await until_reachable(self._announce_moved, backoff)
             await asyncio.sleep(0.05)
+
+    async def _announce_moved(self) -> None:
+        moved = await self._queue.moved()
+        if moved:
+            length = await self._queue.length()
+            for task_id, position in moved:
+                with contextlib.suppress(KeyError):
+                    await self.emit(task_id, EventType.QUEUE, {"position": position, "queue_length": length})

@@ -11,7 +11,7 @@ from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_M
 from latentcast.server.engine.schedulers import build_scheduler, configure_scheduler
 from latentcast.server.tasks.params import TaskParams
 from tests.compat.helpers import image_of, native_task
-from tests.support import SMALL, ServerProcess, collect, collect_from_the_start, types
+from tests.support import SMALL, ServerProcess, collect, collect_from_the_start, previewed_steps, types
 
 
 def test_the_native_choices_are_the_wires_declarations() -> None:
@@ -30,13 +30,7 @@ async def test_a_task_with_each_scheduler_completes(
     task, events = await collect_from_the_start(server, client, body)
     assert types(events)[-1] == "task_postprocess_end"
     # one progress event per step, whatever the solver, each step previewing its denoised estimate
-    progress = [e for e in events if e["type"] == "task_progress"]
-    assert [e["message"]["step"] for e in progress] == list(range(1, SMALL["num_inference_steps"] + 1))
-    # A reader that falls behind keeps only the newest preview (latest-wins, docs/protocol.md), so
-    # which earlier steps still carry theirs depends on the machine's load; the last step's never
-    # has a newer one to give way to.
-    previews = [e["message"]["preview"] for e in progress if "preview" in e["message"]]
-    assert "preview" in progress[-1]["message"]
+    previews = [e["message"]["preview"] for e in previewed_steps(events, SMALL["num_inference_steps"])]
     assert {image_of(p["data"]).size for p in previews} == {(SMALL["width"], SMALL["height"])}
     detail = (await client.get(f"/v1/tasks/{task['id']}")).json()
     assert detail["params"]["scheduler"] == name and detail["params"]["shift"] is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import httpx
 import orjson
 import websockets
@@ -39,6 +41,23 @@ async def test_wrong_token_is_refused_and_unknown_task_is_404(server, client):
     assert missing.status_code == 404
     assert missing.json() == {"error": {"type": "not_found", "message": "no task 'ffffffffffffffff'"}}
     await collect(server.ws_url, task["id"], task["token"])
+
+
+async def test_odd_paths_under_the_api_are_json_404s_naming_the_path(server, client):
+    # starlette's slash redirect answered `/v1/tasks/%2F` with an empty 307 to the task list
+    odd = ["/v1/tasks/%2F", "/v1/tasks/", "/v1/tasks/%2F/cancel", "//v1/tasks", "/v1/tasks/x/events/", "/v1/",
+           "/v1/files/x/%2F"]
+    for path in odd:
+        for method in ("GET", "POST"):
+            answer = await client.request(method, server.base_url + path)
+            assert answer.status_code in (404, 405), (method, path, answer.status_code)
+            error = answer.json()["error"]
+            if answer.status_code == 404:
+                assert error == {"type": "not_found", "message": f"no such path: {unquote(path)}"}, (method, path)
+    # encoded dots are ids like any other: a task that does not exist
+    for dots in ("%2e%2e", "%2E"):
+        answer = await client.get(f"{server.base_url}/v1/tasks/{dots}")
+        assert answer.status_code == 404 and answer.json()["error"]["type"] == "not_found", dots
 
 
 async def test_list_filters_by_status_and_pages_with_a_cursor(start_server):

@@ -11,7 +11,7 @@ import orjson
 import websockets
 from PIL import Image
 
-from tests.support import SMALL, collect, collect_from_the_start, decode_frame, seqs, subscribe, types
+from tests.support import SMALL, collect, collect_from_the_start, decode_frame, previewed_steps, seqs, subscribe, types
 
 
 def body(**params) -> dict:
@@ -82,8 +82,8 @@ async def test_full_event_sequence_with_gapless_seq(server, client):
 async def test_binary_previews_decode_as_images_of_the_promised_size(server, client):
     asked = body(width=128, height=96, preview_format="jpeg")
     task, events = await collect_from_the_start(server, client, asked, "binary")
-    previews = [e for e in events if "_image" in e]
-    assert len(previews) == 4  # every step, with --preview-min-interval 0
+    previews = previewed_steps(events, 4)
+    assert all("_image" in e for e in previews)
     for event in previews:
         meta = event["message"]["preview"]
         assert meta == {"format": "jpeg", "width": 128, "height": 96}
@@ -94,8 +94,7 @@ async def test_binary_previews_decode_as_images_of_the_promised_size(server, cli
 async def test_json_previews_carry_base64_webp(server, client):
     asked = body(width=96, height=64, num_images=2, preview_format="webp")
     task, events = await collect_from_the_start(server, client, asked)
-    previews = [e["message"]["preview"] for e in events if "preview" in e.get("message", {})]
-    assert len(previews) == 4
+    previews = [e["message"]["preview"] for e in previewed_steps(events, 4)]
     for preview in previews:
         image = Image.open(io.BytesIO(base64.b64decode(preview["data"])))
         assert (image.format, image.size) == ("WEBP", (96, 64))

@@ -127,6 +127,12 @@ def test_redact_masks_tokens_keys_and_bearer_credentials():
     assert redact("sent bearer lc_abcdefghijkl to it") == "sent bearer *** to it"
     assert redact("x-api-key=lc_abcdefghijkl") == "x-api-key=***"
     assert redact("task 9f2c4e1a0b3d5e7f running on cpu-0") == "task 9f2c4e1a0b3d5e7f running on cpu-0"
+    # a query string keeps its names only, whatever they are; key-shaped words go wherever they are
+    key = "lc_" + "k" * 43
+    assert redact(f'"WebSocket /v1/ws?key={key}&t=tok&secret=s3" 401') == '"WebSocket /v1/ws?key=***&t=***&secret=***" 401'
+    assert redact("see /t/abc?t=AbCdEf123456, then") == "see /t/abc?t=***, then"
+    assert redact(f"GET /x?{key} and lcs_{'s' * 32}") == "GET /x?lc_*** and lcs_***"
+    assert redact("is it? yes") == "is it? yes"
 
 
 def test_configure_logging_json_sends_every_logger_as_json():

@@ -55,3 +55,24 @@ def test_overflow_is_reported_not_hidden():
     queue.push(lifecycle("a", 4))
     assert queue.overflowed
     assert [e.seq for e in drain(queue)] == [1, 2, 3, 4]
+
+
+def test_replayed_events_do_not_count_against_the_bound():
+    queue = OutboundQueue(maxlen=3)
+    for seq in range(1, 101):  # a replay page, read because the client drained the last one
+        queue.push(lifecycle("a", seq), replayed=True)
+    for seq in range(1, 4):
+        queue.push(lifecycle("b", seq))
+    assert not queue.overflowed
+    queue.push(lifecycle("b", 4))
+    assert queue.overflowed  # live events piling up beyond the bound still close a slow client
+    events = drain(queue)
+    assert [(e.task_id, e.seq) for e in events] == [("a", s) for s in range(1, 101)] + [("b", s) for s in range(1, 5)]
+    assert not queue.overflowed
+
+
+def test_a_replayed_preview_is_latest_wins_with_live_ones():
+    queue = OutboundQueue(maxlen=3)
+    queue.push(progress("a", 1), replayed=True)
+    queue.push(progress("a", 2))
+    assert [e.preview is not None for e in drain(queue)] == [False, True]

@@ -23,14 +23,15 @@ class Cluster:
         process = ServerProcess(
             self.root / f"frontend-{len(self.frontends)}", "--broker", self.redis.url, "--workers", "0", *FAST, *args
         )
-        self.frontends.append(process.start())
+        process.start(wait=False).wait_ready(path="/healthz")  # ready only once a worker is live
+        self.frontends.append(process)
         return process
 
-    def worker(self, name: str) -> ServerProcess:
+    def worker(self, name: str, *args: str) -> ServerProcess:
         public = self.frontends[0].base_url
         process = ServerProcess(
             self.root / f"worker-{name}", "--broker", self.redis.url, "--name", name, "--public-url", public, *FAST,
-            command="worker",
+            *args, command="worker",
         )
         self.workers[name] = process.start(wait=False)
         return process

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,22 @@ def bearer(key: dict[str, Any]) -> dict[str, str]:
 async def count_tasks(http: Any) -> int:
     """Every task the server has (a server without keys lists them all): nothing refused adds one."""
     return len((await http.get("/v1/tasks", params={"limit": 200})).json()["data"])
+
+
+async def sse_until_revoked(base_url: str, task_id: str, key: dict[str, Any], revoke: Callable[[], None]) -> list[dict[str, Any]]:
+    """Follow a task's SSE stream opened with `key`, call `revoke` once the first event arrived, and
+    read on until the stream ends: every event it carried."""
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        url = f"/v1/tasks/{task_id}/events"
+        async with asyncio.timeout(120), http.stream("GET", url, params={"previews": "none"}, headers=bearer(key)) as sse:
+            assert sse.status_code == 200
+            async for line in sse.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(orjson.loads(line[len("data: "):]))
+                    if len(events) == 1:
+                        await asyncio.to_thread(revoke)  # the real CLI, as an operator runs it
+    return events
 
 
 def raw_exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:

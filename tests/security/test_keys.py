@@ -14,11 +14,13 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from latentcast.server.security.wiro_signature import wiro_signature
-from tests.security.helpers import TINY, Keyed, bearer, create_key, keys_cli, revoke_key
+from tests.security.helpers import TINY, Keyed, bearer, create_key, keys_cli, revoke_key, sse_until_revoked
 from tests.support import RedisServer, ServerProcess
 
 WIRO_RUN = "/v1/Run/stabilityai/stable-diffusion-3-medium"
 WIRO_TINY = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2}
+# A task that runs far longer than a revocation takes to be seen (about a second).
+LONG = {"prompt": "long", "width": 1024, "height": 1024, "num_inference_steps": 100}
 
 
 def signed(key: dict, nonce: str, secret: str | None = None) -> dict[str, str]:
@@ -127,6 +129,25 @@ async def test_a_revoked_key_stops_at_once_and_its_sockets_are_closed(keyed: Key
         await bystander.send(orjson.dumps({"type": "subscribe_all"}).decode())
         assert orjson.loads(await asyncio.wait_for(bystander.recv(), 60))["type"] == "subscribed"
         await bystander.close()
+
+
+async def test_a_revoked_keys_sse_stream_ends_while_its_task_goes_on(keyed: Keyed) -> None:
+    data_dir, server = keyed.server.data_dir, keyed.server
+    key = create_key(data_dir, "sse")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        deadline = time.monotonic() + 60  # a safety net: the key works within a second or so
+        while (created := await http.post("/v1/tasks", json=LONG, headers=bearer(key))).status_code != 201:
+            assert time.monotonic() < deadline, "a new key was not accepted"
+            await asyncio.sleep(0.1)
+        task = created.json()
+        try:
+            events = await sse_until_revoked(server.base_url, task["id"], key, lambda: revoke_key(data_dir, key["id"]))
+            assert events and not any(e["type"] in ("task_postprocess_end", "task_cancel") for e in events)
+            # it ended for the key, not for the task: the task runs on, its token still reads it
+            detail = await http.get(f"/v1/tasks/{task['id']}", params={"token": task["token"]})
+            assert detail.json()["status"] not in ("completed", "cancelled", "failed")
+        finally:
+            await http.post(f"/v1/tasks/{task['id']}/cancel", headers=bearer(keyed.ops))
 
 
 def test_keys_are_stored_hashed_and_listed_without_secrets(tmp_path: Path) -> None:

@@ -87,14 +87,38 @@ async def test_no_token_or_key_in_logs_or_error_bodies(logging_server: Any) -> N
             assert secret not in reply, f"the {name} is in a socket error"
 
 
+async def test_handshake_lines_mask_every_query_value_and_refusals_log_no_error(logging_server: Any) -> None:
+    server, key = logging_server
+    query = f"?key={key['key']}&secret={key['secret']}&t={WRONG_TOKEN}&{MADE_UP_KEY}"
+    async with websockets.connect(server.ws_url + query) as ws:  # accepted
+        await ws.send(orjson.dumps({"type": "subscribe_all", "api_key": key["key"]}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "subscribed"
+    refusals = [  # a bad key, another site's page, no such socket: each refused before it opens
+        (server.ws_url + query, {"Authorization": f"Bearer {MADE_UP_KEY}"}, 401),
+        (server.ws_url + query, {"Origin": "https://elsewhere.example"}, 403),
+        (f"ws://127.0.0.1:{server.port}/v1/nowhere{query}", {}, 403),
+    ]
+    for url, headers, status in refusals:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url, additional_headers=headers)
+        assert refused.value.response.status_code == status
+
+    log = server.log()
+    assert log.count("?key=***&secret=***&t=***&lc_***") >= 4, log[-3000:]  # each handshake, logged by name
+    for secret in (key["key"], key["secret"], WRONG_TOKEN, MADE_UP_KEY):
+        assert secret not in log
+    errors = [line for line in log.splitlines() if " ERROR " in line or '"level":"error"' in line]
+    assert errors == []
+
+
 @pytest.mark.parametrize("formatter", [TextFormatter("%(message)s"), JSONFormatter()], ids=["text", "json"])
 def test_uvicorn_access_lines_are_masked_if_ever_turned_on(formatter: logging.Formatter) -> None:
     """`serve` keeps uvicorn's access log off; were it on, its lines carry query strings."""
     record = logging.LogRecord(
         "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "GET", f"/v1/files/abc/0.png?token={WRONG_TOKEN}&api_key={MADE_UP_KEY}", "1.1", 200),
+        ("127.0.0.1:5000", "GET", f"/v1/files/abc/0.png?token={WRONG_TOKEN}&api_key={MADE_UP_KEY}&k={WRONG_TOKEN}", "1.1", 200),
         None,
     )
     line = formatter.format(record)
-    assert "/v1/files/abc/0.png?token=" in line
+    assert "/v1/files/abc/0.png?token=***&api_key=***&k=***" in line
     assert WRONG_TOKEN not in line and MADE_UP_KEY not in line
