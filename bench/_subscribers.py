@@ -1,12 +1,15 @@
 """A client process of the latency and connection benchmarks: many WebSocket subscribers in one loop.
 
     python -m bench._subscribers --url WS --task ID [--token=T] --count N [--previews binary] [--idle]
+                                 [--record FRAMES]
 
 Opens `count` sockets and subscribes each to the task; prints `READY <n>` once every socket got its
 `subscribed` reply. Without `--idle` each socket then reads until the task's terminal event and
-the process prints `DONE {json}`: per socket whether it saw seq 1..last without a gap, and the
+the process prints `DONE {json}`: per socket whether it saw seq 1..last without a gap, the
 latencies (receipt time minus the event's `time`, same clock) of events that happened after the
-socket subscribed. With `--idle` the sockets stay open, reading nothing, until stdin closes.
+socket subscribed, and the CPU seconds this process spent from READY to DONE. With `--idle` the
+sockets stay open, reading nothing, until stdin closes. `--record` writes the first socket's
+frames, as received and with their receipt times, for bench._broadcast to send again.
 
 The client is a minimal RFC 6455 implementation on an asyncio Protocol (handshake, unmasked
 server frames, masked client frames, ping/pong; no extensions): a frame is timed when its bytes
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import base64
 import os
+import pickle
 import sys
 import time
 from typing import Any
@@ -62,6 +66,7 @@ class Subscriber(asyncio.Protocol):
         self.latencies: list[tuple[str, float]] = []
         self.previews_received = 0
         self.error: str | None = None
+        self.recorded: list[tuple[float, int, bytes]] | None = None  # (receipt time, opcode, payload)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -143,6 +148,8 @@ class Subscriber(asyncio.Protocol):
             elif event.get("type") == "error":
                 self._fail(f"refused: {event}")
             return
+        if self.recorded is not None:
+            self.recorded.append((received, opcode, payload))
         self.seqs.append(event["seq"])
         self.types.append(event["type"])
         if event["time"] >= self.subscribed_at > 0:
@@ -184,22 +191,29 @@ async def main() -> None:
     parse.add_argument("--previews", default="binary")
     parse.add_argument("--idle", action="store_true")
     parse.add_argument("--batch", type=int, default=100, help="sockets connecting at once")
+    parse.add_argument("--record", default=None, help="write the first socket's frames to this file")
     args = parse.parse_args()
     url = urlsplit(args.url)
     loop = asyncio.get_running_loop()
     subscribers: list[Subscriber] = []
+    recording: list[tuple[float, int, bytes]] = []
+    opened: list[Subscriber] = []
 
     async def one() -> Subscriber:
         _, subscriber = await loop.create_connection(
             lambda: Subscriber(url.netloc, url.path or "/", args.task, args.token, args.previews),
             url.hostname, url.port,
         )
+        if args.record and not opened:
+            subscriber.recorded = recording  # from its first event: it has not subscribed yet
+        opened.append(subscriber)
         await asyncio.wait_for(subscriber.subscribed, 120)
         return subscriber
 
     for start in range(0, args.count, args.batch):
         subscribers += await asyncio.gather(*(one() for _ in range(min(args.batch, args.count - start))))
     print(f"READY {len(subscribers)}", flush=True)
+    cpu_began = time.process_time()
     if args.idle:
         await loop.run_in_executor(None, sys.stdin.read)
         for subscriber in subscribers:
@@ -207,13 +221,18 @@ async def main() -> None:
         print("DONE {}", flush=True)
         return
     await asyncio.gather(*(s.finished for s in subscribers), return_exceptions=True)
+    cpu_seconds = time.process_time() - cpu_began
     for subscriber in subscribers:
         subscriber.close()
+    if args.record:
+        with open(args.record, "wb") as file:
+            pickle.dump(recording, file)
     latencies: dict[str, list[float]] = {}
     for subscriber in subscribers:
         for type_, seconds in subscriber.latencies:
             latencies.setdefault(type_, []).append(round(seconds, 6))
-    print("DONE " + orjson.dumps({"sockets": [s.summary() for s in subscribers], "latencies": latencies}).decode(), flush=True)
+    done = {"sockets": [s.summary() for s in subscribers], "latencies": latencies, "cpu_seconds": cpu_seconds}
+    print("DONE " + orjson.dumps(done).decode(), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,15 @@ the step callback emits it (both on this machine's clock), for every event that 
 socket subscribed. To have every subscriber in place before the task starts, the worker is held by
 a long "gate" task that is cancelled once all clients are ready. Each subscriber must get every
 event, seq 1 to the terminal one, without a gap. The task's own duration (task_start to
-task_postprocess_end) is compared with a run that has no subscriber at all.
+task_postprocess_end) is compared with the runs that have one subscriber (and those with none).
+
+CPU: of the API process (all its threads: what it spends on each frame sent, store and queue
+included), of its worker process, and of the subscriber client processes, which share the same
+cores. After each run with subscribers, a bare `websockets` broadcast server (bench._broadcast)
+sends the frames one subscriber of that run received, at the same pace, to the same number of
+subscriber clients, while the service's worker denoises a task nobody follows (so that torch
+takes the cores from it as it did from the service): its CPU per frame is the yardstick for the
+API process's.
 
     python -m bench.latency
     python -m bench.latency --counts 0 100 --previews none
@@ -19,7 +27,9 @@ import asyncio
 import math
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -29,18 +39,26 @@ from latentcast.client.wire import PREVIEW_MODES
 from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250
+T = TypeVar("T")
 LIFECYCLE = (
     "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",
     "task_output_full", "task_end", "task_postprocess_start", "task_postprocess_end",
 )
 
 
-async def _client(server: ServerProcess, task: dict[str, Any], count: int, previews: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        PYTHON, "-m", "bench._subscribers", "--url", server.ws_url, "--task", task["id"], f"--token={task['token']}",
-        "--count", str(count), "--previews", previews,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, limit=2**28,
-    )
+async def _clients(url: str, task: dict[str, Any], count: int, previews: str, record: Path | None = None) -> list[asyncio.subprocess.Process]:
+    """Subscriber client processes for `count` sockets; the first socket's frames go to `record`."""
+    processes = []
+    for start in range(0, count, PER_PROCESS):
+        recording = ["--record", str(record)] if record is not None and start == 0 else []
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                PYTHON, "-m", "bench._subscribers", "--url", url, "--task", task["id"], f"--token={task['token']}",
+                "--count", str(min(PER_PROCESS, count - start)), "--previews", previews, *recording,
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL, limit=2**28,
+            )
+        )
+    return processes
 
 
 async def _line(process: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
@@ -54,17 +72,58 @@ async def _line(process: asyncio.subprocess.Process, prefix: str, timeout: float
             return line[len(prefix) :].strip()
 
 
-def thread_cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds of the server's event-loop thread (the main one) and of all its other threads."""
+def server_cpu(pid: int) -> tuple[float, float, float]:
+    """CPU seconds of the API process's event-loop thread (the main one), of the whole API process,
+    and of its worker processes."""
     import psutil
 
-    loop = other = 0.0
-    for thread in psutil.Process(pid).threads():
-        if thread.id == pid:
-            loop += thread.user_time + thread.system_time
-        else:
-            other += thread.user_time + thread.system_time
-    return loop, other
+    api = psutil.Process(pid)
+    loop = sum(t.user_time + t.system_time for t in api.threads() if t.id == pid)
+    times = api.cpu_times()
+    workers = sum(sum(c.cpu_times()[:2]) for c in api.children(recursive=True))
+    return loop, times.user + times.system, workers
+
+
+async def while_diffusing(http: httpx.AsyncClient, size: int, during: Awaitable[T]) -> T:
+    """`during`, while the service's worker denoises a task of the measured size that nobody
+    follows: the bare server's frames then compete with torch for the cores as the service's did."""
+    busy = (await http.post("/v1/tasks", json={
+        "prompt": "busy", "width": size, "height": size, "num_inference_steps": 100, "preview_method": "none",
+    })).json()
+    while (await http.get(f"/v1/tasks/{busy['id']}")).json()["status"] != "running":
+        await asyncio.sleep(0.05)
+    try:
+        return await during
+    finally:
+        await http.post(f"/v1/tasks/{busy['id']}/cancel")
+
+
+async def bare_broadcast(frames: Path, count: int, previews: str) -> dict[str, float]:
+    """The same frames to `count` subscribers from a bare `websockets` server: its CPU, and the clients'."""
+    server = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "bench._broadcast", "--frames", str(frames), "--expect", str(count),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
+    )
+    assert server.stdin is not None
+    port = int(await _line(server, "LISTENING", timeout=60))
+    processes = await _clients(f"ws://127.0.0.1:{port}/", {"id": "bare", "token": ""}, count, previews)
+    for process in processes:
+        await _line(process, "READY", timeout=300)
+    await _line(server, "READY", timeout=60)
+    server.stdin.write(b"go\n")
+    results = [orjson.loads(await _line(process, "DONE", timeout=600)) for process in processes]
+    server.stdin.write(b"end\n")
+    done = orjson.loads(await _line(server, "DONE", timeout=60))
+    server.stdin.close()
+    for process in (*processes, server):
+        await process.wait()
+    return {
+        "cpu_seconds": done["cpu_seconds"],
+        "frames": done["frames"],
+        "cpu_us_per_frame": 1e6 * done["cpu_seconds"] / done["frames"],
+        "client_cpu_seconds": sum(r["cpu_seconds"] for r in results),
+        "complete": sum(s["gapless"] and s["terminal"] for r in results for s in r["sockets"]),
+    }
 
 
 async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, args: Any) -> dict[str, Any]:
@@ -82,15 +141,14 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
     response = await http.post("/v1/tasks", json=body)
     assert response.status_code == 201, response.text
     task = response.json()
-    processes = []
-    for start in range(0, count, PER_PROCESS):
-        processes.append(await _client(server, task, min(PER_PROCESS, count - start), args.previews))
+    frames = server.data_dir / f"frames-{count}.pickle"
+    processes = await _clients(server.ws_url, task, count, args.previews, record=frames)
     ready_began = time.monotonic()
     for process in processes:
         await _line(process, "READY", timeout=300)
     connect_seconds = time.monotonic() - ready_began
     before = await asyncio.to_thread(scrape, server.base_url)
-    cpu_before = thread_cpu(server.pid)
+    cpu_before = server_cpu(server.pid)
     # The measured task must still be waiting when every subscriber is ready.
     gate_held = (await http.get(f"/v1/tasks/{task['id']}")).json()["status"] == "queued"
     for gate in reversed(gates):
@@ -105,10 +163,10 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
         if detail["status"] in ("completed", "failed", "cancelled"):
             break
         await asyncio.sleep(0.05)
-    cpu_after = thread_cpu(server.pid)
+    cpu_after = server_cpu(server.pid)
     after = await asyncio.to_thread(scrape, server.base_url)
     times = detail["times"]
-    loop_cpu = cpu_after[0] - cpu_before[0]
+    loop_cpu, api_cpu, worker_cpu = (after_ - before_ for after_, before_ in zip(cpu_after, cpu_before))
     sent = metric(after, "latentcast_events_sent_total", transport="websocket") - metric(
         before, "latentcast_events_sent_total", transport="websocket"
     )
@@ -141,9 +199,13 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
         - metric(before, "latentcast_previews_dropped_total", transport="websocket"),
         "frames_sent": sent,
         "loop_cpu_seconds": loop_cpu,
-        "other_cpu_seconds": cpu_after[1] - cpu_before[1],
+        "api_cpu_seconds": api_cpu,
+        "worker_cpu_seconds": worker_cpu,
+        "client_cpu_seconds": sum(r["cpu_seconds"] for r in results),
         "loop_cpu_us_per_frame": 1e6 * loop_cpu / sent if sent else None,
+        "api_cpu_us_per_frame": 1e6 * api_cpu / sent if sent else None,
         "errors": sorted({s["error"] for s in sockets if s["error"]})[:3],
+        "bare": await while_diffusing(http, args.size, bare_broadcast(frames, count, args.previews)) if count and args.bare else None,
     }
 
 
@@ -163,23 +225,27 @@ async def run(args: Any, report: Report) -> None:
                     f"p99 {_ms(result['p99_ms'])}, complete {result['complete_subscribers']}/{count}"
                     + ("" if result["gate_held"] else " (the gate ended before every client was ready)")
                 )
-    baseline = [r["task_seconds"] for r in runs if r["subscribers"] == 0]
-    base = sum(baseline) / len(baseline) if baseline else math.nan
+    bases = {n: _mean([r["task_seconds"] for r in runs if r["subscribers"] == n]) for n in (0, 1)}
     rows = []
     for r in runs:
-        r["slowdown"] = r["task_seconds"] / base - 1 if baseline else None
+        r["slowdown"] = r["task_seconds"] / bases[0] - 1 if not math.isnan(bases[0]) else None
+        r["vs_one"] = r["task_seconds"] / bases[1] if not math.isnan(bases[1]) else None
+        bare = r["bare"]
+        r["cpu_per_frame_vs_bare"] = r["api_cpu_us_per_frame"] / bare["cpu_us_per_frame"] if bare and r["api_cpu_us_per_frame"] else None
         rows.append([
             r["subscribers"], r["task_seconds"], f"{100 * r['slowdown']:+.1f}%" if r["slowdown"] is not None else "-",
-            _ms(r["p50_ms"]), _ms(r["p99_ms"]), _ms(r["progress_p99_ms"]), _ms(r["lifecycle_p99_ms"]), _ms(r["max_ms"]),
+            f"{r['vs_one']:.3f}x" if r["vs_one"] is not None else "-",
+            _ms(r["p50_ms"]), _ms(r["p99_ms"]), _ms(r["max_ms"]),
             f"{r['complete_subscribers']}/{r['subscribers']}", f"{r['previews_received_mean']:.1f}", int(r["previews_dropped"]),
-            f"{r['loop_cpu_seconds']:.2f}", f"{r['loop_cpu_us_per_frame']:.1f}" if r["loop_cpu_us_per_frame"] else "-",
-            f"{r['other_cpu_seconds']:.2f}",
+            f"{r['api_cpu_seconds']:.2f}", _us(r["api_cpu_us_per_frame"]), _us(bare and bare["cpu_us_per_frame"]),
+            f"{r['cpu_per_frame_vs_bare']:.2f}x" if r["cpu_per_frame_vs_bare"] else "-",
+            f"{r['worker_cpu_seconds']:.2f}", f"{r['client_cpu_seconds']:.2f}",
         ])
     report.line()
     report.line(f"-- {args.size}x{args.size} px, {args.steps} steps, previews every step ({args.previews} on the socket)")
     report.table(
-        ["subscribers", "task s", "vs none", "p50", "p99", "p99 progress", "p99 lifecycle", "max",
-         "got every event", "previews/sub", "previews dropped", "loop CPU s", "us/frame", "worker CPU s"],
+        ["subscribers", "task s", "vs none", "vs 1", "p50", "p99", "max", "got every event", "previews/sub",
+         "previews dropped", "API CPU s", "API us/frame", "bare us/frame", "vs bare", "worker CPU s", "clients CPU s"],
         rows,
     )
     report.data["runs"] = runs
@@ -188,18 +254,32 @@ async def run(args: Any, report: Report) -> None:
         for r in runs:
             if r["subscribers"] == 100:
                 report.target("p99 latency at 100 subscribers", round(r["p99_ms"], 2), 10.0, " ms")
+                report.target("task time with 100 subscribers vs 1", round(r["vs_one"], 3), 1.10, "x")
             if r["subscribers"] == 1000:
                 report.target("subscribers of 1,000 that got every event", r["complete_subscribers"], 1000, at_least=True)
-                report.target("task time with 1,000 subscribers vs none", round(100 * r["slowdown"], 1), 10.0, "%")
+                report.target("task time with 1,000 subscribers vs 1", round(r["vs_one"], 3), 1.5, "x")
+            if r["cpu_per_frame_vs_bare"] and r["subscribers"] >= 100:
+                report.target(
+                    f"API CPU per frame vs bare websockets, {r['subscribers']} subscribers", round(r["cpu_per_frame_vs_bare"], 2), 2.0, "x"
+                )
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
+def _us(value: float | None) -> str:
+    return "-" if not value else f"{value:.1f}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
 def main() -> None:
     parse = parser(__doc__.split("\n\n")[0])
-    parse.add_argument("--counts", type=int, nargs="+", default=[0, 1, 100, 1000, 0])
+    parse.add_argument("--counts", type=int, nargs="+", default=[0, 1, 100, 1000, 1, 100, 1000, 1, 0])
+    parse.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare websockets broadcasts")
     parse.add_argument("--size", type=int, default=256)
     parse.add_argument("--steps", type=int, default=28)
     parse.add_argument("--previews", default="binary", choices=PREVIEW_MODES)

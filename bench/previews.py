@@ -70,11 +70,11 @@ def main() -> None:
         args.latents, args.repeats, args.formats = [8], 2, ["jpeg"]
     import torch
 
-    from latentcast.server.cli import _quiet_libraries
+    from latentcast.server.cli import quiet_libraries
     from latentcast.server.engine.loader import load_pipeline
     from latentcast.server.engine.previews import make_previewer
 
-    _quiet_libraries()
+    quiet_libraries()
     report = Report("previews", "1b. preview cost per step: estimate + previewer + encode")
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder:

@@ -26,7 +26,7 @@ from latentcast.server.api.routes import routes as api_routes
 from latentcast.server.backends.factory import Backend, open_backend
 from latentcast.server.compat.operations import operations as compat_operations
 from latentcast.server.config import Settings
-from latentcast.server.engine.fleet import announce, announce_forever, build_workers
+from latentcast.server.engine.fleet import DeviceWorker, announce, announce_forever, build_workers, worker_names
 from latentcast.server.errors import APIError, error_response, handle_api_error, store_unavailable
 from latentcast.server.observability import attach as observe
 from latentcast.server.observability import counting_heartbeats
@@ -38,6 +38,8 @@ from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.outage import Backoff, every
 from latentcast.server.tasks.ports import StoreUnavailable
+from latentcast.server.tasks.service import TaskService
+from latentcast.server.worker_host import ProcessWorker
 
 log = logging.getLogger("latentcast.server")
 
@@ -49,9 +51,16 @@ def build_context(settings: Settings) -> Context:
     # One process serves its own model; on Redis the catalog follows the live workers' heartbeats.
     served = [ServedModel(settings.model, settings.model_aliases)] if settings.broker is None else []
     service = backend.task_service(ModelCatalog(served))
-    workers = build_workers(settings, service, backend.files, settings.workers, time_preview=observe_preview)
     keys = KeyRing(backend.keys)
+    workers = _workers(settings, backend, service)
     return Context(settings, backend, service, workers, keys, Throttle(settings, keys, service))
+
+
+def _workers(settings: Settings, backend: Backend, service: TaskService) -> list[DeviceWorker]:
+    """Each worker in a process of its own (docs/process-model.md), or as threads of this one."""
+    if settings.worker_threads:
+        return list(build_workers(settings, service, backend.files, settings.workers, time_preview=observe_preview))
+    return [ProcessWorker(settings, backend, service, name) for name in worker_names(settings, settings.workers)]
 
 
 async def _refresh_catalog(backend: Backend, catalog: ModelCatalog) -> None:

@@ -97,7 +97,11 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
         "(repeatable; \"*\": any; default: this server's own pages only)",
     )
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="in-process workers (each loads the model; 0: API only)")
+    serve.add_argument("--workers", type=int, default=1, help="workers, each in its own process with its model (0: API only)")
+    serve.add_argument(
+        "--worker-threads", action="store_true",
+        help="run the workers as threads of the API process instead (one interpreter lock for both)",
+    )
     serve.add_argument("--max-queue", type=int, default=1000, help="queued tasks before 429")
     serve.add_argument("--subscriber-queue", type=int, default=1024, help="events a subscriber may lag behind")
     serve.add_argument("--send-timeout", type=float, default=10.0, help="seconds one send to a client may take")
@@ -162,6 +166,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         # Without --public-url a worker cannot know the API's address: output URLs stay relative.
         return Settings(worker_name=args.name, **{**common, "public_url": args.public_url or ""})
     return Settings(
+        worker_threads=args.worker_threads,
         host=args.host,
         port=args.port,
         max_queue=args.max_queue,
@@ -195,12 +200,12 @@ def _worker(args: argparse.Namespace) -> int:
     if args.broker is None:
         print("latentcast worker: --broker redis://... is required (a lone worker has nobody to work for)", file=sys.stderr)
         return 2
-    _quiet_libraries()
+    quiet_libraries()
     asyncio.run(run_worker_process(_settings(args)))
     return 0
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """diffusers and transformers print loading bars and advice; the service reports through events."""
     import diffusers.utils.logging
     import transformers.utils.logging
@@ -219,10 +224,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    _quiet_libraries()
+    settings = dataclasses.replace(_settings(args), log_format=args.log_format)
+    if settings.worker_threads:  # else the models load in worker processes, which quiet them there
+        quiet_libraries()
     from latentcast.server.app import create_app
 
-    settings = dataclasses.replace(_settings(args), log_format=args.log_format)
     from latentcast.server.observability import configure_logging
 
     # Every logger (uvicorn's too: log_config=None below) in one format; the console progress bar

@@ -33,6 +33,9 @@ class Settings:
     device: str = "cpu"
     dtype: str | None = None
     workers: int = 1
+    # False: each worker in a process of its own (docs/process-model.md); True: threads of the API
+    # process, sharing its interpreter lock with the fan-out (what a benchmark compares against)
+    worker_threads: bool = False
     worker_name: str | None = None
     taesd: Path | None = None
     preview_min_interval: float = 0.1

@@ -103,3 +103,16 @@ async def wait_status(client: httpx.AsyncClient, task_id: str, statuses: set[str
             return detail
         await asyncio.sleep(0.02)
     raise TimeoutError(f"task {task_id} never reached {statuses}; last: {detail['status']}")
+
+
+def assert_run_again_after_one_interruption(events: Sequence[dict[str, Any]], why: str) -> None:
+    """A task's whole stream, interrupted once (`why` in its `task_error`), then queued and run
+    again to completion: gapless, attempts 1 and 2, `task_error`, `task_queue`, `task_accept`."""
+    assert seqs(events) == list(range(1, len(events) + 1))
+    kinds = types(events)
+    assert kinds[-1] == "task_postprocess_end"
+    error = next(e for e in events if e["type"] == "task_error")
+    assert error["message"]["code"] == "interrupted"
+    assert why in error["message"]["message"]
+    assert [e["message"]["attempt"] for e in events if e["type"] == "task_accept"] == [1, 2]
+    assert kinds[kinds.index("task_error") :][:3] == ["task_error", "task_queue", "task_accept"]

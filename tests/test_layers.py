@@ -35,6 +35,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
             "latentcast.server.cli",
             "latentcast.server.keys_command",
             "latentcast.server.worker_process",
+            "latentcast.server.worker_host",
             "latentcast.__main__",
         )
     },

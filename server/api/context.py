@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from latentcast.server.api.background import BackgroundJobs
 from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
-from latentcast.server.engine.worker import Worker
+from latentcast.server.engine.fleet import DeviceWorker
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.throttle import Throttle
 from latentcast.server.tasks.ports import FileStore
@@ -21,7 +21,7 @@ class Context:
     settings: Settings
     backend: Backend
     service: TaskService
-    workers: list[Worker]
+    workers: list[DeviceWorker]
     keys: KeyRing
     throttle: Throttle
     background: BackgroundJobs = dataclasses.field(default_factory=BackgroundJobs)

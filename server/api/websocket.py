@@ -89,10 +89,13 @@ class Connection:
         self.closing: tuple[int, str] | None = None
         self.dropped = metrics.DropCounter(metrics.WS_PREVIEWS_DROPPED)
         self.active_at = time.monotonic()  # the last subscription or event
+        self.sending_since: float | None = None  # when the send in progress began (_watch_sends)
+        self.send_timed_out = False
 
     async def serve(self) -> None:
         metrics.WS_SUBSCRIBERS.inc()
         sender = asyncio.create_task(self._send_loop())
+        watchdog = asyncio.create_task(self._watch_sends(sender))
         idle = asyncio.create_task(self._close_when_idle()) if self.ctx.settings.ws_idle_timeout else None
         if self.caller is not None and self.caller.key is not None:
             self.revocation.add(self.caller.key.digest)
@@ -108,6 +111,7 @@ class Connection:
             for subscription in self.subscriptions.values():
                 self._stop(subscription)
             sender.cancel()
+            watchdog.cancel()
             if idle is not None:
                 idle.cancel()
             self.revocation.close()
@@ -274,8 +278,21 @@ class Connection:
         subscription = self.subscriptions.get(event.task_id) or self.subscriptions.get("*")
         return subscription.previews if subscription is not None else "none"
 
-    async def _send_loop(self) -> None:
+    async def _watch_sends(self, sender: asyncio.Task[None]) -> None:
+        """The per-send timeout, kept by one watchdog per socket rather than a task per frame
+        (`asyncio.wait_for`): a send returns at once unless the transport's buffer is past its
+        high-water mark, so only a client that stopped reading makes one last. That send is
+        stopped within half a timeout of its deadline, and the socket closed as too slow."""
         timeout = self.ctx.settings.send_timeout
+        while True:
+            began = self.sending_since
+            if began is not None and time.monotonic() - began >= timeout:
+                self.send_timed_out = True
+                sender.cancel()
+                return
+            await asyncio.sleep(timeout / 2 if began is None else began + timeout - time.monotonic())
+
+    async def _send_loop(self) -> None:
         try:
             while True:
                 if not await self._replay():
@@ -290,11 +307,14 @@ class Connection:
                         data: str | bytes = orjson.dumps(item.message).decode()
                     else:
                         data = encode_for(item, self._mode_for(item))
-                    send = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_text(data)
-                    await asyncio.wait_for(send, timeout)
+                    self.sending_since = time.monotonic()
+                    await (self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_text(data))
+                    self.sending_since = None
                     metrics.WS_SENT.inc()
                 self.dropped.update(self.outbound)
-        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+        except (asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError) as failure:
+            if isinstance(failure, asyncio.CancelledError) and not self.send_timed_out:
+                raise  # the socket ended: serve() stops its sender
             self.closing = self.closing or (CLOSE_TOO_SLOW, "send timed out")
             if self.ws.application_state is not WebSocketState.DISCONNECTED:
                 with contextlib.suppress(Exception):

@@ -6,13 +6,18 @@ import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentcast.server.config import Settings
 from latentcast.server.security.keys import KeyStore
 from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.ports import EventBus, FileStore, JobQueue, TaskStore
 from latentcast.server.tasks.service import TaskService
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from latentcast.server.backends.redis_names import RedisNames
 
 
 @dataclasses.dataclass
@@ -59,13 +64,35 @@ def open_key_store(settings: Settings) -> KeyStore:
     return RedisKeyStore(connect(settings.broker), RedisNames(settings.redis_prefix))
 
 
+def open_files(settings: Settings) -> FileStore:
+    """The output files alone, as the backend keeps them: for a worker process, which writes its
+    outputs itself rather than sending them through the API process."""
+    if settings.broker is None:
+        from latentcast.server.backends.disk_files import DiskFiles
+
+        return DiskFiles(settings.outputs, settings.base_url)
+    from latentcast.server.backends.redis_client import connect
+    from latentcast.server.backends.redis_names import RedisNames
+
+    return _redis_files(settings, connect(settings.broker), RedisNames(settings.redis_prefix))
+
+
+def _redis_files(settings: Settings, client: aioredis.Redis, names: RedisNames) -> FileStore:
+    from latentcast.server.backends.disk_files import DiskFiles
+    from latentcast.server.backends.redis_files import RedisFiles
+
+    assert settings.broker is not None
+    if settings.outputs_dir is not None:
+        return DiskFiles(settings.outputs_dir, settings.base_url)
+    return RedisFiles(client, names, settings.base_url, settings.retention)
+
+
 def _check_broker(broker: str) -> None:
     if not broker.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"--broker must be a redis:// URL, got {broker!r}")
 
 
 def _local(settings: Settings) -> Backend:
-    from latentcast.server.backends.disk_files import DiskFiles
     from latentcast.server.backends.local_bus import LocalBus
     from latentcast.server.backends.memory_queue import MemoryQueue
     from latentcast.server.backends.sqlite_apikeys import SQLiteKeyStore
@@ -92,7 +119,7 @@ def _local(settings: Settings) -> Backend:
         store=store,
         queue=MemoryQueue(),
         bus=LocalBus(),
-        files=DiskFiles(settings.outputs, settings.base_url),
+        files=open_files(settings),
         keys=keys,
         durable_queue=False,
         start=nothing,
@@ -103,11 +130,9 @@ def _local(settings: Settings) -> Backend:
 
 
 def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
-    from latentcast.server.backends.disk_files import DiskFiles
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
     from latentcast.server.backends.redis_bus import RedisBus
     from latentcast.server.backends.redis_client import connect
-    from latentcast.server.backends.redis_files import RedisFiles
     from latentcast.server.backends.redis_names import RedisNames
     from latentcast.server.backends.redis_queue import RedisQueue
     from latentcast.server.backends.redis_store import RedisStore
@@ -118,11 +143,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     store = RedisStore(client, names, retention=settings.retention)
     queue = RedisQueue(client, names, visibility_timeout=settings.visibility_timeout)
     bus = RedisBus(client, names, follow_feed=follow_feed)
-    files: FileStore = (
-        DiskFiles(settings.outputs_dir, settings.base_url)
-        if settings.outputs_dir is not None
-        else RedisFiles(client, names, settings.base_url, settings.retention)
-    )
+    files = _redis_files(settings, client, names)
 
     async def start() -> None:
         await queue.ensure_group()

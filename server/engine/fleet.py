@@ -1,9 +1,9 @@
-"""Workers of one process: building them from settings and announcing them while they live.
+"""Workers of one process: naming and building them from settings, announcing them while they live.
 
-`latentcast serve` runs them next to the API; `latentcast worker` runs them alone against a
-shared Redis backend (both wired at the top: server.app, server.cli.worker). Both announce each
-worker's heartbeat (name, device, model, current task), which `GET /v1/workers` and the model
-catalog read.
+`latentcast serve` runs each in a worker process of its own (server.worker_host), `latentcast
+worker` runs them in its process against a shared Redis backend (both wired at the top:
+server.app, server.worker_process). Either way each worker's heartbeat (name, device, model,
+current task) is announced, which `GET /v1/workers` and the model catalog read.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from latentcast.server.config import Settings
-from latentcast.server.engine.loader import LoadedModel, load_pipeline
-from latentcast.server.engine.runner import PreviewTimer
-from latentcast.server.engine.worker import Worker
 from latentcast.server.tasks.outage import Backoff, every
 from latentcast.server.tasks.ports import FileStore
 from latentcast.server.tasks.service import TaskService
+
+if TYPE_CHECKING:
+    from latentcast.server.engine.runner import PreviewTimer
+    from latentcast.server.engine.worker import Worker
 
 log = logging.getLogger("latentcast.worker")
 
@@ -28,29 +29,59 @@ Publish = Callable[[dict[str, Any]], Awaitable[None]]
 """Publishes one worker's heartbeat where every front-end reads it (the backend's `announce`)."""
 
 
+class DeviceWorker(Protocol):
+    """What the API process needs of a worker, whether a thread of its own (`Worker`) or a
+    process it supervises (server.worker_host.ProcessWorker)."""
+
+    name: str
+    ready: asyncio.Event
+    started_at: float
+
+    @property
+    def current_task(self) -> str | None: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    async def load(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def shutdown(self, grace: float) -> None: ...
+
+
+def worker_names(settings: Settings, count: int) -> list[str]:
+    prefix = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}-{settings.device}"
+    return [f"{prefix}-{index}" if count > 1 or settings.worker_name is None else prefix for index in range(count)]
+
+
 def build_workers(
     settings: Settings, service: TaskService, files: FileStore, count: int, *, time_preview: PreviewTimer
 ) -> list[Worker]:
+    # Imported here, not above: the API process names its workers through this module but runs
+    # none of them itself, so torch and diffusers (seconds to import) stay out of it.
+    from latentcast.server.engine.loader import LoadedModel, load_pipeline
+    from latentcast.server.engine.worker import Worker
+
     def load() -> LoadedModel:  # runs on each worker's device thread
         return load_pipeline(settings.model, data_dir=settings.data_dir, device=settings.device, dtype=settings.dtype)
 
-    prefix = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}-{settings.device}"
     return [
         Worker(
             service,
             load,
             files,
-            name=f"{prefix}-{index}" if count > 1 or settings.worker_name is None else prefix,
+            name=name,
             preview_min_interval=settings.preview_min_interval,
             time_preview=time_preview,
             taesd_path=settings.taesd,
             keepalive_seconds=settings.heartbeat_seconds,
         )
-        for index in range(count)
+        for name in worker_names(settings, count)
     ]
 
 
-async def announce(settings: Settings, publish: Publish, workers: list[Worker]) -> None:
+async def announce(settings: Settings, publish: Publish, workers: list[DeviceWorker]) -> None:
     for worker in workers:
         await publish(
             {
@@ -61,13 +92,13 @@ async def announce(settings: Settings, publish: Publish, workers: list[Worker]) 
                 "task": worker.current_task,
                 "ready": worker.ready.is_set(),
                 "started_at": worker.started_at,
-                "pid": os.getpid(),
+                "pid": worker.pid,
                 "host": socket.gethostname(),
             }
         )
 
 
-async def announce_forever(settings: Settings, publish: Publish, workers: list[Worker]) -> None:
+async def announce_forever(settings: Settings, publish: Publish, workers: list[DeviceWorker]) -> None:
     """Heartbeats for the process's life: a backend outage skips beats (the workers drop out of
     `/v1/workers` meanwhile) and they resume as soon as it answers again."""
     backoff = Backoff("heartbeat", log)

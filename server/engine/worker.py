@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -158,6 +159,10 @@ class Worker:
     @property
     def current_task(self) -> str | None:
         return self._current[0] if self._current else None
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
 
     async def load(self) -> None:
         """Load the model on the device thread; a model that cannot load stops the server at start."""

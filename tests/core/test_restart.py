@@ -6,7 +6,7 @@ import signal
 
 import httpx
 
-from tests.support import SMALL, collect, seqs, types, wait_status
+from tests.support import SMALL, assert_run_again_after_one_interruption, collect, types, wait_status
 
 LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100}
 
@@ -22,17 +22,7 @@ async def test_kill_9_mid_task_then_restart_runs_everything(start_server, tmp_pa
     server = start_server()  # same data dir
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         interrupted = await collect(server.ws_url, running["id"], running["token"], previews="none")
-        assert seqs(interrupted) == list(range(1, len(interrupted) + 1))
-        kinds = types(interrupted)
-        assert kinds[-1] == "task_postprocess_end"
-        error = next(e for e in interrupted if e["type"] == "task_error")
-        assert error["message"]["code"] == "interrupted"
-        assert "queued again" in error["message"]["message"]
-        accepts = [e["message"]["attempt"] for e in interrupted if e["type"] == "task_accept"]
-        assert accepts == [1, 2]
-        # after the interruption: queued again, then a whole new run
-        after = kinds[kinds.index("task_error") :]
-        assert after[:3] == ["task_error", "task_queue", "task_accept"]
+        assert_run_again_after_one_interruption(interrupted, "the server stopped while this task was running")
 
         for task in queued:
             events = await collect(server.ws_url, task["id"], task["token"], previews="none")
@@ -66,12 +56,7 @@ async def test_sigterm_requeues_a_task_that_cannot_finish_in_time(start_server):
 
     server = start_server()
     events = await collect(server.ws_url, task["id"], task["token"], previews="none")
-    error = next(e for e in events if e["type"] == "task_error")
-    assert error["message"]["code"] == "interrupted"
-    assert "shutting down" in error["message"]["message"]
-    assert [e["message"]["attempt"] for e in events if e["type"] == "task_accept"] == [1, 2]
-    assert types(events)[-1] == "task_postprocess_end"
-    assert seqs(events) == list(range(1, len(events) + 1))
+    assert_run_again_after_one_interruption(events, "the server is shutting down")
 
 
 async def test_a_task_interrupted_too_often_fails_with_the_reason(start_server):

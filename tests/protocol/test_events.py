@@ -77,3 +77,15 @@ def test_sse_event_id_is_the_seq():
     assert lines[1] == "event: task_progress"
     assert orjson.loads(lines[2].removeprefix("data: "))["seq"] == 7
     assert lines[3:] == ["", ""]
+
+
+def test_an_event_is_encoded_once_per_mode_however_many_subscribers_send_it():
+    event = progress(4)
+    for mode in ("binary", "json", "none"):
+        assert encode_for(event, mode) is encode_for(event, mode)
+        assert encode_sse(event, mode) is encode_sse(event, mode)
+    assert encode_for(event, "binary") is not encode_for(event, "json")
+    # flow control strips older previews subscriber by subscriber: they share one stripped event
+    assert event.without_preview() is event.without_preview()
+    assert encode_for(event.without_preview(), "binary") == encode_for(event, "none")
+    assert event.without_preview() == progress(4, None)  # the cache is no part of the event's value

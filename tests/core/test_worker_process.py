@@ -1,0 +1,80 @@
+"""The worker in a process of its own: it can die without the API, and it never outlives the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+
+from tests.support import SMALL, assert_run_again_after_one_interruption, collect, types, wait_status
+
+LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100}
+# Only a safety net: every wait below ends as soon as its condition holds.
+PATIENCE_SECONDS = 120
+
+
+async def worker_pid(client: httpx.AsyncClient, other_than: int = 0) -> int:
+    """The worker process's pid, from its heartbeat (`GET /v1/workers`), once it is not `other_than`."""
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    while time.monotonic() < deadline:
+        beats = (await client.get("/v1/workers")).json()["data"]
+        if beats and beats[0]["pid"] not in (0, other_than):
+            return beats[0]["pid"]
+        await asyncio.sleep(0.05)
+    raise TimeoutError("no worker heartbeat with a new pid")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (the API process has not reaped it yet) is gone for our purpose.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[-1][0] != "Z"
+
+
+async def wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    while alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still alive"
+        await asyncio.sleep(0.05)
+
+
+async def test_kill_9_of_the_worker_process_requeues_its_task_and_the_server_answers_on(start_server):
+    server = start_server()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        pid = await worker_pid(client)
+        assert pid != server.pid
+        task = (await client.post("/v1/tasks", json=LONG)).json()
+        await wait_status(client, task["id"], {"running"})
+        os.kill(pid, signal.SIGKILL)
+
+        assert (await client.get("/healthz")).status_code == 200  # the API lives on without its worker
+        assert (await client.get(f"/v1/tasks/{task['id']}")).status_code == 200
+        events = await collect(server.ws_url, task["id"], task["token"], previews="none")
+        assert_run_again_after_one_interruption(events, "died (killed by SIGKILL); queued again")
+
+        after = (await client.post("/v1/tasks", json={"prompt": "after", **SMALL})).json()
+        assert types(await collect(server.ws_url, after["id"], after["token"], previews="none"))[-1] == "task_postprocess_end"
+        assert await worker_pid(client, other_than=pid) != pid
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_the_worker_process_ends_with_the_api_process(start_server):
+    server = start_server()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        pid = await worker_pid(client)
+        task = (await client.post("/v1/tasks", json=LONG)).json()
+        await wait_status(client, task["id"], {"running"})
+    server.kill()  # kill -9: the worker process sees its channel close and stops at once
+    await wait_gone(pid)
+
+    server = start_server()  # and a clean stop stops it too
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        pid = await worker_pid(client)
+    assert server.stop(signal.SIGTERM) == -signal.SIGTERM
+    await wait_gone(pid)
