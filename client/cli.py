@@ -345,7 +345,7 @@ async def generate(args: argparse.Namespace) -> int:
             started = time.monotonic()
             info = task.info
             seed = f", seed {info.seed}" if info is not None else ""
-            bar.note(f"task {task.id}{seed} (follow it: latentcast watch {task.id} --token {task.token})")
+            bar.note(f"task {task.id}{seed} (follow it: latentcast watch {task.id} --token={task.token})")
             if interrupted.is_set():
                 return await _cancel(task, bar)
             work = asyncio.ensure_future(follow(task, bar, frames))

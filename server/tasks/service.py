@@ -50,8 +50,10 @@ def new_task_id() -> str:
 
 
 def new_token() -> str:
-    # 192 random bits, URL-safe: a capability for one task's detail, events and files.
-    return secrets.token_urlsafe(24)
+    # 192 random bits: a capability for one task's detail, events and files. Hex, because a
+    # URL-safe base64 token starts with "-" one time in 64 and then reads as an option to any
+    # command line it is pasted into (`latentcast watch ID --token -x...`).
+    return secrets.token_hex(24)
 
 
 class TaskService:

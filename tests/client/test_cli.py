@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.support import ROOT, ServerProcess, collect
 
-TASK_LINE = re.compile(r"task ([0-9a-f]+), seed \d+ \(follow it: latentcast watch \1 --token (\S+)\)")
+TASK_LINE = re.compile(r"task ([0-9a-f]+), seed \d+ \(follow it: latentcast watch \1 --token=([0-9a-f]{48})\)")
 
 
 def _command(*args: str) -> list[str]:

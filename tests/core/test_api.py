@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 import httpx
@@ -15,7 +16,7 @@ async def test_created_task_detail_and_urls(server, client):
     response = await client.post("/v1/tasks", json={"prompt": "p", **SMALL, "seed": 3})
     assert response.status_code == 201
     task = response.json()
-    assert len(task["token"]) >= 32 and task["status"] == "queued"
+    assert re.fullmatch(r"[0-9a-f]{48}", task["token"]) and task["status"] == "queued"
     assert response.headers["location"] == task["urls"]["self"]
     assert task["urls"] == {
         "self": f"{server.base_url}/v1/tasks/{task['id']}",
