@@ -11,23 +11,51 @@ import pytest
 from tests.support import RedisServer, ServerProcess
 
 
-@pytest.fixture(scope="session", params=["sqlite", "redis"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+class _SharedServers:
+    """One server per backend for the whole session, started when a test first asks for it.
+
+    Not a parametrized session fixture: with `--dist loadfile` each xdist worker runs a file's
+    sqlite tests, then its redis ones, then the next file's, and pytest tears a session fixture
+    down whenever its param changes, so every file started both servers again.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._servers: dict[str, ServerProcess] = {}
+        self._redis: RedisServer | None = None
+
+    def get(self, backend: str) -> ServerProcess:
+        if backend not in self._servers:
+            folder = self._folder / backend
+            args = ["--preview-min-interval", "0"]
+            if backend == "redis":
+                self._redis = RedisServer(folder / "redis").start()
+                args += ["--broker", self._redis.url]
+            self._servers[backend] = ServerProcess(folder, *args).start()
+        return self._servers[backend]
+
+    def stop(self) -> None:
+        for process in self._servers.values():
+            process.stop()
+        if self._redis is not None:
+            self._redis.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_SharedServers]:
+    servers = _SharedServers(tmp_path_factory.mktemp("servers"))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def server(request: pytest.FixtureRequest, _shared_servers: _SharedServers) -> ServerProcess:
     """The service as a user starts it: one process on SQLite, or on Redis with a worker of its own.
 
-    Every test that uses it runs against both backends: clients must not tell them apart.
+    Every test that uses it runs against both backends: clients must not tell them apart. Shared
+    by every test of the session, so a test asserts on its own tasks, never on the server's totals.
     """
-    folder = tmp_path_factory.mktemp(f"server-{request.param}")
-    args = ["--preview-min-interval", "0"]
-    redis = None
-    if request.param == "redis":
-        redis = RedisServer(folder / "redis").start()
-        args += ["--broker", redis.url]
-    process = ServerProcess(folder, *args).start()
-    yield process
-    process.stop()
-    if redis is not None:
-        redis.stop()
+    return _shared_servers.get(request.param)
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ async def test_page_000_landscape_examples(examples: httpx.AsyncClient, prompt: 
     _check_page_000(answer.json(), prompt, (1024, 576), 28)  # "the following 1024x576 image"
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # a 40-step 1024x576 run: the shape, not the backend
 async def test_page_001_example_on_a_default_server(server: ServerProcess, client: httpx.AsyncClient) -> None:
     # served by default: the page's example runs with only the host changed
     body = {"prompt": T_REX, "model": LARGE, "image_size": "landscape_16_9", "num_inference_steps": 40}
