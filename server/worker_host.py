@@ -35,7 +35,7 @@ from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
 from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.protocol.events import Event, Preview
-from latentcast.server.tasks.ports import Fence, Job
+from latentcast.server.tasks.ports import Fence, Job, NewEvent
 from latentcast.server.tasks.service import TaskService
 
 log = logging.getLogger("latentcast.worker")
@@ -60,7 +60,7 @@ class ProcessWorker:
         self._service = service
         self._queue = backend.queue
         self._handlers: dict[str, Handler] = {
-            **port_handlers(backend.store, backend.queue, self._append),
+            **port_handlers(backend.store, backend.queue, self._append, self._append_many),
             "queue.take": self._take,
             "queue.done": self._done,
             READY: self.ready.set,
@@ -187,6 +187,10 @@ class ProcessWorker:
             task_id, type_, message, at=time, preview=preview, fence=fence, write_id=write_id
         )
         return event.without_preview()  # the image has crossed once; nobody there reads it back
+
+    async def _append_many(self, task_id: str, events: list[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        recorded = await self._service.emit_many(task_id, events, fence=fence)
+        return [event.without_preview() for event in recorded]
 
     def _cancel(self, task_id: str, reason: str) -> None:
         if self._channel is not None and task_id == self.current_task:

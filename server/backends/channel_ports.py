@@ -10,12 +10,13 @@ notes (`CANCEL`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from latentcast.server.backends.channel import Channel, Handler
 from latentcast.server.backends.local_bus import LocalBus
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
-from latentcast.server.tasks.ports import Fence, Job, JobQueue, Page, TaskStore
+from latentcast.server.tasks.ports import Fence, Job, JobQueue, NewEvent, Page, TaskStore
 from latentcast.server.tasks.record import TaskRecord
 
 # Notes between the API process and a worker process, besides the ports' calls.
@@ -24,7 +25,7 @@ START = "start"  # API -> worker: take tasks (once the API process has rebuilt i
 SHUTDOWN = "shutdown"  # API -> worker: finish the running task within the grace, or re-queue it
 READY = "ready"  # worker -> API: the model is loaded
 PREVIEW_TIME = "preview_time"  # worker -> API: (method, seconds) of one preview, for /metrics
-STORE_OPS = ("create", "get", "get_by_token", "list", "append", "events", "set_cancel_requested", "unfinished")
+STORE_OPS = ("create", "get", "get_by_token", "list", "append", "append_many", "events", "set_cancel_requested", "unfinished")
 QUEUE_OPS = ("put", "take", "keepalive", "done", "remove", "position", "length", "moved")
 
 
@@ -60,6 +61,9 @@ class ChannelStore:
         return await self._channel.call(
             "store.append", task_id, type_, message, time=time, preview=preview, fence=fence, write_id=write_id
         )
+
+    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        return await self._channel.call("store.append_many", task_id, events, fence=fence)
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         return await self._channel.call("store.events", task_id, since, limit=limit)
@@ -110,9 +114,10 @@ class ChannelBus(LocalBus):
         """Nothing to do: the API process published the event when it recorded it."""
 
 
-def port_handlers(store: TaskStore, queue: JobQueue, append: Handler) -> dict[str, Handler]:
-    """The API process's side: each proxied op answered by its real port; `append` records and publishes."""
+def port_handlers(store: TaskStore, queue: JobQueue, append: Handler, append_many: Handler) -> dict[str, Handler]:
+    """The API process's side: each proxied op answered by its real port; the appends record and publish."""
     handlers: dict[str, Handler] = {f"store.{op}": getattr(store, op) for op in STORE_OPS}
     handlers.update({f"queue.{op}": getattr(queue, op) for op in QUEUE_OPS})
     handlers["store.append"] = append
+    handlers["store.append_many"] = append_many
     return handlers

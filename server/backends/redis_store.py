@@ -10,6 +10,7 @@ same code the SQLite store uses, so both backends describe a task identically.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ import redis.asyncio as aioredis
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
-from latentcast.server.tasks.ports import Fence, Page, StaleWrite
+from latentcast.server.tasks.ports import Fence, NewEvent, Page, StaleWrite, append_each
 from latentcast.server.tasks.record import TaskRecord
 
 _APPEND = """
@@ -200,6 +201,9 @@ class RedisStore:
             if result == b"missing":
                 raise KeyError(task_id)
             # b"conflict": another process appended first; fold its event in and try again
+
+    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        return await append_each(self, task_id, events, fence)
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+", count=limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
-from latentcast.server.tasks.ports import Fence, Page
+from latentcast.server.tasks.ports import Fence, NewEvent, Page, append_each
 from latentcast.server.tasks.record import TaskRecord
 
 _SCHEMA = """
@@ -146,6 +147,9 @@ class SQLiteStore:
         else:
             self._active[task_id] = record
         return event
+
+    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        return await append_each(self, task_id, events, fence)
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         rows = self._db.execute(

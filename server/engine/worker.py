@@ -25,7 +25,7 @@ from latentcast.server.engine.previews import Previewer, make_previewer
 from latentcast.server.engine.runner import Interrupted, PreviewTimer, StopSignal, run_generation
 from latentcast.server.protocol.events import EventType, Preview
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
-from latentcast.server.tasks.ports import FileStore, Job, StaleWrite, StoreUnavailable
+from latentcast.server.tasks.ports import FileStore, Job, NewEvent, StaleWrite, StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 
@@ -34,14 +34,6 @@ log = logging.getLogger("latentcast.worker")
 # How long a worker told to stop waits for its stopped task to be queued again: the run stops at
 # its next step, then the requeue needs the backend. Apart from the grace, which may be 0.
 HANDBACK_SECONDS = 5.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Event:
-    type: str
-    message: Any
-    preview: Preview | None
-    at: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,6 +52,10 @@ class _EventPump:
     While the backend is unreachable, the pump retries its oldest write until the backend returns
     (the run goes on meanwhile; its writes wait in order). Each event carries a write id, so an
     append whose answer was lost is not recorded twice when it is sent again.
+
+    The events waiting when the pump wakes are written in one `emit_many`: a step's progress and
+    its log line cross to the store (and the API process) together, and its subscribers' senders
+    wake once for both.
     """
 
     def __init__(
@@ -70,7 +66,7 @@ class _EventPump:
         self._files = files
         self._job = job
         self._stop = stop
-        self._queue: asyncio.Queue[_Event | _Output | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[NewEvent | _Output | None] = asyncio.Queue()
         self._backoff = Backoff(f"task {job.task_id}: recording", log)
         self._task = loop.create_task(self._run())
         self.stale = False
@@ -79,7 +75,7 @@ class _EventPump:
     def emit(self, type_: str, message: Any, preview: Preview | None = None) -> None:
         """Called in the device thread; returns at once."""
         self.last_event = time.monotonic()  # the device advances, whether or not the backend answers
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _Event(type_, message, preview, time.time()))
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, NewEvent(str(type_), message, time.time(), preview))
 
     def save(self, name: str, data: bytes) -> str:
         """Called in the device thread; returns the output's URL at once (runner.Save)."""
@@ -88,28 +84,34 @@ class _EventPump:
 
     async def _run(self) -> None:
         fence = self._job.fence
-        for index in itertools.count():
-            item = await self._queue.get()
-            if item is None:
-                return
-            if self.stale:
-                continue
-            write_id = f"{fence.owner}:{fence.attempt}:{index}"
-            try:
-                await until_reachable(functools.partial(self._write, item, write_id), self._backoff)
-            except StaleWrite:
-                self.stale = True
-                self._stop.set("another worker took this task over")
-                log.warning("task %s was taken over; this worker stops writing to it", self._job.task_id)
+        written = itertools.count()
+        while True:
+            waiting = [await self._queue.get()]
+            while not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            for kind, group in itertools.groupby(waiting, key=type):
+                if kind is type(None):
+                    return
+                if kind is NewEvent:
+                    await self._write([dataclasses.replace(e, write_id=f"{fence.owner}:{fence.attempt}:{next(written)}") for e in group])
+                else:
+                    for output in group:
+                        await self._write(output)
 
-    async def _write(self, item: _Event | _Output, write_id: str) -> None:
+    async def _write(self, write: _Output | list[NewEvent]) -> None:
+        if self.stale:
+            return
         job = self._job
-        if isinstance(item, _Output):
-            await self._files.write(job.task_id, item.name, item.data, job.fence)
+        if isinstance(write, _Output):
+            call = functools.partial(self._files.write, job.task_id, write.name, write.data, job.fence)
         else:
-            await self._service.emit(
-                job.task_id, item.type, item.message, at=item.at, preview=item.preview, fence=job.fence, write_id=write_id
-            )
+            call = functools.partial(self._service.emit_many, job.task_id, write, fence=job.fence)
+        try:
+            await until_reachable(call, self._backoff)
+        except StaleWrite:
+            self.stale = True
+            self._stop.set("another worker took this task over")
+            log.warning("task %s was taken over; this worker stops writing to it", job.task_id)
 
     async def drain(self) -> None:
         """Wait until every event emitted so far is recorded."""

@@ -6,7 +6,7 @@ process (SQLite, memory) or across many (Redis); nothing here knows which one ru
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
@@ -55,6 +55,17 @@ class Job:
     handle: Any = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event for `TaskStore.append_many`: what `append` takes, as a value."""
+
+    type: str
+    message: Any
+    time: float
+    preview: Preview | None = None
+    write_id: str | None = None
+
+
 class TaskStore(Protocol):
     """Task records and their event logs; appending an event also folds it into the record."""
 
@@ -88,6 +99,12 @@ class TaskStore(Protocol):
         """
         ...
 
+    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        """Record `events` in order, each as `append` would. One call for a denoising step's events
+        (its progress and its log line), so that subscribers are woken once for them; a store may
+        make it one round trip or leave it to `append_each`."""
+        ...
+
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         """Events after `since` (the first `limit` of them), in order; only the newest preview of
         the whole log keeps its image."""
@@ -100,6 +117,14 @@ class TaskStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def append_each(store: TaskStore, task_id: str, events: Sequence[NewEvent], fence: Fence | None) -> list[Event]:
+    """`append_many` as one `append` per event: for a store that gains nothing from doing it at once."""
+    return [
+        await store.append(task_id, e.type, e.message, time=e.time, preview=e.preview, fence=fence, write_id=e.write_id)
+        for e in events
+    ]
 
 
 class JobQueue(Protocol):

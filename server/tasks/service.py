@@ -14,7 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
@@ -22,7 +22,7 @@ from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.feed import Deliver, TaskFeed
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.params import TaskParams
-from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, Page, TaskStore
+from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, NewEvent, Page, TaskStore
 from latentcast.server.tasks.record import TaskRecord
 
 log = logging.getLogger("latentcast.server")
@@ -150,6 +150,14 @@ class TaskService:
         )
         self._bus.publish(event)
         return event
+
+    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        """Record several events at once, then hand them to live subscribers together: a socket's
+        sender wakes once for a denoising step's progress and log line, not once for each."""
+        recorded = await self._store.append_many(task_id, events, fence=fence)
+        for event in recorded:
+            self._bus.publish(event)
+        return recorded
 
     async def next_job(self, worker: str) -> tuple[Job, TaskRecord]:
         """Wait for the next task this worker should run, and claim it."""
