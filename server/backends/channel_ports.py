@@ -25,7 +25,9 @@ START = "start"  # API -> worker: take tasks (once the API process has rebuilt i
 SHUTDOWN = "shutdown"  # API -> worker: finish the running task within the grace, or re-queue it
 READY = "ready"  # worker -> API: the model is loaded
 PREVIEW_TIME = "preview_time"  # worker -> API: (method, seconds) of one preview, for /metrics
-STORE_OPS = ("create", "get", "get_by_token", "list", "append", "append_many", "events", "set_cancel_requested", "unfinished")
+STORE_OPS = (
+    "create", "get", "get_by_token", "list", "append", "append_many", "events", "set_cancel_requested", "unfinished"
+)
 QUEUE_OPS = ("put", "take", "keepalive", "done", "remove", "position", "length", "moved")
 
 

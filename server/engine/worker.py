@@ -93,7 +93,8 @@ class _EventPump:
                 if kind is type(None):
                     return
                 if kind is NewEvent:
-                    await self._write([dataclasses.replace(e, write_id=f"{fence.owner}:{fence.attempt}:{next(written)}") for e in group])
+                    ids = (f"{fence.owner}:{fence.attempt}:{n}" for n in written)
+                    await self._write([dataclasses.replace(e, write_id=next(ids)) for e in group])
                 else:
                     for output in group:
                         await self._write(output)

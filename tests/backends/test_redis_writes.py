@@ -1,5 +1,6 @@
-"""The Redis backend's writes against a real redis-server: a write resent after a lost answer is
-recorded once, a stale fence stores no file, and an outage is `StoreUnavailable`, not a redis error."""
+"""The Redis backend's writes against a real redis-server: a write (or a batch of them) resent
+after a lost answer is recorded once, a stale fence stores no file, and an outage is
+`StoreUnavailable`, not a redis error."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from latentcast.server.backends.factory import Backend, open_backend
 from latentcast.server.config import Settings
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.params import TaskParams
-from latentcast.server.tasks.ports import Fence, StaleWrite, StoreUnavailable
+from latentcast.server.tasks.ports import Fence, NewEvent, StaleWrite, StoreUnavailable
 from latentcast.server.tasks.service import TaskService
 from tests.processes import RedisServer
 from tests.scaleout.outage import start_answering
@@ -50,6 +51,23 @@ async def test_an_append_sent_again_with_its_write_id_is_recorded_once(backend):
     assert [e.type for e in await service.events(task_id)] == ["task_queue", "task_accept"]
     other = await service.emit(task_id, "task_preprocess_start", {}, fence=fence, write_id="w1:1:1")
     assert other.seq == first.seq + 1
+
+
+async def test_a_batch_sent_again_after_a_lost_answer_adds_only_what_it_lacked(backend):
+    # the worker's event pump resends its whole batch; the events recorded before the answer was
+    # lost keep their seq, the rest follow them
+    service, task_id, fence = await _claimed(backend)
+    step = [
+        NewEvent("task_progress", {"step": 1}, 1.0, write_id="w1:1:0"),
+        NewEvent("task_output", "Step 1/2", 1.0, write_id="w1:1:1"),
+    ]
+    first = await service.emit_many(task_id, step[:1], fence=fence)
+    again = await service.emit_many(task_id, step, fence=fence)
+    assert [e.seq for e in again] == [first[0].seq, first[0].seq + 1]
+    assert [e.type for e in await service.events(task_id)] == ["task_queue", "task_progress", "task_output"]
+    with pytest.raises(StaleWrite):
+        stale = Fence(fence.owner, fence.attempt - 1)
+        await service.emit_many(task_id, [NewEvent("task_output", "late", 2.0)], fence=stale)
 
 
 async def test_a_file_is_stored_only_under_the_tasks_fence_and_dropped_with_a_cancel(backend):
