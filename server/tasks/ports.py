@@ -100,9 +100,9 @@ class TaskStore(Protocol):
         ...
 
     async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
-        """Record `events` in order, each as `append` would. One call for a denoising step's events
-        (its progress and its log line), so that subscribers are woken once for them; a store may
-        make it one round trip or leave it to `append_each`."""
+        """Record `events` in order, each as `append` would: one call for the events a worker has
+        waiting, so that subscribers are woken once for them. A store may make it one round trip
+        (the worker process's channel does) or leave it to `append_each`."""
         ...
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:

@@ -153,7 +153,7 @@ class TaskService:
 
     async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
         """Record several events at once, then hand them to live subscribers together: a socket's
-        sender wakes once for a denoising step's progress and log line, not once for each."""
+        sender wakes once for all of them, not once for each."""
         recorded = await self._store.append_many(task_id, events, fence=fence)
         for event in recorded:
             self._bus.publish(event)

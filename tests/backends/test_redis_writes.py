@@ -65,8 +65,8 @@ async def test_a_batch_sent_again_after_a_lost_answer_adds_only_what_it_lacked(b
     again = await service.emit_many(task_id, step, fence=fence)
     assert [e.seq for e in again] == [first[0].seq, first[0].seq + 1]
     assert [e.type for e in await service.events(task_id)] == ["task_queue", "task_progress", "task_output"]
+    stale = Fence(fence.owner, fence.attempt - 1)
     with pytest.raises(StaleWrite):
-        stale = Fence(fence.owner, fence.attempt - 1)
         await service.emit_many(task_id, [NewEvent("task_output", "late", 2.0)], fence=stale)
 
 
