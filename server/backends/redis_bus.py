@@ -7,6 +7,11 @@ subscribers' cursors see the hole and read it back from the task's own stream.
 
 Cancel requests for running tasks go over pub/sub to every worker; workers also re-check the
 task's cancel flag while they run, so a lost message only delays a cancel by a keepalive period.
+
+Both loops end on a flag as well as on cancellation: redis-py (8.1, Python 3.11) can lose a
+`CancelledError` that lands while a connection is being re-made after an outage, and the loop then
+goes on reading; a pub/sub read with no timeout would then hold `close()` forever. So the
+listener polls with a timeout and every loop checks `_closing`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from latentcast.server.tasks.ports import Listener, StoreUnavailable
 
 log = logging.getLogger("latentcast.redis")
 
+# How long close() may wait for the cancel listener if its cancellation was lost.
+CLOSE_POLL_SECONDS = 1.0
+
 
 class RedisBus:
     def __init__(self, client: aioredis.Redis, names: RedisNames, *, follow_feed: bool) -> None:
@@ -36,6 +44,7 @@ class RedisBus:
         self._local = LocalBus()
         self._cancel_listeners: list[Callable[[str, str], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -46,6 +55,7 @@ class RedisBus:
         self._tasks.append(loop.create_task(self._cancels()))
 
     async def close(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -72,7 +82,7 @@ class RedisBus:
         self._cancel_listeners.append(listener)
 
     async def _follow(self, last_id: bytes) -> None:
-        while True:
+        while not self._closing:
             try:
                 reply = await self.redis.xread({self.names.feed: last_id}, count=1000, block=1000)
             except StoreUnavailable as exc:
@@ -85,12 +95,13 @@ class RedisBus:
                     self._local.publish(_event(fields))
 
     async def _cancels(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.names.cancel)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
+                    while not self._closing:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=CLOSE_POLL_SECONDS)
+                        if message is not None and message["type"] == "message":
                             task_id, reason = json.loads(message["data"])
                             for listener in self._cancel_listeners:
                                 listener(task_id, reason)

@@ -4,6 +4,8 @@ judged a slow client, however small its queue."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from tests.support import SMALL, RedisServer, ServerProcess, decode_frame, is_te
 
 TASKS = 100  # the most one socket may follow at once (--max-subscriptions)
 QUEUE = 8  # --subscriber-queue: far fewer than the events replayed
+LONG_LOG = 20  # events the long task records before the worker stops: its steps and previews
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -35,14 +38,31 @@ def paced(request: pytest.FixtureRequest, start_server: Callable[..., ServerProc
 
 async def finished_tasks(http: httpx.AsyncClient) -> list[dict[str, Any]]:
     """TASKS finished tasks, made quickly: one that ran for a while (a long log, with previews) and
-    was cancelled, the others cancelled while they waited behind it."""
+    was cancelled, the others cancelled while they waited behind it. The worker is stopped
+    (SIGSTOP) while they are queued and cancelled, so none of them can finish first, however slow
+    the machine."""
     long = (await http.post("/v1/tasks", json={"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100})).json()
-    await wait_status(http, long["id"], {"running"})
-    waiting = [(await http.post("/v1/tasks", json={**SMALL, "prompt": "waits"})).json() for _ in range(TASKS - 1)]
-    for task in [*waiting, long]:
-        assert (await http.post(f"/v1/tasks/{task['id']}/cancel")).status_code == 202
+    await wait_for_events(http, long["id"], LONG_LOG)
+    worker = (await http.get("/v1/workers")).json()["data"][0]["pid"]
+    assert worker > 0, "the worker has not said its pid"
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        waiting = [(await http.post("/v1/tasks", json={**SMALL, "prompt": "waits"})).json() for _ in range(TASKS - 1)]
+        for task in [*waiting, long]:
+            assert (await http.post(f"/v1/tasks/{task['id']}/cancel")).status_code == 202
+    finally:
+        os.kill(worker, signal.SIGCONT)
     await wait_status(http, long["id"], {"cancelled"})
     return [long, *waiting]
+
+
+async def wait_for_events(http: httpx.AsyncClient, task_id: str, count: int, timeout: float = 60) -> None:
+    """Until the task has recorded `count` events."""
+    deadline = time.monotonic() + timeout
+    while (await http.get(f"/v1/tasks/{task_id}")).json()["last_seq"] < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id} recorded fewer than {count} events in {timeout}s")
+        await asyncio.sleep(0.02)
 
 
 async def test_a_fast_reader_gets_100_finished_tasks_on_one_socket_in_order(paced: ServerProcess) -> None:
