@@ -26,6 +26,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
     {"server.config": ("latentcast.server.config",)},
     {"server.security": ("latentcast.server.security",)},
     {"server.backends": ("latentcast.server.backends",), "server.engine": ("latentcast.server.engine",)},
+    {"server.training": ("latentcast.server.training",)},
     {"server.observability": ("latentcast.server.observability",)},
     {"server.api": ("latentcast.server.api",)},
     {"server.compat": ("latentcast.server.compat",)},

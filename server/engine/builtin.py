@@ -87,14 +87,17 @@ def _byte_symbols() -> list[str]:
     return [symbols[byte] for byte in range(256)]
 
 
-def _t5_tokenizer() -> T5Tokenizer:
+def _t5_tokenizer(words: tuple[str, ...] = ()) -> T5Tokenizer:
     """A T5 tokenizer on a small Unigram vocabulary (built by the `tokenizers` library inside).
 
     T5's fixed ids are kept: `<pad>`=0, `</s>`=1, `<unk>`=2. Then the word-start marker and the
-    printable ASCII characters, so any ASCII prompt tokenizes without `<unk>`.
+    printable ASCII characters, so any ASCII prompt tokenizes without `<unk>`. `words` become whole
+    pieces, each likelier than its spelling, so a model trained on them reads a word as one token
+    rather than as letters.
     """
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [(chr(code), -3.0) for code in range(ord("!"), ord("~") + 1)]
+    pieces += [("\u2581" + word, -1.0) for word in words]
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=512)
 
 
@@ -117,10 +120,35 @@ def _clip_encoder(width: int, vocab_size: int, tokenizer: CLIPTokenizer, act: st
     return CLIPTextModelWithProjection(config)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sizes:
+    """What differs between the builtin architectures; everything else is SD3's, shared."""
+
+    layers: int = 2
+    # SD3 spaces its sincos positions (sample_size / patch) / pos_embed_max_size apart, so the
+    # default size also sets how far apart neighbouring patches look: 1 when the two are equal.
+    sample_size: int = 32
+    heads: int = HEADS
+    head_dim: int = HEAD_DIM
+    patch: int = 2
+    vae_channels: tuple[int, int, int, int] = (8, 8, 16, 16)
+    vae_groups: int = 4
+    vae_attention: bool = True
+    t5_words: tuple[str, ...] = ()
+
+
+TINY = Sizes()
+
+
 def build_tiny_pipeline(seed: int) -> StableDiffusion3Pipeline:
     """Build the tiny SD3 pipeline in memory, all weights drawn from `seed` (about 0.4 M parameters)."""
+    return build_pipeline(seed, TINY)
+
+
+def build_pipeline(seed: int, sizes: Sizes) -> StableDiffusion3Pipeline:
+    """Build an SD3 pipeline of `sizes` in memory, all weights drawn from `seed`."""
     clip_tokenizer = _clip_tokenizer()
-    t5_tokenizer = _t5_tokenizer()
+    t5_tokenizer = _t5_tokenizer(sizes.t5_words)
     vocab_size = len(clip_tokenizer)
     # Forked so that building never moves the caller's global RNG.
     with torch.random.fork_rng(devices=[]):
@@ -142,19 +170,18 @@ def build_tiny_pipeline(seed: int) -> StableDiffusion3Pipeline:
             )
         )
         transformer = SD3Transformer2DModel(
-            sample_size=32,  # the default size when a caller gives none: 32 latents = 256 px
-            patch_size=2,
+            sample_size=sizes.sample_size,  # also the size a caller who gives none gets: 32 latents = 256 px
+            patch_size=sizes.patch,
             in_channels=LATENT_CHANNELS,
             out_channels=LATENT_CHANNELS,
-            num_layers=2,
-            attention_head_dim=HEAD_DIM,
-            num_attention_heads=HEADS,
-            caption_projection_dim=HEADS * HEAD_DIM,
+            num_layers=sizes.layers,
+            attention_head_dim=sizes.head_dim,
+            num_attention_heads=sizes.heads,
+            caption_projection_dim=sizes.heads * sizes.head_dim,
             pooled_projection_dim=sum(CLIP_WIDTHS),  # the two pooled CLIP outputs, concatenated
             joint_attention_dim=T5_WIDTH,
-            # Positions for up to 128 patches a side, i.e. 2048 px (the API's largest size); the
-            # table is saved with the weights.
-            pos_embed_max_size=128,
+            # Positions for 2048 px a side (the API's largest size); the table is saved with the weights.
+            pos_embed_max_size=2048 // 8 // sizes.patch,
         )
         vae = AutoencoderKL(
             in_channels=3,
@@ -162,15 +189,16 @@ def build_tiny_pipeline(seed: int) -> StableDiffusion3Pipeline:
             # Four blocks make three 2x resamplings: SD3's VAE scale factor of 8.
             down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 16, 16),
+            block_out_channels=sizes.vae_channels,
             layers_per_block=1,
-            norm_num_groups=4,
+            norm_num_groups=sizes.vae_groups,
             latent_channels=LATENT_CHANNELS,
             sample_size=256,
             scaling_factor=VAE_SCALING_FACTOR,
             shift_factor=VAE_SHIFT_FACTOR,
             use_quant_conv=False,  # SD3's VAE has neither quant conv
             use_post_quant_conv=False,
+            mid_block_add_attention=sizes.vae_attention,
         )
     return StableDiffusion3Pipeline(
         transformer=transformer,

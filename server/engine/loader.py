@@ -14,6 +14,7 @@ import torch
 from diffusers import StableDiffusion3Pipeline
 
 from latentcast.server.engine.builtin import BUILTIN_MODELS, ensure_builtin
+from latentcast.server.engine.model_settings import ModelSettings
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -32,6 +33,7 @@ class LoadedModel:
     name: str  # as the operator gave it, e.g. "builtin:tiny" or a path
     device: str
     dtype: torch.dtype
+    settings: ModelSettings = ModelSettings()
 
 
 def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
@@ -67,7 +69,8 @@ def load_pipeline(model: str, *, data_dir: Path, device: str = "cpu", dtype: str
         raise ModelLoadError(f"could not load model {model!r}: {type(exc).__name__}: {exc}") from exc
     # The worker reports progress as events; tqdm bars on stderr would only be noise.
     pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(pipe=pipe, name=model, device=device, dtype=torch_dtype)
+    settings = ModelSettings.read(Path(source)) if Path(source).is_dir() else ModelSettings()
+    return LoadedModel(pipe=pipe, name=model, device=device, dtype=torch_dtype, settings=settings)
 
 
 def _locate(model: str, data_dir: Path) -> tuple[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -89,12 +90,18 @@ class Latent2RGB:
     costs a tenth of bilinear and adds no detail a smoother filter would have had to invent.
     """
 
-    def __init__(self, vae_scale_factor: int = 8, max_side: int = MAX_PREVIEW_SIDE) -> None:
+    def __init__(
+        self,
+        vae_scale_factor: int = 8,
+        max_side: int = MAX_PREVIEW_SIDE,
+        factors: Sequence[Sequence[float]] = SD3_LATENT_RGB_FACTORS,
+        bias: Sequence[float] = SD3_LATENT_RGB_BIAS,
+    ) -> None:
         self.vae_scale_factor = vae_scale_factor
         self.max_side = max_side
         # Folded in once: [-1, 1] -> [0, 255], plus 0.5 so the uint8 cast (which truncates) rounds.
-        self._weight = torch.tensor(SD3_LATENT_RGB_FACTORS).T.contiguous() * 127.5  # (3, 16)
-        self._bias = (torch.tensor(SD3_LATENT_RGB_BIAS)[:, None] + 1.0) * 127.5 + 0.5  # (3, 1)
+        self._weight = torch.tensor(factors).T.contiguous() * 127.5  # (3, 16)
+        self._bias = (torch.tensor(bias)[:, None] + 1.0) * 127.5 + 0.5  # (3, 1)
 
     def __call__(self, x0: torch.Tensor) -> list[Image.Image]:
         batch, channels, height, width = x0.shape
@@ -162,10 +169,16 @@ class TaesdPreview:
         return [shrink_to_fit(image, self.max_side) for image in _to_images(_signed_to_uint8(decoded))]
 
 
-def make_previewer(method: str, pipe: Any, taesd_path: Path | None) -> Previewer | None:
-    """The previewer for `method` (one of PREVIEW_METHODS) on `pipe`'s device; None for "none"."""
+def make_previewer(
+    method: str,
+    pipe: Any,
+    taesd_path: Path | None,
+    latent_rgb: tuple[Sequence[Sequence[float]], Sequence[float]] = (SD3_LATENT_RGB_FACTORS, SD3_LATENT_RGB_BIAS),
+) -> Previewer | None:
+    """The previewer for `method` (one of PREVIEW_METHODS) on `pipe`'s device; None for "none".
+    `latent_rgb`: the model's own latent -> RGB factors and bias (SD3's unless its folder has its own)."""
     if method == "latent2rgb":
-        return Latent2RGB(vae_scale_factor=pipe.vae_scale_factor)
+        return Latent2RGB(vae_scale_factor=pipe.vae_scale_factor, factors=latent_rgb[0], bias=latent_rgb[1])
     if method == "vae":
         return VaePreview(pipe)
     if method == "taesd":

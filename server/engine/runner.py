@@ -167,6 +167,7 @@ def run_generation(
                 do_classifier_free_guidance=guided,
                 num_images_per_prompt=params.num_images,
                 device=pipe._execution_device,
+                max_sequence_length=model.settings.max_sequence_length,
             )
         emit(EventType.PREPROCESS_END, {"seconds": round(time.perf_counter() - began, 4)})
         emit(EventType.ASSIGN, {"device": model.device})
@@ -175,7 +176,7 @@ def run_generation(
         generator = torch.Generator(device="cpu").manual_seed(record.seed)
         scale = pipe.vae_scale_factor
         latents = randn_tensor(
-            (count, pipe.transformer.config.in_channels, _padded(height) // scale, _padded(width) // scale),
+            (count, pipe.transformer.config.in_channels, _padded(pipe, height) // scale, _padded(pipe, width) // scale),
             generator=generator,
             device=torch.device(model.device),
             dtype=prompt_embeds.dtype,
@@ -192,8 +193,8 @@ def run_generation(
                 negative_prompt_embeds=negative_embeds if guided else None,
                 pooled_prompt_embeds=pooled,
                 negative_pooled_prompt_embeds=negative_pooled if guided else None,
-                width=_padded(width),
-                height=_padded(height),
+                width=_padded(pipe, width),
+                height=_padded(pipe, height),
                 num_inference_steps=steps,
                 guidance_scale=params.guidance_scale,
                 latents=latents,
@@ -240,9 +241,11 @@ def run_generation(
         emit(EventType.ERROR, {"code": "generation_failed", "message": text, "fatal": True})
 
 
-def _padded(size: int) -> int:
-    """The pipeline takes multiples of 16 (VAE 8 x patch 2); a multiple of 8 is generated 8 px larger."""
-    return -(-size // 16) * 16
+def _padded(pipe: Any, size: int) -> int:
+    """The pipeline takes multiples of the VAE's scale times the transformer's patch (8 x 2 = 16 in
+    SD3); a size between them is generated larger and centre-cropped."""
+    step = pipe.vae_scale_factor * pipe.transformer.config.patch_size
+    return -(-size // step) * step
 
 
 def _cropped(image: Image.Image, width: int, height: int) -> Image.Image:

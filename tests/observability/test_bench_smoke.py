@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.support import ROOT
+from tests.training.short_plan import train_briefly
 
 # A smoke run takes seconds on an idle machine and minutes on a busy one: the limits are only safety nets.
 SAFETY_NET_SECONDS = 600
@@ -84,7 +85,14 @@ def test_memory_smoke():
     assert all(c["rss"] > 0 for c in result["checkpoints"])
 
 
-@pytest.mark.parametrize("name", ["overhead", "previews", "latency", "connections", "submit", "memory"])
+def test_drawing_smoke(tmp_path):
+    result = run_bench("drawing", "--model", str(train_briefly(tmp_path / "model")))
+    (size,) = result["sizes"].values()
+    assert len(size["preview_psnr_per_step"]) == result["steps"]
+    assert len(result["step_ms"]) == 2 and all(ms > 0 for ms in result["step_ms"].values())
+
+
+@pytest.mark.parametrize("name", ["overhead", "previews", "latency", "connections", "submit", "memory", "drawing"])
 def test_every_benchmark_is_documented(name):
     readme = (ROOT / "bench" / "README.md").read_text()
     assert f"python -m bench.{name}" in readme

@@ -1,0 +1,240 @@
+"""Train an SD3 pipeline that draws, on CPU from the synthetic scenes (docs/builtin-model.md).
+
+    python -m latentcast.server.training.train --out FOLDER
+
+Seeded and deterministic on one machine (torch's CPU kernels are). Three stages, in the order the
+model needs them:
+
+1. the 16-channel AutoencoderKL learns to reconstruct scenes (L1 + MSE, a small KL term so its
+   latents stay smooth enough to diffuse); its latents' mean and spread become the VAE's
+   `shift_factor` and `scaling_factor`, so the transformer sees unit-variance latents as in SD3;
+2. the SD3Transformer2DModel learns flow matching (x_t = (1 - s) x0 + s e, target e - x0, s drawn
+   as the inference schedule draws it: logit-normal, then shifted by the scheduler's shift) on
+   latents cached once at 256 and 512 px, conditioned on the pipeline's own frozen text encoders,
+   with 10 % of captions dropped to "" for classifier-free guidance; the saved weights are an
+   exponential moving average, which denoises far better than the last step's;
+3. the `latent2rgb` preview factors are fitted by least squares from latents to the decoded
+   images downscaled to the latents' size, and written beside the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import math
+import random
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from diffusers import AutoencoderKL, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+from latentcast.server.engine.builtin import SCHEDULER_SHIFT, Sizes, build_pipeline
+from latentcast.server.engine.model_settings import ModelSettings
+from latentcast.server.training import scenes
+
+
+
+def caption_words(draws: int = 20000) -> tuple[str, ...]:
+    """Every word the captions use (found by drawing many, deterministically), each to be one T5 token."""
+    rng = random.Random(0)
+    return tuple(sorted({word for _ in range(draws) for word in re.findall(r"[a-z]+", scenes.caption(scenes.random_scene(rng), rng))}))
+
+
+WORDS = caption_words()
+# sample_size 256 (latents): neighbouring patches' positions one apart, as distinct as SD3's; at
+# tiny's 32 they would be an eighth apart, and the model scattered its shapes over the picture.
+DRAWING = Sizes(layers=3, sample_size=256, heads=4, head_dim=32, patch=4, vae_channels=(16, 32, 32, 32), vae_groups=8,
+                vae_attention=False, t5_words=WORDS)  # flat shapes need no attention; it would cost most of a 1024 px decode
+T5_TOKENS = 32  # the longest caption is well under; fewer context tokens make every step cheaper
+CAPTION_DROPOUT = 0.1
+EMA_DECAY = 0.999
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """How long each stage trains; the defaults finish within an hour on a 2-core CPU."""
+
+    vae_steps: int = 1500
+    vae_batch: int = 16
+    latents_256: int = 6000
+    latents_512: int = 1000
+    transformer_steps: int = 8000
+    batch_256: int = 32
+    batch_512: int = 8
+    every_512: int = 3  # one 512 px batch in this many
+    learning_rate: float = 1e-3
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def pixels(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 HxWx3 pictures as the VAE's input: NCHW in [-1, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def render(scene: scenes.Scene, size: int) -> np.ndarray:
+    return np.asarray(scenes.render(scene, size), dtype=np.uint8)
+
+
+def train_vae(vae: AutoencoderKL, plan: Plan, rng: random.Random) -> None:
+    """Reconstruction on 64 px crops of 256 px scenes: the shapes' edges at the scale they are
+    drawn, at a sixteenth of a whole picture's cost (the VAE is convolutional)."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=plan.learning_rate, weight_decay=0.0)
+    vae.train()
+    for step in range(plan.vae_steps):
+        batch = []
+        for _ in range(plan.vae_batch):
+            image = render(scenes.random_training_scene(rng), 256)
+            top, left = rng.randrange(0, 193, 8), rng.randrange(0, 193, 8)
+            batch.append(image[top : top + 64, left : left + 64])
+        x = pixels(batch)
+        posterior = vae.encode(x).latent_dist
+        rebuilt = vae.decode(posterior.sample()).sample
+        loss = F.l1_loss(rebuilt, x) + F.mse_loss(rebuilt, x) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == plan.vae_steps - 1:
+            log(f"vae {step}/{plan.vae_steps} loss {loss.item():.4f}")
+    vae.eval()
+
+
+@torch.no_grad()
+def encode(vae: AutoencoderKL, images: list[np.ndarray]) -> torch.Tensor:
+    return torch.cat([vae.encode(pixels(images[i : i + 32])).latent_dist.mean for i in range(0, len(images), 32)])
+
+
+@torch.no_grad()
+def cache_latents(vae: AutoencoderKL, count: int, size: int, rng: random.Random) -> tuple[list[scenes.Scene], torch.Tensor]:
+    chosen = [scenes.random_training_scene(rng) for _ in range(count)]
+    raw = torch.cat([encode(vae, [render(scene, size) for scene in chosen[i : i + 256]]) for i in range(0, count, 256)])
+    return chosen, raw
+
+
+def set_latent_scale(vae: AutoencoderKL, raw: torch.Tensor) -> None:
+    """SD3's convention, fitted to this VAE: (latent - shift) * scale has mean 0 and variance 1."""
+    shift = raw.mean().item()
+    scale = 1.0 / raw.std().item()
+    vae.register_to_config(shift_factor=round(shift, 4), scaling_factor=round(scale, 4))
+    log(f"latent shift {shift:.4f} scale {scale:.4f}")
+
+
+def sigmas(count: int, generator: torch.Generator) -> torch.Tensor:
+    """Noise levels as inference visits them: logit-normal, shifted like the scheduler's timesteps."""
+    s = torch.sigmoid(torch.randn(count, generator=generator))
+    return SCHEDULER_SHIFT * s / (1 + (SCHEDULER_SHIFT - 1) * s)
+
+
+@torch.no_grad()
+def conditioning(pipe: StableDiffusion3Pipeline, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        prompt=captions, prompt_2=None, prompt_3=None, device="cpu",
+        do_classifier_free_guidance=False, max_sequence_length=T5_TOKENS,
+    )
+    return embeds, pooled
+
+
+def train_transformer(
+    pipe: StableDiffusion3Pipeline,
+    data: dict[int, tuple[list[scenes.Scene], torch.Tensor]],
+    plan: Plan,
+    rng: random.Random,
+    generator: torch.Generator,
+) -> SD3Transformer2DModel:
+    transformer = pipe.transformer
+    ema = copy.deepcopy(transformer).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=plan.learning_rate, weight_decay=0.01)
+    warmup = min(200, plan.transformer_steps // 10 + 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / plan.transformer_steps)),
+    )
+    transformer.train()
+    for step in range(plan.transformer_steps):
+        size = 512 if step % plan.every_512 == plan.every_512 - 1 else 256
+        chosen, latents = data[size]
+        picks = [rng.randrange(len(chosen)) for _ in range(plan.batch_512 if size == 512 else plan.batch_256)]
+        x0 = latents[picks]
+        captions = ["" if rng.random() < CAPTION_DROPOUT else scenes.caption(chosen[i], rng) for i in picks]
+        embeds, pooled = conditioning(pipe, captions)
+        noise = torch.randn(x0.shape, generator=generator)
+        s = sigmas(len(picks), generator)
+        xt = (1 - s[:, None, None, None]) * x0 + s[:, None, None, None] * noise
+        predicted = transformer(xt, embeds, pooled, s * 1000).sample
+        loss = F.mse_loss(predicted, noise - x0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            decay = min(EMA_DECAY, (step + 1) / (step + 10))
+            for kept, live in zip(ema.parameters(), transformer.parameters(), strict=True):
+                kept.lerp_(live, 1 - decay)
+        if step % 100 == 0 or step == plan.transformer_steps - 1:
+            log(f"transformer {step}/{plan.transformer_steps} {size}px loss {loss.item():.4f}")
+    return ema
+
+
+@torch.no_grad()
+def fit_latent_rgb(vae: AutoencoderKL, rng: random.Random) -> tuple[list[list[float]], list[float]]:
+    """Least squares from scaled latents to the decoded picture at the latents' size, as the
+    `latent2rgb` preview applies them: rgb in [-1, 1] = latent @ factors + bias."""
+    raw = encode(vae, [render(scenes.random_training_scene(rng), 256) for _ in range(256)])
+    decoded = torch.cat([vae.decode(raw[i : i + 32]).sample for i in range(0, len(raw), 32)]).clamp(-1, 1)
+    target = F.interpolate(decoded, size=raw.shape[-2:], mode="area")
+    scaled = (raw - vae.config.shift_factor) * vae.config.scaling_factor
+    inputs = torch.cat([scaled.permute(0, 2, 3, 1).reshape(-1, scaled.shape[1]), torch.ones(scaled.numel() // scaled.shape[1], 1)], 1)
+    solution = torch.linalg.lstsq(inputs.double(), target.permute(0, 2, 3, 1).reshape(-1, 3).double()).solution.float()
+    return [[round(v, 5) for v in row] for row in solution[:-1].tolist()], [round(v, 5) for v in solution[-1].tolist()]
+
+
+def train(out: Path, plan: Plan, seed: int) -> None:
+    # Two-object captions run past CLIP's 77 byte tokens; the cut is expected (T5 reads them whole).
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    started = time.monotonic()
+    pipe = build_pipeline(seed, DRAWING)
+    pipe.set_progress_bar_config(disable=True)
+    log(f"transformer {sum(p.numel() for p in pipe.transformer.parameters()) / 1e6:.2f} M parameters, "
+        f"vae {sum(p.numel() for p in pipe.vae.parameters()) / 1e6:.2f} M; {len(WORDS)} caption words")
+    train_vae(pipe.vae, plan, rng)
+    pipe.vae.requires_grad_(False)
+    data = {size: cache_latents(pipe.vae, count, size, rng) for size, count in ((256, plan.latents_256), (512, plan.latents_512))}
+    set_latent_scale(pipe.vae, data[256][1])
+    for size, (chosen, raw) in data.items():
+        data[size] = (chosen, (raw - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor)
+    log(f"latents cached after {time.monotonic() - started:.0f} s")
+    for encoder in (pipe.text_encoder, pipe.text_encoder_2, pipe.text_encoder_3):
+        encoder.requires_grad_(False).eval()
+    pipe.transformer = train_transformer(pipe, data, plan, rng, generator)
+    factors, bias = fit_latent_rgb(pipe.vae, rng)
+    pipe.save_pretrained(out)
+    ModelSettings(max_sequence_length=T5_TOKENS, latent_rgb_factors=factors, latent_rgb_bias=bias).write(out)
+    log(f"saved to {out} after {time.monotonic() - started:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m latentcast.server.training.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write (diffusers layout)")
+    parser.add_argument("--seed", type=int, default=0)
+    for field in dataclasses.fields(Plan):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    plan = Plan(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Plan)})
+    train(args.out, plan, args.seed)
+
+
+if __name__ == "__main__":
+    main()
