@@ -44,7 +44,6 @@ def generate(model: Any, prompt: str, size: int, seed: int, steps: int) -> tuple
     outputs: dict[str, bytes] = {}
     seconds: list[float] = []
     errors: list[Any] = []
-    settings = model.settings
 
     def emit(kind: str, message: Any, preview: Any = None) -> None:
         if preview is not None:
@@ -61,9 +60,7 @@ def generate(model: Any, prompt: str, size: int, seed: int, steps: int) -> tuple
     run_generation(
         record, model, emit, StopSignal(), save,
         preview_min_interval=0.0,
-        previewer_for=lambda method: make_previewer(
-            method, model.pipe, None, (settings.latent_rgb_factors, settings.latent_rgb_bias)
-        ),
+        previewer_for=lambda method: make_previewer(method, model.pipe, None, model.settings),
         time_preview=lambda method, spent: None,
     )
     if errors:

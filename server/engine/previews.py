@@ -11,13 +11,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from diffusers import AutoencoderTiny
 from PIL import Image
 
 from latentcast.client.wire import PREVIEW_FORMATS, PREVIEW_METHODS
+
+if TYPE_CHECKING:  # model_settings takes SD3's factors from here
+    from latentcast.server.engine.model_settings import ModelSettings
 
 MAX_PREVIEW_SIDE = 512
 
@@ -170,15 +173,14 @@ class TaesdPreview:
 
 
 def make_previewer(
-    method: str,
-    pipe: Any,
-    taesd_path: Path | None,
-    latent_rgb: tuple[Sequence[Sequence[float]], Sequence[float]] = (SD3_LATENT_RGB_FACTORS, SD3_LATENT_RGB_BIAS),
+    method: str, pipe: Any, taesd_path: Path | None, settings: ModelSettings | None = None
 ) -> Previewer | None:
     """The previewer for `method` (one of PREVIEW_METHODS) on `pipe`'s device; None for "none".
-    `latent_rgb`: the model's own latent -> RGB factors and bias (SD3's unless its folder has its own)."""
+    `settings`: the model folder's own (its latent -> RGB factors); None: SD3's."""
     if method == "latent2rgb":
-        return Latent2RGB(vae_scale_factor=pipe.vae_scale_factor, factors=latent_rgb[0], bias=latent_rgb[1])
+        if settings is None:
+            return Latent2RGB(vae_scale_factor=pipe.vae_scale_factor)
+        return Latent2RGB(pipe.vae_scale_factor, factors=settings.latent_rgb_factors, bias=settings.latent_rgb_bias)
     if method == "vae":
         return VaePreview(pipe)
     if method == "taesd":

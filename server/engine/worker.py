@@ -262,10 +262,7 @@ class Worker:
         """Previewers are built once per worker, on its device thread (taesd loads weights)."""
         if method not in self._previewers:
             assert self.model is not None
-            settings = self.model.settings
-            self._previewers[method] = make_previewer(
-                method, self.model.pipe, self.taesd_path, (settings.latent_rgb_factors, settings.latent_rgb_bias)
-            )
+            self._previewers[method] = make_previewer(method, self.model.pipe, self.taesd_path, self.model.settings)
         return self._previewers[method]
 
     def cancel(self, task_id: str, reason: str) -> None:

@@ -9,10 +9,11 @@ import io
 from pathlib import Path
 
 import httpx
+import torch
 from PIL import Image
 
 from latentcast.server.engine.loader import load_pipeline
-from latentcast.server.engine.previews import SD3_LATENT_RGB_FACTORS
+from latentcast.server.engine.previews import SD3_LATENT_RGB_FACTORS, make_previewer
 from latentcast.server.training.train import T5_TOKENS
 from tests.support import ServerProcess, collect_from_the_start, previewed_steps
 from tests.training.short_plan import train_briefly
@@ -32,6 +33,10 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
     assert len(model.settings.latent_rgb_factors) == 16
     assert model.settings.latent_rgb_factors != SD3_LATENT_RGB_FACTORS  # fitted to this VAE
     assert model.pipe.transformer.config.patch_size == 4
+    latent = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    own = make_previewer("latent2rgb", model.pipe, None, model.settings)(latent)[0]
+    sd3 = make_previewer("latent2rgb", model.pipe, None)(latent)[0]
+    assert own.tobytes() != sd3.tobytes()  # the preview paints with the folder's factors
 
     server = ServerProcess(tmp_path / "data", "--model", str(tmp_path / "one"), "--preview-min-interval", "0").start()
     try:
