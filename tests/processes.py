@@ -43,6 +43,7 @@ def wait_listening(port: int, timeout: float = READY_TIMEOUT) -> None:
 class ServerProcess:
     """`latentcast serve` (or `worker`) as a user runs it, with its own data dir and port.
 
+    `model`: the `--model` to serve; None gives none, so the server's default.
     `python` and `cwd`: another interpreter (an installed wheel's) run outside this checkout.
     """
 
@@ -52,6 +53,7 @@ class ServerProcess:
         *args: str,
         port: int | None = None,
         command: str = "serve",
+        model: str | None = None,
         python: str = sys.executable,
         cwd: Path = ROOT,
     ) -> None:
@@ -59,6 +61,7 @@ class ServerProcess:
         self.args = list(args)
         self.port = port or free_port()
         self.command = command
+        self.model = model
         self.python = python
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
@@ -82,7 +85,7 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [self.python, "-m", "latentcast", self.command, "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), *self.args],
+                 "--data-dir", str(self.data_dir), *(["--model", self.model] if self.model else []), *self.args],
                 cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,

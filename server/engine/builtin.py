@@ -56,19 +56,34 @@ class BuiltinModel:
     build: Callable[[int], StableDiffusion3Pipeline]
 
 
-def _clip_tokenizer() -> CLIPTokenizer:
+def _clip_tokenizer(words: tuple[str, ...] = (), length: int = CLIP_MAX_LENGTH) -> CLIPTokenizer:
     """A byte-level CLIP tokenizer whose whole vocabulary is written here, so nothing is downloaded.
 
-    With an empty merge list every byte is its own token: the 256 byte characters, their 256
-    end-of-word (`</w>`) forms, then the two specials. Real CLIP has 49408 tokens; the text encoders
-    only need the ids to be consistent with their embedding tables.
+    With no merges every byte is its own token: the 256 byte characters, their 256 end-of-word
+    (`</w>`) forms, then the two specials. Real CLIP has 49408 tokens; the text encoders only need
+    the ids to be consistent with their embedding tables. Each of `words` gets the BPE merges
+    that spell it, so it reads as one token (`red</w>`) and any other word still as bytes.
     """
     symbols = _byte_symbols()
     vocab = {symbol: index for index, symbol in enumerate(symbols)}
     vocab.update({symbol + "</w>": len(symbols) + index for index, symbol in enumerate(symbols)})
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_MAX_LENGTH)
+    ranks: dict[tuple[str, str], int] = {}
+    for word in words:
+        # A word is spelt by the merges so far (lowest rank first, as BPE does); each new merge
+        # ranks after them all, so it never changes how an earlier word is read.
+        while len(pieces := _merged([*word[:-1], word[-1] + "</w>"], ranks)) > 1:
+            ranks[(pieces[0], pieces[1])] = len(ranks)
+            vocab.setdefault(pieces[0] + pieces[1], len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=list(ranks), model_max_length=length)
+
+
+def _merged(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    while pairs := [(ranks[pair], i) for i, pair in enumerate(zip(pieces, pieces[1:])) if pair in ranks]:
+        _, i = min(pairs)
+        pieces = [*pieces[:i], pieces[i] + pieces[i + 1], *pieces[i + 2 :]]
+    return pieces
 
 
 def _byte_symbols() -> list[str]:
@@ -109,7 +124,7 @@ def _clip_encoder(width: int, vocab_size: int, tokenizer: CLIPTokenizer, act: st
         projection_dim=width,
         num_hidden_layers=2,  # the pipeline reads the penultimate hidden state
         num_attention_heads=2,
-        max_position_embeddings=CLIP_MAX_LENGTH,
+        max_position_embeddings=tokenizer.model_max_length,
         hidden_act=act,
         bos_token_id=tokenizer.bos_token_id,
         # The pooled output is taken at the first EOS token: with a wrong id it silently pools
@@ -134,7 +149,10 @@ class Sizes:
     vae_channels: tuple[int, int, int, int] = (8, 8, 16, 16)
     vae_groups: int = 4
     vae_attention: bool = True
-    t5_words: tuple[str, ...] = ()
+    # Words both tokenizers read whole (a trained model's vocabulary); the rest is spelt out.
+    words: tuple[str, ...] = ()
+    # The pipeline pads every prompt to this many CLIP tokens, and each is a token every block attends over.
+    clip_tokens: int = CLIP_MAX_LENGTH
 
 
 TINY = Sizes()
@@ -147,8 +165,8 @@ def build_tiny_pipeline(seed: int) -> StableDiffusion3Pipeline:
 
 def build_pipeline(seed: int, sizes: Sizes) -> StableDiffusion3Pipeline:
     """Build an SD3 pipeline of `sizes` in memory, all weights drawn from `seed`."""
-    clip_tokenizer = _clip_tokenizer()
-    t5_tokenizer = _t5_tokenizer(sizes.t5_words)
+    clip_tokenizer = _clip_tokenizer(sizes.words, sizes.clip_tokens)
+    t5_tokenizer = _t5_tokenizer(sizes.words)
     vocab_size = len(clip_tokenizer)
     # Forked so that building never moves the caller's global RNG.
     with torch.random.fork_rng(devices=[]):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,9 @@ from PIL import Image
 
 from latentcast.server.engine.loader import load_pipeline
 from latentcast.server.engine.previews import SD3_LATENT_RGB_FACTORS, make_previewer
-from latentcast.server.training.train import T5_TOKENS
+from latentcast.server.engine.builtin import build_pipeline
+from latentcast.server.training import scenes
+from latentcast.server.training.train import DRAWING, TOKENS, WORDS
 from tests.support import ServerProcess, collect_from_the_start, previewed_steps
 from tests.training.short_plan import train_briefly
 
@@ -29,16 +32,21 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
     assert {"latentcast.json", "transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"} <= set(first)
 
     model = load_pipeline(str(tmp_path / "one"), data_dir=tmp_path)
-    assert model.settings.max_sequence_length == T5_TOKENS
+    assert model.settings.max_sequence_length == TOKENS
     assert len(model.settings.latent_rgb_factors) == 16
     assert model.settings.latent_rgb_factors != SD3_LATENT_RGB_FACTORS  # fitted to this VAE
     assert model.pipe.transformer.config.patch_size == 4
+    # the text encoders were trained with the transformer, not left as the seed drew them
+    drawn = build_pipeline(0, DRAWING)
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        trained, seeded = getattr(model.pipe, name).state_dict(), getattr(drawn, name).state_dict()
+        assert any(not torch.equal(trained[key], seeded[key]) for key in seeded), name
     latent = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
     own = make_previewer("latent2rgb", model.pipe, None, model.settings)(latent)[0]
     sd3 = make_previewer("latent2rgb", model.pipe, None)(latent)[0]
     assert own.tobytes() != sd3.tobytes()  # the preview paints with the folder's factors
 
-    server = ServerProcess(tmp_path / "data", "--model", str(tmp_path / "one"), "--preview-min-interval", "0").start()
+    server = ServerProcess(tmp_path / "data", "--preview-min-interval", "0", model=str(tmp_path / "one")).start()
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             body = {"prompt": "a large red circle on a blue background, top left", "width": 200, "height": 136, "num_inference_steps": 5}
@@ -50,3 +58,20 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
             assert last_preview.size == (224, 160)  # the generated size: the next multiples of 32
     finally:
         server.stop()
+
+
+def test_both_tokenizers_read_each_caption_word_as_one_token_and_spell_out_the_rest() -> None:
+    pipe = build_pipeline(0, DRAWING)
+    clip, t5 = pipe.tokenizer, pipe.tokenizer_3
+    for word in WORDS:
+        assert clip.convert_ids_to_tokens(clip(word).input_ids) == ["<|startoftext|>", f"{word}</w>", "<|endoftext|>"]
+        assert t5.convert_ids_to_tokens(t5(word).input_ids) == [f"\u2581{word}", "</s>"]
+    # lower-cased as CLIP does; a word not in the captions is spelt out, piece by piece
+    red, *rest = clip.convert_ids_to_tokens(clip("Red triangles").input_ids)[1:-1]
+    assert red == "red</w>" and len(rest) > 1 and "".join(rest) == "triangles</w>"
+    # the longest captions fit the 32 tokens both are padded to
+    rng = random.Random(0)
+    captions = [scenes.caption(scenes.random_scene(rng), rng) for _ in range(2000)]
+    assert max(len(clip(c).input_ids) for c in captions) <= TOKENS
+    assert max(len(t5(c).input_ids) for c in captions) <= TOKENS
+    assert clip.model_max_length == TOKENS == pipe.text_encoder.config.max_position_embeddings
