@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bench.common import Report, median, parser
+
+if TYPE_CHECKING:
+    from latentcast.server.engine.builtin import Sizes
 
 TRAINING_BATCH = 32
 LATENT_SIDE = 32  # 256 px
 
 
-def candidates() -> dict[str, object]:
+def candidates() -> dict[str, "Sizes"]:
     from latentcast.server.training.train import DRAWING
 
     return {
@@ -32,7 +37,7 @@ def candidates() -> dict[str, object]:
     }
 
 
-def seconds(call, repeats: int) -> float:
+def seconds(call: Callable[[], None], repeats: int) -> float:
     call()  # the first call allocates
     times = []
     for _ in range(repeats):
@@ -42,7 +47,7 @@ def seconds(call, repeats: int) -> float:
     return median(times)
 
 
-def measure(sizes, batch: int, repeats: int) -> dict[str, float]:
+def measure(sizes: "Sizes", batch: int, repeats: int) -> dict[str, float]:
     import torch
 
     from latentcast.server.engine.builtin import build_pipeline

@@ -96,3 +96,10 @@ def test_drawing_smoke(tmp_path):
 def test_every_benchmark_is_documented(name):
     readme = (ROOT / "bench" / "README.md").read_text()
     assert f"python -m bench.{name}" in readme
+
+
+def test_transformer_sizes_smoke():
+    result = run_bench("transformer_sizes")
+    sizes = result["sizes"]
+    assert len(sizes) == 5 and next(iter(sizes)).startswith("run 3")
+    assert all(row["parameters_m"] > 0 and row["training_ms"] > 0 and row["denoising_ms"] > 0 for row in sizes.values())
