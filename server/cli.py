@@ -238,6 +238,7 @@ def _serve(args: argparse.Namespace) -> int:
         "Latentcast on %s (model %s, data in %s)", settings.base_url, settings.model, settings.data_dir
     )
     logging.getLogger("latentcast").log(logging.WARNING if exposed.open else logging.INFO, exposed.message)
+    from latentcast.server.api.frame_writer import FrameWritingProtocol
     from latentcast.server.security.slowloris import head_deadline
 
     uvicorn.run(
@@ -245,7 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         http=head_deadline(settings.header_timeout) if settings.header_timeout else "auto",
-        ws="websockets-sansio",
+        ws=FrameWritingProtocol,  # uvicorn's websockets-sansio, plus frames written past ASGI
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,

@@ -15,7 +15,11 @@ protocol.events.encode_binary) and control messages without `seq`: `subscribed`,
 `error`. See docs/protocol.md.
 
 All of a socket's subscriptions share one bounded outbound queue drained by one sender task, so a
-slow socket only ever delays itself; when it falls too far behind on live events it is closed with
+slow socket only ever delays itself. A live event that finds the queue empty and the sender
+waiting skips both: its frame, made once for every subscriber in its mode, is written to the
+socket as it is published (server.api.frame_writer), which is what lets a hundred subscribers cost
+the diffusion little. The queue takes everything else: replay, control messages, and every frame
+behind one not yet sent or a full transport buffer; when it falls too far behind on live events it is closed with
 1013. Replay is the sender's to pull: it reads a replaying subscription's next page of stored
 events only once everything queued has been sent, so subscribing to any number of finished tasks
 goes as fast as the client reads (server.tasks.feed).
@@ -42,9 +46,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from latentcast.server.api.access import OwnEvents, check_access, identify, no_task
 from latentcast.server.api.context import Context, context
 from latentcast.server.api.errors import parse_json
+from latentcast.server.api.frame_writer import EXTENSION, FrameWritingProtocol
 from latentcast.server.errors import APIError, error_response
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import PREVIEW_MODES, Event, encode_for
+from latentcast.server.protocol.events import PREVIEW_MODES, Event, encode_for, encode_ws_frame
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.auth import Caller, Credentials, unauthorized
 from latentcast.server.security.revocation import RevocationWatch
@@ -85,6 +90,9 @@ class Connection:
         self.revocation = RevocationWatch(ctx.keys, self._key_revoked)  # every key it was authenticated by
         self.outbound = OutboundQueue(ctx.settings.subscriber_queue)
         self.wake = asyncio.Event()
+        self.parked = False  # the sender waits for `wake` with nothing to send or replay
+        # None under a server other than `latentcast serve`'s: then every frame goes through ASGI
+        self.frames: FrameWritingProtocol | None = ws.scope.get("extensions", {}).get(EXTENSION)
         self.subscriptions: dict[str, _Subscription] = {}  # task id, or "*" for subscribe_all
         self.closing: tuple[int, str] | None = None
         self.dropped = metrics.DropCounter(metrics.WS_PREVIEWS_DROPPED)
@@ -265,10 +273,23 @@ class Connection:
 
     def _push(self, event: Event, *, replayed: bool = False) -> None:
         self.active_at = time.monotonic()
+        if not replayed and self._write_now(event):
+            return
         self.outbound.push(event, replayed=replayed)
         if self.outbound.overflowed and self.closing is None:
             self.closing = (CLOSE_TOO_SLOW, "too slow: resubscribe with since to resume")
         self.wake.set()
+
+    def _write_now(self, event: Event) -> bool:
+        """Write a live event's frame to the socket at once, if that cannot change the order of
+        anything: the sender is parked with nothing queued, and the transport takes it."""
+        if self.frames is None or not self.parked or self.wake.is_set() or len(self.outbound) or self.closing is not None:
+            return False
+        if not self.frames.write_frame(encode_ws_frame(event, self._mode_for(event))):
+            return False
+        metrics.WS_SENT.inc()
+        metrics.ws_written_at_once.inc()
+        return True
 
     def _control(self, message: dict[str, Any]) -> None:
         self.outbound.push(_Control(message))  # type: ignore[arg-type]
@@ -296,7 +317,11 @@ class Connection:
         try:
             while True:
                 if not await self._replay():
-                    await self.wake.wait()
+                    self.parked = True
+                    try:
+                        await self.wake.wait()
+                    finally:
+                        self.parked = False
                     self.wake.clear()
                 if self.closing is not None:
                     await self.ws.close(*self.closing)

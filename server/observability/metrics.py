@@ -78,6 +78,10 @@ events_sent = Counter(
     "latentcast_events_sent", "Messages written to subscribers (events and control messages).", ["transport"],
     registry=REGISTRY,
 )
+ws_written_at_once = Counter(
+    "latentcast_ws_events_written_at_once", "WebSocket events written to the socket as published, past its queue.",
+    registry=REGISTRY,
+)
 previews_dropped = Counter(
     "latentcast_previews_dropped", "Preview images skipped for subscribers that fell behind.", ["transport"],
     registry=REGISTRY,

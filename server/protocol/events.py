@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 import orjson
+from websockets.frames import Frame, Opcode
 
 from latentcast.client.wire import (
     PREVIEW_MODES,
@@ -34,6 +35,7 @@ __all__ = [
     "encode_for",
     "encode_json",
     "encode_sse",
+    "encode_ws_frame",
     "is_terminal",
     "status_after",
 ]
@@ -123,6 +125,19 @@ def encode_for(event: Event, previews: str) -> bytes | str:
     if encoded is None:
         encoded = event._encoded[mode] = encode_binary(event) if mode == "binary" else encode_json(event, mode).decode()
     return encoded
+
+
+def encode_ws_frame(event: Event, previews: str) -> bytes:
+    """`encode_for`'s message as a whole WebSocket frame, header included, as a server sends it
+    (unmasked, uncompressed): the bytes are the same for every subscriber in one mode, so the
+    socket layer writes them as they are (server.api.frame_writer). Made once per event and mode."""
+    key = "frame-" + (previews if event.preview is not None else "none")
+    frame = event._encoded.get(key)
+    if frame is None:
+        data = encode_for(event, previews)
+        opcode, payload = (Opcode.BINARY, data) if isinstance(data, bytes) else (Opcode.TEXT, data.encode())
+        frame = event._encoded[key] = Frame(opcode, payload).serialize(mask=False)
+    return frame
 
 
 def encode_sse(event: Event, previews: str) -> bytes:

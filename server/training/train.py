@@ -53,7 +53,7 @@ TOKENS = 32
 # sample_size 256 (latents): neighbouring patches' positions one apart, as distinct as SD3's; at
 # tiny's 32 they would be an eighth apart, and the model scattered its shapes over the picture.
 DRAWING = Sizes(
-    layers=3, sample_size=256, heads=4, head_dim=32, patch=4, vae_channels=(16, 32, 32, 32), vae_groups=8,
+    layers=2, sample_size=256, heads=4, head_dim=32, patch=2, vae_channels=(16, 32, 32, 32), vae_groups=8,
     vae_attention=False,  # flat shapes need no attention; it would cost most of a 1024 px decode
     words=WORDS, clip_tokens=TOKENS,
 )
@@ -67,13 +67,14 @@ class Plan:
 
     vae_steps: int = 1500
     vae_batch: int = 16
-    latents_256: int = 6000
-    latents_512: int = 1000
-    transformer_steps: int = 13500
+    latents_256: int = 4500
+    latents_512: int = 800
+    transformer_steps: int = 6200
     batch_256: int = 32
     batch_512: int = 8
     every_512: int = 3  # one 512 px batch in this many
     learning_rate: float = 1e-3
+    preview_fit_generated: int = 32  # generated pictures the preview factors are also fitted on
 
 
 def log(message: str) -> None:
@@ -207,13 +208,29 @@ def train_transformer(
 
 
 @torch.no_grad()
-def fit_latent_rgb(vae: AutoencoderKL, rng: random.Random) -> tuple[list[list[float]], list[float]]:
+def generated_latents(pipe: StableDiffusion3Pipeline, count: int, rng: random.Random, generator: torch.Generator) -> torch.Tensor:
+    """Final latents the trained pipeline itself denoises (model space), as the preview sees them."""
+    prompts = [scenes.caption(scenes.random_training_scene(rng), rng) for _ in range(count)]
+    return torch.cat([
+        pipe(prompt=prompts[i : i + 16], height=256, width=256, num_inference_steps=28, guidance_scale=7.0,
+             max_sequence_length=TOKENS, generator=generator, output_type="latent").images
+        for i in range(0, count, 16)
+    ])
+
+
+@torch.no_grad()
+def fit_latent_rgb(pipe: StableDiffusion3Pipeline, plan: Plan, rng: random.Random, generator: torch.Generator) -> tuple[list[list[float]], list[float]]:
     """Least squares from scaled latents to the decoded picture at the latents' size, as the
-    `latent2rgb` preview applies them: rgb in [-1, 1] = latent @ factors + bias."""
-    raw = encode(vae, [render(scenes.random_training_scene(rng), 256) for _ in range(256)])
+    `latent2rgb` preview applies them: rgb in [-1, 1] = latent @ factors + bias. Fitted on encoded
+    scenes and on the pipeline's own generated latents together: generated latents spread wider
+    than the encoder's in some channels, which the decoder ignores and a map fitted on encoded
+    latents alone turns into colour (run 3's last preview was 8 dB from its picture)."""
+    vae = pipe.vae
+    encoded = encode(vae, [render(scenes.random_training_scene(rng), 256) for _ in range(256)])
+    scaled = torch.cat([(encoded - vae.config.shift_factor) * vae.config.scaling_factor, generated_latents(pipe, plan.preview_fit_generated, rng, generator)])
+    raw = scaled / vae.config.scaling_factor + vae.config.shift_factor
     decoded = torch.cat([vae.decode(raw[i : i + 32]).sample for i in range(0, len(raw), 32)]).clamp(-1, 1)
     target = F.interpolate(decoded, size=raw.shape[-2:], mode="area")
-    scaled = (raw - vae.config.shift_factor) * vae.config.scaling_factor
     inputs = torch.cat([scaled.permute(0, 2, 3, 1).reshape(-1, scaled.shape[1]), torch.ones(scaled.numel() // scaled.shape[1], 1)], 1)
     solution = torch.linalg.lstsq(inputs.double(), target.permute(0, 2, 3, 1).reshape(-1, 3).double()).solution.float()
     return [[round(v, 5) for v in row] for row in solution[:-1].tolist()], [round(v, 5) for v in solution[-1].tolist()]
@@ -237,7 +254,7 @@ def train(out: Path, plan: Plan, seed: int) -> None:
     log(f"latents cached after {time.monotonic() - started:.0f} s")
     for name, module in train_transformer(pipe, data, plan, rng, generator).items():
         setattr(pipe, name, module)
-    factors, bias = fit_latent_rgb(pipe.vae, rng)
+    factors, bias = fit_latent_rgb(pipe, plan, rng, generator)
     pipe.save_pretrained(out)
     ModelSettings(max_sequence_length=TOKENS, latent_rgb_factors=factors, latent_rgb_bias=bias).write(out)
     log(f"saved to {out} after {time.monotonic() - started:.0f} s")

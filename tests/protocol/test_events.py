@@ -2,6 +2,8 @@ import base64
 
 import orjson
 import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from latentcast.client.wire import decode_frame
 from latentcast.server.protocol.events import (
@@ -12,6 +14,7 @@ from latentcast.server.protocol.events import (
     encode_binary,
     encode_for,
     encode_sse,
+    encode_ws_frame,
     is_terminal,
     status_after,
 )
@@ -89,3 +92,36 @@ def test_an_event_is_encoded_once_per_mode_however_many_subscribers_send_it():
     assert event.without_preview() is event.without_preview()
     assert encode_for(event.without_preview(), "binary") == encode_for(event, "none")
     assert event.without_preview() == progress(4, None)  # the cache is no part of the event's value
+
+
+def parse_server_frame(data: bytes) -> Frame:
+    """`data` read as a client reads a server's frame (unmasked), which must use all of it."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        assert reader.at_eof()
+        return done.value
+    raise AssertionError("the frame is incomplete")
+
+
+@pytest.mark.parametrize("mode", ["binary", "json", "none"])
+@pytest.mark.parametrize("preview", [PREVIEW, None])
+def test_a_ready_made_websocket_frame_carries_exactly_encode_for_s_message(mode, preview):
+    event = progress(3, preview)
+    frame = parse_server_frame(encode_ws_frame(event, mode))
+    message = encode_for(event, mode)
+    assert frame.fin and not (frame.rsv1 or frame.rsv2 or frame.rsv3)  # whole, uncompressed
+    if isinstance(message, bytes):
+        assert (frame.opcode, frame.data) == (Opcode.BINARY, message)
+    else:
+        assert (frame.opcode, frame.data) == (Opcode.TEXT, message.encode())
+    assert encode_ws_frame(event, mode) is encode_ws_frame(event, mode)
+
+
+def test_a_large_preview_gets_the_long_length_header():
+    event = Event("t1", 1, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, Preview("jpeg", 512, 512, bytes(70_000)))
+    assert parse_server_frame(encode_ws_frame(event, "binary")).data == encode_for(event, "binary")
