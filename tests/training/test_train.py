@@ -35,7 +35,7 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
     assert model.settings.max_sequence_length == TOKENS
     assert len(model.settings.latent_rgb_factors) == 16
     assert model.settings.latent_rgb_factors != SD3_LATENT_RGB_FACTORS  # fitted to this VAE
-    assert model.pipe.transformer.config.patch_size == 4
+    assert model.pipe.transformer.config.patch_size == DRAWING.patch  # the drawing sizes, not tiny's
     # the text encoders were trained with the transformer, not left as the seed drew them
     drawn = build_pipeline(0, DRAWING)
     for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
@@ -55,7 +55,8 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
             picture = Image.open(io.BytesIO((await http.get(events[-1]["message"][0]["url"])).content))
             assert picture.size == (200, 136)
             last_preview = Image.open(io.BytesIO(previewed_steps(events, 5)[-1]["_image"]))
-            assert last_preview.size == (224, 160)  # the generated size: the next multiples of 32
+            step = 8 * DRAWING.patch  # a latent patch in pixels: sizes are generated at its next multiple
+            assert last_preview.size == (-(-200 // step) * step, -(-136 // step) * step) == (208, 144)
     finally:
         server.stop()
 
