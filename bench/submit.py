@@ -113,6 +113,13 @@ async def wait_listed(url: str) -> None:
     raise RuntimeError("the API never listed the placeholder worker's model")
 
 
+def per_core_second(run: dict[str, Any]) -> str:
+    """Tasks per server CPU second; a smoke run's few tasks can take less CPU than one clock tick
+    of /proc's accounting, which reads as none."""
+    rate = run["per_server_core_second"]
+    return "-" if rate is None else f"{rate:.0f}"
+
+
 async def run(args: Any, report: Report, backends: list[tuple[str, str | None]]) -> None:
     rows = []
     for name, broker in backends:
@@ -131,7 +138,7 @@ async def run(args: Any, report: Report, backends: list[tuple[str, str | None]])
         report.data.setdefault("backends", {})[name] = {"broker": broker, "runs": runs}
         for r in runs:
             rows.append([name, r["tasks"], f"{r['seconds']:.2f}", f"{r['per_second']:.0f}",
-                         f"{r['server_cpu_us_per_task']:.0f}", f"{r['per_server_core_second']:.0f}",
+                         f"{r['server_cpu_us_per_task']:.0f}", per_core_second(r),
                          f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["statuses"], int(r["counted_by_server"])])
         if not args.smoke:
             report.target(f"submissions/s ({name}, best of {len(runs)})", round(best["per_second"]), TARGET_PER_SECOND,

@@ -109,9 +109,11 @@ async def test_cancel_queued_and_running_from_another_frontend(cluster):
     cluster.wait_workers({"w1"})
     async with httpx.AsyncClient(base_url=a.base_url) as on_a, httpx.AsyncClient(base_url=b.base_url) as on_b:
         running = (await on_a.post("/v1/tasks", json=ENDLESS)).json()
+        # Queued only once the first task left the queue, so `queued` is first in line from its
+        # first task_queue on and has no position change to announce.
+        await wait_status(on_a, running["id"], {"running"})
         queued = (await on_a.post("/v1/tasks", json=SHORT)).json()
         last = (await on_a.post("/v1/tasks", json=SHORT)).json()
-        await wait_status(on_a, running["id"], {"running"})
         assert (await on_b.post(f"/v1/tasks/{queued['id']}/cancel")).status_code == 202
         # the position changes reach a subscriber on the other front-end (live, or replayed from the log)
         events_last = asyncio.create_task(collect(b.ws_url, last["id"], last["token"], previews="none", timeout=120))
