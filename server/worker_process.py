@@ -32,6 +32,7 @@ from latentcast.server.backends.channel_ports import (
 from latentcast.server.backends.factory import open_backend, open_files
 from latentcast.server.config import Settings
 from latentcast.server.engine.fleet import announce_forever, build_workers
+from latentcast.server.engine.thread_calls import call_soon_from_thread
 from latentcast.server.observability import configure_logging
 from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
@@ -83,7 +84,7 @@ async def run_channel_worker(fd: int) -> None:
     loop = asyncio.get_running_loop()
 
     def time_preview(method: str, seconds: float) -> None:  # on the device thread: the loop writes
-        loop.call_soon_threadsafe(channel.note, PREVIEW_TIME, method, seconds)
+        call_soon_from_thread(loop, channel.note, PREVIEW_TIME, method, seconds)
 
     workers = build_workers(settings, service, open_files(settings), 1, time_preview=time_preview)
     started, stop = asyncio.Event(), asyncio.Event()

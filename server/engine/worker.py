@@ -23,6 +23,7 @@ from typing import Any
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, make_previewer
 from latentcast.server.engine.runner import Interrupted, PreviewTimer, StopSignal, run_generation
+from latentcast.server.engine.thread_calls import call_soon_from_thread
 from latentcast.server.protocol.events import EventType, Preview
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
 from latentcast.server.tasks.ports import FileStore, Job, NewEvent, StaleWrite, StoreUnavailable
@@ -55,9 +56,8 @@ class _EventPump:
 
     The events waiting when the pump wakes are written in one `emit_many`, so that their
     subscribers' senders wake once for all of them. A step's progress and its log line are emitted
-    back to back; they wait together whenever this loop's thread is slower to get a core than the
-    device thread is to emit the second (on a loaded machine, as with 1,000 subscribers, nearly
-    every step; on an idle one, few).
+    back to back and share one wake of the loop (`thread_calls`), so they are written together
+    unless the loop happens to wake between the two.
     """
 
     def __init__(
@@ -77,11 +77,11 @@ class _EventPump:
     def emit(self, type_: str, message: Any, preview: Preview | None = None) -> None:
         """Called in the device thread; returns at once."""
         self.last_event = time.monotonic()  # the device advances, whether or not the backend answers
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, NewEvent(str(type_), message, time.time(), preview))
+        call_soon_from_thread(self._loop, self._queue.put_nowait, NewEvent(str(type_), message, time.time(), preview))
 
     def save(self, name: str, data: bytes) -> str:
         """Called in the device thread; returns the output's URL at once (runner.Save)."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _Output(name, data))
+        call_soon_from_thread(self._loop, self._queue.put_nowait, _Output(name, data))
         return self._files.url(self._job.task_id, name)
 
     async def _run(self) -> None:
