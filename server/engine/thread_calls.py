@@ -22,19 +22,15 @@ __all__ = ["call_soon_from_thread"]
 
 
 class _Inbox:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Weak: the inbox lives as long as its loop, in a map keyed by that loop.
-        self._loop = weakref.ref(loop)
+    # Holds no reference to its loop: it is the value of a map keyed weakly by that loop.
+    def __init__(self) -> None:
         self._calls: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = collections.deque()
         self._wake_pending = False
 
-    def put(self, call: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def put(self, loop: asyncio.AbstractEventLoop, call: Callable[..., object], args: tuple[Any, ...]) -> None:
         self._calls.append((call, args))  # deque's append and popleft are atomic: no lock
         if self._wake_pending:
             return
-        loop = self._loop()
-        if loop is None:
-            raise RuntimeError("the event loop is gone")
         self._wake_pending = True
         try:
             loop.call_soon_threadsafe(self._drain)
@@ -52,9 +48,8 @@ class _Inbox:
             try:
                 call(*args)
             except Exception as exc:  # one failing call must not hold back the ones behind it
-                loop = self._loop()
-                if loop is not None:
-                    loop.call_exception_handler({"message": f"exception in {call!r}", "exception": exc})
+                context = {"message": f"exception in {call!r}", "exception": exc}
+                asyncio.get_running_loop().call_exception_handler(context)
 
 
 _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
@@ -66,5 +61,5 @@ def call_soon_from_thread(loop: asyncio.AbstractEventLoop, call: Callable[..., o
     inbox = _inboxes.get(loop)
     if inbox is None:
         with _inboxes_lock:
-            inbox = _inboxes.setdefault(loop, _Inbox(loop))
-    inbox.put(call, args)
+            inbox = _inboxes.setdefault(loop, _Inbox())
+    inbox.put(loop, call, args)
