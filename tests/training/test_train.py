@@ -1,11 +1,13 @@
-"""The training script, on a plan a few seconds long: seeded runs give byte-identical folders, and
-the folder is served through `from_pretrained` with its own T5 length, latent -> RGB factors and
-4x4 patches (sizes between multiples of 32 generated larger and cropped)."""
+"""The training script, on a plan a few seconds long: seeded runs give byte-identical folders, a run
+stopped and resumed gives the same bytes as one run straight through, every checkpoint is judged
+and the best exported, and the folder is served through `from_pretrained` with its own T5 length,
+latent -> RGB factors and patch (sizes between multiples of a patch generated larger and cropped)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 from pathlib import Path
 
@@ -59,6 +61,29 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
             assert last_preview.size == (-(-200 // step) * step, -(-136 // step) * step) == (208, 144)
     finally:
         server.stop()
+
+
+def test_a_run_stopped_and_resumed_gives_the_bytes_of_one_run_straight_through(tmp_path: Path) -> None:
+    straight = digests(train_briefly(tmp_path / "straight"))
+    # stopped inside the VAE stage (step 2 of 4), then inside the transformer stage (step 3 of 6)
+    out, state = tmp_path / "resumed", tmp_path / "state"
+    train_briefly(out, "--checkpoints", str(state), "--stop-after", "2")
+    assert not out.exists() and (state / "checkpoint.pt").is_file()
+    train_briefly(out, "--checkpoints", str(state), "--resume", "--stop-after", "7")
+    assert not out.exists() and (state / "latents.pt").is_file()
+    train_briefly(out, "--checkpoints", str(state), "--resume")
+    assert digests(out) == straight
+
+
+def test_each_checkpoint_is_judged_on_held_out_prompts_and_the_best_is_exported(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    train_briefly(tmp_path / "out", "--checkpoints", str(state), "--judge-count", "2", "--judge-steps", "2")
+    curve = [json.loads(line) for line in (state / "curve.jsonl").read_text().splitlines()]
+    assert [point["step"] for point in curve] == [6]
+    assert curve[0]["count"] == 2 and set(curve[0]) >= {"hours", "background", "colour", "shape"}
+    assert json.loads((state / "best" / "judgment.json").read_text()) == curve[0]
+    model = load_pipeline(str(state / "best"), data_dir=tmp_path)
+    assert model.settings.max_sequence_length == TOKENS
 
 
 def test_both_tokenizers_read_each_caption_word_as_one_token_and_spell_out_the_rest() -> None:

@@ -1,0 +1,64 @@
+"""How well a pipeline draws the held-out prompts, judged by the geometry checker.
+
+The training script judges every checkpoint with this (all 100 held-out prompts by default, in
+batches), so its learning curve and its choice of the best weights so far rest on the same prompts,
+seeds and checker as `bench.drawing`, which runs them one by one through the worker's own code.
+The two can differ a little: batching changes the numerics slightly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import torch
+from diffusers import StableDiffusion3Pipeline
+
+from latentcast.server.training import scenes
+from latentcast.server.training.checker import Verdict, judge as judge_picture
+
+GUIDANCE = 7.0  # the API's default guidance_scale
+BATCH = 25
+
+
+def held_out_prompts(count: int) -> list[tuple[scenes.Scene, str]]:
+    """The first `count` held-out scenes with their captions, as `bench.drawing` words them."""
+    rng = random.Random(0)
+    return [(scene, scenes.caption(scene, rng)) for scene in scenes.HELD_OUT[:count]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scores:
+    verdicts: tuple[Verdict, ...]
+
+    def share(self, field: str) -> float:
+        return sum(getattr(v, field) for v in self.verdicts) / len(self.verdicts)
+
+    def summary(self) -> dict[str, Any]:
+        return {"count": len(self.verdicts), "background": self.share("background_ok"),
+                "colour": self.share("colour_ok"), "shape": self.share("shape_ok")}
+
+    def beats(self, previous: dict[str, Any] | None) -> bool:
+        """No worse than `previous` on background, object colour and shape, and better on one of them."""
+        if previous is None:
+            return True
+        now = self.summary()
+        figures = ("background", "colour", "shape")
+        return all(now[f] >= previous[f] for f in figures) and any(now[f] > previous[f] for f in figures)
+
+
+@torch.no_grad()
+def judge(pipe: StableDiffusion3Pipeline, *, count: int, size: int, steps: int, max_sequence_length: int) -> Scores:
+    """Draw the first `count` held-out prompts (seed = their index) and judge each picture."""
+    chosen = held_out_prompts(count)
+    verdicts: list[Verdict] = []
+    for start in range(0, len(chosen), BATCH):
+        batch = chosen[start : start + BATCH]
+        images = pipe(
+            prompt=[prompt for _, prompt in batch], height=size, width=size, num_inference_steps=steps,
+            guidance_scale=GUIDANCE, max_sequence_length=max_sequence_length,
+            generator=[torch.Generator().manual_seed(start + i) for i in range(len(batch))],
+        ).images
+        verdicts += [judge_picture(image, scene) for image, (scene, _) in zip(images, batch, strict=True)]
+    return Scores(tuple(verdicts))
