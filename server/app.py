@@ -36,7 +36,7 @@ from latentcast.server.security.browser import protect
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
-from latentcast.server.tasks.outage import Backoff, every
+from latentcast.server.tasks.outage import Backoff, every, until_reachable
 from latentcast.server.tasks.ports import StoreUnavailable
 from latentcast.server.tasks.service import TaskService
 from latentcast.server.worker_host import ProcessWorker
@@ -87,9 +87,9 @@ async def _unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
     the client resumes it with `since`."""
     log.warning("%s answered 503: %s", conn.url.path, exc)
     if not isinstance(conn, WebSocket):
-        return error_response(store_unavailable())
+        return error_response(store_unavailable(exc))
     if conn.application_state is WebSocketState.CONNECTING:
-        await conn.send_denial_response(error_response(store_unavailable()))
+        await conn.send_denial_response(error_response(store_unavailable(exc)))
     else:
         await conn.close(1013, "the task store is unreachable; reconnect and resubscribe with since")
     return None
@@ -97,7 +97,7 @@ async def _unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, StoreUnavailable):  # raised in a middleware (a key lookup), outside the routes
-        return error_response(store_unavailable())
+        return error_response(store_unavailable(exc))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"error": {"type": "internal", "message": "internal server error"}}, status_code=500)
 
@@ -114,7 +114,8 @@ def create_app(settings: Settings) -> Starlette:
         observability = await observe(service)  # metrics, status logs, console bar: from the event stream
         publish = counting_heartbeats(backend.announce)
         if not backend.durable_queue:
-            await service.recover()
+            # A full disk at start waits here, said once in the log, until it can record again.
+            await until_reachable(service.recover, Backoff("recovering unfinished tasks", log))
         await announce(settings, publish, workers)
         if settings.broker is not None:
             await _refresh_catalog(backend, service.catalog)

@@ -67,6 +67,13 @@ class Settings:
         return self.public_url if self.public_url is not None else f"http://{self.host}:{self.port}"
 
     @property
+    def silence_limit(self) -> float:
+        """How long a worker may go without a heartbeat before it counts as gone from
+        `/v1/workers` and /readyz: three beats missed, never under 5 s, so one slow beat is not an
+        outage. (Its task is taken from it later, after `visibility_timeout`.)"""
+        return max(3 * self.heartbeat_seconds, 5.0)
+
+    @property
     def database(self) -> Path:
         return self.data_dir / "latentcast.db"
 

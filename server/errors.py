@@ -54,11 +54,13 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 RETRY_AFTER_SECONDS = 2
 
 
-def store_unavailable() -> APIError:
-    """The answer to any request while the shared backend (Redis) is unreachable."""
+def store_unavailable(cause: object = None) -> APIError:
+    """The answer to any request while the task store cannot be used: Redis unreachable, or the
+    disk under SQLite full, read-only or failing. `cause` says which."""
+    why = f" ({cause})" if cause else " (restarting?)"
     return APIError(
         503,
         "unavailable",
-        "the task store is unreachable (restarting?): nothing was done; retry after Retry-After seconds",
+        f"the task store is unreachable{why}: nothing was done; retry after Retry-After seconds",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

@@ -8,7 +8,10 @@ what it appends is recorded and published here, to every subscriber, as its own 
 
 If the worker process dies (kill -9, a segfault, out of memory), its task is queued again under
 the usual attempt rules (`task_error` `interrupted`, as when a Redis worker's job is reclaimed or
-the server restarts) and a new worker process is started. See docs/process-model.md.
+the server restarts) and a new worker process is started. The same happens to a worker process
+that stops beating (SIGSTOP, a stuck event loop) for longer than the visibility timeout: it counts
+as not live in /readyz and /v1/workers once it has missed three beats, and it is killed and
+replaced once its silence outlasts `--visibility-timeout`. See docs/process-model.md.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from latentcast.server.backends.channel import Channel, Handler
 from latentcast.server.backends.channel_ports import (
     CANCEL,
+    HEARTBEAT,
     PREVIEW_TIME,
     READY,
     SHUTDOWN,
@@ -35,6 +39,7 @@ from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
 from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.ports import Fence, Job, NewEvent
 from latentcast.server.tasks.service import TaskService
 
@@ -65,7 +70,10 @@ class ProcessWorker:
             "queue.done": self._done,
             READY: self.ready.set,
             PREVIEW_TIME: observe_preview,
+            HEARTBEAT: self._heard,
         }
+        self._heard_at = time.monotonic()
+        self._silenced_for: float | None = None  # set when the process was killed for its silence
         self._job: Job | None = None  # taken by the worker process and not done yet
         self._process: asyncio.subprocess.Process | None = None
         self._channel: Channel | None = None
@@ -82,10 +90,25 @@ class ProcessWorker:
     def pid(self) -> int:
         return self._process.pid if self._process is not None else 0
 
+    @property
+    def live(self) -> bool:
+        return self._silence() <= self._settings.silence_limit
+
+    @property
+    def last_heartbeat(self) -> float:
+        return time.time() - self._silence()
+
+    def _heard(self) -> None:
+        self._heard_at = time.monotonic()
+
+    def _silence(self) -> float:
+        return time.monotonic() - self._heard_at
+
     async def load(self) -> None:
         """Start the worker process and wait until it has loaded its model (or failed to)."""
         self.ready.clear()
         ours, theirs = socket.socketpair()
+        self._heard_at = time.monotonic()  # a new process: its silence counts from its start
         with theirs:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "latentcast.server.worker_process", str(theirs.fileno()), pass_fds=[theirs.fileno()]
@@ -109,6 +132,30 @@ class ProcessWorker:
     async def _supervise(self) -> None:
         assert self._channel is not None
         self._channel.note(START)
+        watch = asyncio.get_running_loop().create_task(self._kill_when_silent())
+        try:
+            await self._supervise_processes()
+        finally:
+            watch.cancel()
+
+    async def _kill_when_silent(self) -> None:
+        """A process silent past the visibility timeout is stopped or stuck: it gets no more time.
+        Killed, it is reclaimed and replaced by `_supervise_processes` like one that died."""
+        limit = self._settings.visibility_timeout
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            process = self._process
+            silence = self._silence()
+            # (A process still loading is not watched: it beats only once its imports are done.)
+            if process is not None and process.returncode is None and self.ready.is_set() and silence > limit:
+                log.error("worker %s: its process %d sent no heartbeat for %.1f s (stopped or stuck); killing it",
+                          self.name, process.pid, silence)
+                self._silenced_for = silence
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                self._heard_at = time.monotonic()  # once per silence: the new process has its own
+
+    async def _supervise_processes(self) -> None:
         while True:
             assert self._serving is not None and self._process is not None
             await self._serving  # answers the worker process until it is gone
@@ -132,14 +179,24 @@ class ProcessWorker:
             return
 
     async def _reclaim(self, code: int) -> None:
-        """The worker process is gone: its unfinished task goes back to the queue (or fails)."""
+        """The worker process is gone: its unfinished task goes back to the queue (or fails),
+        once the store can record it (a full disk is waited out)."""
         job, self._job = self._job, None
+        silenced_for, self._silenced_for = self._silenced_for, None
         if job is None:
             return
-        await self._service.job_done(job)  # (a Redis queue would otherwise hand the old entry out again)
-        record = await self._service.get(job.task_id)
-        if not record.status.is_final:
-            await self._service.requeue(record, f"worker {self.name} died ({_describe(code)})")
+        if silenced_for is not None:
+            why = f"worker {self.name} stopped responding (no heartbeat for {silenced_for:.0f} s)"
+        else:
+            why = f"worker {self.name} died ({_describe(code)})"
+
+        async def requeue() -> None:
+            await self._service.job_done(job)  # (a Redis queue would otherwise hand the old entry out again)
+            record = await self._service.get(job.task_id)
+            if not record.status.is_final:
+                await self._service.requeue(record, why)
+
+        await until_reachable(requeue, Backoff(f"worker {self.name}: re-queueing task {job.task_id}", log))
 
     async def shutdown(self, grace: float) -> None:
         """Let the running task finish within `grace` seconds, else stop it and queue it again."""

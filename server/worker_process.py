@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from latentcast.server.backends.channel import Channel
 from latentcast.server.backends.channel_ports import (
     CANCEL,
+    HEARTBEAT,
     PREVIEW_TIME,
     READY,
     SHUTDOWN,
@@ -96,13 +97,24 @@ async def run_channel_worker(fd: int) -> None:
         os._exit(1)
 
     serving.add_done_callback(parent_gone)
+    heartbeat = loop.create_task(_beat(channel, settings.heartbeat_seconds))
     for worker in workers:
         await worker.load()
     channel.note(READY)
     await asyncio.wait([loop.create_task(started.wait()), loop.create_task(stop.wait())], return_when="FIRST_COMPLETED")
     if not stop.is_set():
         await _work(workers, stop, settings.shutdown_grace)
+    heartbeat.cancel()
     serving.remove_done_callback(parent_gone)  # stopped as asked: the exit is a clean one
+
+
+async def _beat(channel: Channel, seconds: float) -> None:
+    """Tell the API process this process is alive, from its event loop: beats stop when the
+    process is stopped (SIGSTOP) or its loop is stuck, and the API process replaces it then
+    (server.worker_host). A diffusion step in the device thread does not stop them."""
+    while True:
+        channel.note(HEARTBEAT)
+        await asyncio.sleep(seconds)
 
 
 def main(argv: list[str]) -> int:

@@ -45,6 +45,7 @@ class ServerProcess:
 
     `model`: the `--model` to serve; None gives none, so the server's default.
     `python` and `cwd`: another interpreter (an installed wheel's) run outside this checkout.
+    `log_dir`: where its log goes, when not in the data dir (a data dir on a disk a test fills).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class ServerProcess:
         model: str | None = None,
         python: str = sys.executable,
         cwd: Path = ROOT,
+        log_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
@@ -65,7 +67,7 @@ class ServerProcess:
         self.python = python
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / f"server-{self.port}.log"
+        self.log_path = (log_dir or data_dir) / f"server-{self.port}.log"
 
     @property
     def base_url(self) -> str:
@@ -82,6 +84,7 @@ class ServerProcess:
 
     def start(self, wait: bool = True) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [self.python, "-m", "latentcast", self.command, "--port", str(self.port),

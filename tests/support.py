@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -17,6 +17,16 @@ from latentcast.client.wire import ends_stream as is_terminal
 from tests.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 120) -> float:
+    """Poll `condition` until it holds; the seconds it took. The timeout only guards against a hang."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if await condition():
+            return time.monotonic() - began
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{what}: not after {timeout}s")
 
 
 def decode_frame(frame: str | bytes) -> dict[str, Any]:

@@ -20,19 +20,21 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when every worker of this process has its model loaded, the backend answers, and, on a
-    shared backend (Redis), some worker anywhere is alive to run what is submitted: a load balancer
-    sends nothing to a front-end that could only refuse it. (A single process's workers are its
-    own: one started with `--workers 0` only queues, by choice.)"""
+    """Ready when every worker of this process has its model loaded, the backend answers and can
+    record new tasks (Redis is up; the disk under SQLite is not full), and, on a shared backend
+    (Redis), some worker anywhere is alive to run what is submitted: a load balancer sends nothing
+    to a front-end that could only refuse it. (A single process's workers are its own: one started
+    with `--workers 0` only queues, by choice.)"""
     ctx = context(request)
-    states = [{"name": w.name, "ready": w.ready.is_set(), "task": w.current_task} for w in ctx.workers]
+    states = [{"name": w.name, "ready": w.ready.is_set(), "live": w.live, "task": w.current_task} for w in ctx.workers]
     try:
-        live = sum(1 for beat in await ctx.backend.live_workers() if beat.get("ready"))
+        await ctx.service.check()
+        live = sum(1 for beat in await ctx.backend.live_workers() if beat.get("ready") and beat.get("live", True))
         store = "reachable"
     except StoreUnavailable:
         live, store = 0, "unreachable"
     shared = ctx.settings.broker is not None
-    ready = all(s["ready"] for s in states) and store == "reachable" and (live > 0 or not shared)
+    ready = all(s["ready"] and s["live"] for s in states) and store == "reachable" and (live > 0 or not shared)
     body = {"ready": ready, "workers": states, "store": store, "live_workers": live}
     return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -12,6 +12,7 @@ not depend on any key). The stored log is read a page at a time as the client re
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -22,10 +23,12 @@ from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, invalid
 from latentcast.server.api.tasks import find
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import Event, encode_sse
+from latentcast.server.protocol.events import Event, encode_sse, encode_stream_error
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.security.revocation import RevocationWatch
 from latentcast.server.tasks.ports import StoreUnavailable
+
+log = logging.getLogger("latentcast.api")
 
 KEEPALIVE_SECONDS = 15.0
 # How long a browser's EventSource waits before it reconnects (with Last-Event-ID) after a drop.
@@ -83,6 +86,10 @@ async def task_events(request: Request) -> StreamingResponse:
                         await feed.pull()  # the next page, once the last one was taken by the client
                     except StoreUnavailable:
                         return  # the store is out: the client reconnects with Last-Event-ID
+                    except Exception as failure:  # e.g. a stored log with a hole (wire.Gap)
+                        log.exception("replay of task %s failed; ending its stream", record.id)
+                        yield encode_stream_error("replay_failed", f"replay of task {record.id} failed: {failure}")
+                        return
                 while len(queue):
                     event = queue.pop()
                     yield retry + encode_sse(event, previews)

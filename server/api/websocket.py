@@ -61,6 +61,7 @@ CLOSE_TOO_SLOW = 1013
 CLOSE_IDLE = 1000  # a normal closure: nothing was lost, a client that wants more reconnects
 CLOSE_KEY_REVOKED = 1008  # policy violation
 CLOSE_TRY_AGAIN = 1013  # also "try again later": the store could not be read
+CLOSE_FAILED = 1011  # the server could not go on with this socket: the reason says why
 MAX_MESSAGE_BYTES = 64 * 1024
 
 log = logging.getLogger("latentcast.api")
@@ -341,9 +342,18 @@ class Connection:
             if isinstance(failure, asyncio.CancelledError) and not self.send_timed_out:
                 raise  # the socket ended: serve() stops its sender
             self.closing = self.closing or (CLOSE_TOO_SLOW, "send timed out")
-            if self.ws.application_state is not WebSocketState.DISCONNECTED:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(*self.closing)
+            await self._close_now()
+        except Exception:
+            # Whatever went wrong, the client is told and the socket ends: a socket whose sender
+            # died would otherwise stay open and silent for every task it follows.
+            log.exception("a socket's sender failed; closing it")
+            self.closing = self.closing or (CLOSE_FAILED, "server error: reconnect and resubscribe with since")
+            await self._close_now()
+
+    async def _close_now(self) -> None:
+        if self.ws.application_state is not WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close(*self.closing or (CLOSE_FAILED, ""))
 
     async def _replay(self) -> bool:
         """Queue the next page of the first subscription still replaying; False when none is.
@@ -356,6 +366,9 @@ class Connection:
         except StoreUnavailable:  # the client resumes with since, later
             log.warning("replay of task %s failed: the store is unreachable; closing the socket", feed.task_id)
             self.closing = (CLOSE_TRY_AGAIN, "replay unavailable: resubscribe with since to resume")
+        except Exception as failure:  # e.g. a stored log with a hole (wire.Gap): loud, and the socket ends
+            log.exception("replay of task %s failed; closing the socket", feed.task_id)
+            self.closing = (CLOSE_FAILED, f"replay of task {feed.task_id} failed: {failure}")
         return True
 
 

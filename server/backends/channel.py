@@ -23,14 +23,17 @@ import struct
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from latentcast.server.tasks.ports import StoreUnavailable
+
 Handler = Callable[..., Awaitable[Any] | Any]
 log = logging.getLogger("latentcast.channel")
 _HEADER = struct.Struct(">I")
 _CALL, _NOTE, _ANSWER, _FAILURE = range(4)
 
 
-class ChannelClosed(ConnectionError):
-    """The other process is gone: its answer will never come."""
+class ChannelClosed(StoreUnavailable, ConnectionError):
+    """The other process is gone: its answer will never come. To a worker process that is its
+    store gone: it waits as in any outage, and its process ends at once anyway (worker_process)."""
 
 
 class Channel:

@@ -25,8 +25,10 @@ START = "start"  # API -> worker: take tasks (once the API process has rebuilt i
 SHUTDOWN = "shutdown"  # API -> worker: finish the running task within the grace, or re-queue it
 READY = "ready"  # worker -> API: the model is loaded
 PREVIEW_TIME = "preview_time"  # worker -> API: (method, seconds) of one preview, for /metrics
+HEARTBEAT = "heartbeat"  # worker -> API: its event loop is alive (every `heartbeat_seconds`)
 STORE_OPS = (
-    "create", "get", "get_by_token", "list", "append", "append_many", "events", "set_cancel_requested", "unfinished"
+    "create", "get", "get_by_token", "list", "append", "append_many", "events", "set_cancel_requested", "unfinished",
+    "check",
 )
 QUEUE_OPS = ("put", "take", "keepalive", "done", "remove", "position", "length", "moved")
 
@@ -75,6 +77,9 @@ class ChannelStore:
 
     async def unfinished(self) -> list[TaskRecord]:
         return await self._channel.call("store.unfinished")
+
+    async def check(self) -> None:
+        await self._channel.call("store.check")
 
     async def close(self) -> None:
         """The store belongs to the API process: closing the worker's view of it closes nothing."""

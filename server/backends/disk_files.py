@@ -1,5 +1,8 @@
 """Output files on local disk, written atomically: a reader never sees half a file.
 
+A write the disk refuses (full, read-only, an I/O error) leaves nothing behind and is raised as
+`StoreUnavailable`: the worker's event pump waits and writes it again, as it does for its events.
+
 Not fenced: in one process nobody can take a task over, and a folder shared by Redis workers
 (`--outputs-dir`) has no atomic check-and-write (docs/scale-out.md says so).
 """
@@ -7,11 +10,12 @@ Not fenced: in one process nobody can take a task over, and a folder shared by R
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
 from latentcast.server.backends.file_names import safe_output_name
-from latentcast.server.tasks.ports import Fence
+from latentcast.server.tasks.ports import Fence, StoreUnavailable
 
 
 class DiskFiles:
@@ -27,14 +31,19 @@ class DiskFiles:
 
     def _write(self, task_id: str, name: str, data: bytes) -> None:
         folder = self.root / task_id
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
         temporary = folder / f".{name}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError as failure:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise StoreUnavailable(f"outputs folder {self.root}: {failure.strerror or failure}") from failure
 
     async def read(self, task_id: str, name: str) -> bytes | None:
         if not safe_output_name(task_id, name):

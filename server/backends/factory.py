@@ -153,7 +153,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
         await bus.close()
         await store.close()
 
-    beat_ttl = max(3 * settings.heartbeat_seconds, 5)
+    beat_ttl = settings.silence_limit
 
     async def announce(beat: dict[str, Any]) -> None:
         await client.set(names.worker(beat["name"]), json.dumps({**beat, "beat_at": time.time()}), ex=int(beat_ttl))

@@ -231,5 +231,8 @@ class RedisStore:
                     records.append(record)
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
+    async def check(self) -> None:
+        """Nothing to ask ahead: an unreachable Redis fails the create itself, at once."""
+
     async def close(self) -> None:
         await self.redis.aclose()

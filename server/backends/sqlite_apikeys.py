@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from latentcast.server.backends.sqlite_disk import disk_errors
 from latentcast.server.security.keys import ApiKey
 
 _SCHEMA = """
@@ -44,44 +45,51 @@ class SQLiteKeyStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        with disk_errors():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
 
     async def add(self, key: ApiKey) -> None:
-        self._db.execute(
-            "INSERT INTO api_keys (id, digest, created_at, record) VALUES (?, ?, ?, ?)",
-            (key.id, key.digest, key.created_at, _dump(key)),
-        )
+        with disk_errors():
+            self._db.execute(
+                "INSERT INTO api_keys (id, digest, created_at, record) VALUES (?, ?, ?, ?)",
+                (key.id, key.digest, key.created_at, _dump(key)),
+            )
 
     async def find(self, digest: str) -> ApiKey | None:
-        row = self._db.execute("SELECT record FROM api_keys WHERE digest = ?", (digest,)).fetchone()
-        return _load(row[0]) if row else None
+        with disk_errors():
+            row = self._db.execute("SELECT record FROM api_keys WHERE digest = ?", (digest,)).fetchone()
+            return _load(row[0]) if row else None
 
     async def all(self) -> list[ApiKey]:
-        rows = self._db.execute("SELECT record FROM api_keys ORDER BY created_at, id").fetchall()
-        return [_load(record) for (record,) in rows]
+        with disk_errors():
+            rows = self._db.execute("SELECT record FROM api_keys ORDER BY created_at, id").fetchall()
+            return [_load(record) for (record,) in rows]
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:
-        row = self._db.execute("SELECT record FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-        if row is None:
-            return None
-        key = _load(row[0])
-        if key.active:
-            key = dataclasses.replace(key, revoked_at=at)
-            self._db.execute("UPDATE api_keys SET record = ? WHERE id = ?", (_dump(key), key_id))
-        return key
+        with disk_errors():
+            row = self._db.execute("SELECT record FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                return None
+            key = _load(row[0])
+            if key.active:
+                key = dataclasses.replace(key, revoked_at=at)
+                self._db.execute("UPDATE api_keys SET record = ? WHERE id = ?", (_dump(key), key_id))
+            return key
 
     async def configured(self) -> bool:
-        return self._db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+        with disk_errors():
+            return self._db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
     async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
-        now = time.time()
-        self._db.execute("DELETE FROM api_nonces WHERE expires_at < ?", (now,))
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO api_nonces (key_id, nonce, expires_at) VALUES (?, ?, ?)",
-            (key_id, nonce, now + window),
-        )
-        return cursor.rowcount == 1
+        with disk_errors():
+            now = time.time()
+            self._db.execute("DELETE FROM api_nonces WHERE expires_at < ?", (now,))
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO api_nonces (key_id, nonce, expires_at) VALUES (?, ?, ?)",
+                (key_id, nonce, now + window),
+            )
+            return cursor.rowcount == 1
 
     async def close(self) -> None:
         self._db.close()

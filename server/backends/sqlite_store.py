@@ -4,21 +4,30 @@ Each event is one short transaction (event row + record row + newest preview), s
 subscriber has seen is already on disk: after a crash (even kill -9) the log still holds it.
 `synchronous=NORMAL` in WAL mode survives a process crash; only a power loss can drop the last
 commits, which is the trade every embedded queue makes for sub-millisecond writes.
+
+What the disk can do to SQLite (full, read-only, an I/O error, locked, a corrupt page) is raised
+as `StoreUnavailable` (server.backends.sqlite_disk), as a Redis outage is: the API answers 503 and changes nothing, a worker
+waits and writes again. A write that failed left neither its rows nor its effect on the cached
+record behind (SQLite may already have rolled the transaction back itself, as it does on a full
+disk), so the write that follows gets the same seq: the log never has a hole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
+from latentcast.server.backends.sqlite_disk import disk_errors
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
-from latentcast.server.tasks.ports import Fence, NewEvent, Page, append_each
+from latentcast.server.tasks.ports import Fence, NewEvent, Page, StoreUnavailable, append_each
 from latentcast.server.tasks.record import TaskRecord
 
 _SCHEMA = """
@@ -51,34 +60,67 @@ CREATE TABLE IF NOT EXISTS previews (
 """
 
 _FINAL = tuple(str(s) for s in TaskStatus if s.is_final)
-
+# Less free space than this under the database and no new task is taken (`check`).
+MIN_FREE_BYTES = 1 << 20
 
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
+        self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        with disk_errors():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # A WAL checkpointed every 100 pages (SQLite's default is 1,000) and truncated back to
+            # 1 MiB: on a full disk SQLite writes on into its WAL's free space until a write needs
+            # a new page, so a small WAL shows a full disk within a few writes, not a few thousand.
+            # The cost is one checkpoint (one fsync) per 100 pages, about one per task.
+            self._db.execute("PRAGMA wal_autocheckpoint=100")
+            self._db.execute(f"PRAGMA journal_size_limit={1 << 20}")
+            self._db.executescript(_SCHEMA)
         # Records of unfinished tasks stay in memory: every event updates one, and this process
         # is the only writer, so the cache cannot go stale.
         self._active: dict[str, TaskRecord] = {}
+        # Created, not yet written: a task goes to disk with its first event (TaskService.submit
+        # appends `task_queue` next), in one transaction, so a submission the disk refuses leaves
+        # no task behind that nobody was told of.
+        self._unwritten: dict[str, TaskRecord] = {}
+
+    @contextlib.contextmanager
+    def _transaction(self, task_id: str) -> Iterator[sqlite3.Connection]:
+        """One write, all or nothing. On any failure the task's cached record, which the caller
+        may already have advanced, is dropped: the next read loads it as the table has it."""
+        db = self._db
+        try:
+            with disk_errors():
+                db.execute("BEGIN")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    # On a full disk SQLite has rolled back already; a second ROLLBACK would raise.
+                    if db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            self._active.pop(task_id, None)
+            self._unwritten.pop(task_id, None)
+            raise
 
     async def create(self, record: TaskRecord) -> None:
-        self._db.execute(
-            "INSERT INTO tasks (id, token, owner, status, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
-            (record.id, record.token, record.owner, str(record.status), record.created_at, record.to_json()),
-        )
-        self._active[record.id] = record
+        self._unwritten[record.id] = record
 
     async def get(self, task_id: str) -> TaskRecord | None:
         if (record := self._active.get(task_id)) is not None:
             return dataclasses.replace(record)
-        row = self._db.execute("SELECT record FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        with disk_errors():
+            row = self._db.execute("SELECT record FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return TaskRecord.from_json(row[0]) if row else None
 
     async def get_by_token(self, token: str) -> TaskRecord | None:
-        row = self._db.execute("SELECT id FROM tasks WHERE token = ?", (token,)).fetchone()
+        with disk_errors():
+            row = self._db.execute("SELECT id FROM tasks WHERE token = ?", (token,)).fetchone()
         return await self.get(row[0]) if row else None
 
     async def list(
@@ -99,7 +141,8 @@ class SQLiteStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
+        with disk_errors():
+            rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
         items = [self._active.get(task_id) or TaskRecord.from_json(blob) for task_id, blob in rows[:limit]]
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
         return Page(items=[dataclasses.replace(r) for r in items], next_cursor=next_cursor)
@@ -117,31 +160,33 @@ class SQLiteStore:
     ) -> Event:
         # `fence` needs no check here: in one process no other worker can take a task over; nor
         # `write_id`: a local database never loses the answer to a write it committed.
-        record = self._active.get(task_id) or await self.get(task_id)
+        first = task_id in self._unwritten
+        record = self._unwritten.get(task_id) or self._active.get(task_id) or await self.get(task_id)
         if record is None:
             raise KeyError(task_id)
         event = Event(task_id, record.last_seq + 1, type_, time, message, preview)
-        record.apply(event)
-        db = self._db
-        db.execute("BEGIN")
-        try:
+        with self._transaction(task_id) as db:
+            record.apply(event)
             db.execute(
                 "INSERT INTO events (task_id, seq, type, time, message) VALUES (?, ?, ?, ?, ?)",
                 (task_id, event.seq, type_, time, orjson.dumps(message)),
             )
-            db.execute(
-                "UPDATE tasks SET status = ?, record = ? WHERE id = ?", (str(record.status), record.to_json(), task_id)
-            )
+            if first:
+                db.execute(
+                    "INSERT INTO tasks (id, token, owner, status, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
+                    (task_id, record.token, record.owner, str(record.status), record.created_at, record.to_json()),
+                )
+            else:
+                db.execute(
+                    "UPDATE tasks SET status = ?, record = ? WHERE id = ?",
+                    (str(record.status), record.to_json(), task_id),
+                )
             if preview is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO previews (task_id, seq, format, width, height, data) VALUES (?, ?, ?, ?, ?, ?)",
                     (task_id, event.seq, preview.format, preview.width, preview.height, preview.data),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._active.pop(task_id, None)  # the cached record ran ahead of the table: reload it
-            raise
+        self._unwritten.pop(task_id, None)
         if record.status.is_final:
             self._active.pop(task_id, None)
         else:
@@ -152,13 +197,14 @@ class SQLiteStore:
         return await append_each(self, task_id, events, fence)
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
-        rows = self._db.execute(
-            "SELECT seq, type, time, message FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (task_id, since, -1 if limit is None else limit),
-        ).fetchall()
-        newest = self._db.execute(
-            "SELECT seq, format, width, height, data FROM previews WHERE task_id = ? AND seq > ?", (task_id, since)
-        ).fetchone()
+        with disk_errors():
+            rows = self._db.execute(
+                "SELECT seq, type, time, message FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (task_id, since, -1 if limit is None else limit),
+            ).fetchall()
+            newest = self._db.execute(
+                "SELECT seq, format, width, height, data FROM previews WHERE task_id = ? AND seq > ?", (task_id, since)
+            ).fetchone()
         events = []
         for seq, type_, time, message in rows:
             preview = Preview(*newest[1:]) if newest is not None and newest[0] == seq else None
@@ -169,18 +215,37 @@ class SQLiteStore:
         record = self._active.get(task_id) or await self.get(task_id)
         if record is None:
             raise KeyError(task_id)
-        record.cancel_requested = True
-        self._db.execute("UPDATE tasks SET record = ? WHERE id = ?", (record.to_json(), task_id))
+        with self._transaction(task_id) as db:
+            record.cancel_requested = True
+            db.execute("UPDATE tasks SET record = ? WHERE id = ?", (record.to_json(), task_id))
 
     async def unfinished(self) -> list[TaskRecord]:
         marks = ",".join("?" * len(_FINAL))
-        rows = self._db.execute(
-            f"SELECT record FROM tasks WHERE status NOT IN ({marks}) ORDER BY created_at, id", _FINAL
-        ).fetchall()
+        with disk_errors():
+            rows = self._db.execute(
+                f"SELECT record FROM tasks WHERE status NOT IN ({marks}) ORDER BY created_at, id", _FINAL
+            ).fetchall()
         records = [TaskRecord.from_json(blob) for (blob,) in rows]
         for record in records:
             self._active[record.id] = record
         return [dataclasses.replace(r) for r in records]
+
+    async def check(self) -> None:
+        """Raise `StoreUnavailable` while the file system under the database is read-only or has
+        less than MIN_FREE_BYTES free. SQLite itself writes on for a while on a full disk (into
+        its WAL's and its file's free pages) until a write needs one more page; a task needs many
+        more (its events, its pictures), so a new one is refused before it starts rather than
+        stopped halfway, and /readyz turns a load balancer away in time."""
+        folder = self._path.parent
+        try:
+            stats = os.statvfs(folder)
+        except OSError as failure:
+            raise StoreUnavailable(f"SQLite: {folder}: {failure.strerror or failure}") from failure
+        if stats.f_flag & os.ST_RDONLY:
+            raise StoreUnavailable(f"SQLite: the file system under {folder} is read-only")
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise StoreUnavailable(f"SQLite: the disk under {folder} is full ({free} bytes free)")
 
     async def close(self) -> None:
         self._db.close()

@@ -8,6 +8,7 @@ current task) is announced, which `GET /v1/workers` and the model catalog read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -39,6 +40,16 @@ class DeviceWorker(Protocol):
 
     @property
     def current_task(self) -> str | None: ...
+
+    @property
+    def live(self) -> bool:
+        """Whether it gave a sign of life within `Settings.silence_limit` (a stopped or hung process did not)."""
+        ...
+
+    @property
+    def last_heartbeat(self) -> float:
+        """Unix time of its last sign of life."""
+        ...
 
     @property
     def pid(self) -> int: ...
@@ -91,6 +102,8 @@ async def announce(settings: Settings, publish: Publish, workers: list[DeviceWor
                 "aliases": list(settings.model_aliases),
                 "task": worker.current_task,
                 "ready": worker.ready.is_set(),
+                "live": worker.live,
+                "beat_at": worker.last_heartbeat,
                 "started_at": worker.started_at,
                 "pid": worker.pid,
                 "host": socket.gethostname(),

@@ -35,6 +35,8 @@ log = logging.getLogger("latentcast.worker")
 # How long a worker told to stop waits for its stopped task to be queued again: the run stops at
 # its next step, then the requeue needs the backend. Apart from the grace, which may be 0.
 HANDBACK_SECONDS = 5.0
+# After an unexpected failure to take a task, so that a lasting one is logged once a second, not in a spin.
+TAKE_RETRY_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,9 +52,11 @@ class _EventPump:
     (this worker was paused past the visibility timeout), the first refused write stops the run
     and nothing more is written: the new owner's events and files stay the only ones.
 
-    While the backend is unreachable, the pump retries its oldest write until the backend returns
-    (the run goes on meanwhile; its writes wait in order). Each event carries a write id, so an
-    append whose answer was lost is not recorded twice when it is sent again.
+    While the backend is unreachable (a Redis outage, a full disk), the pump retries its oldest
+    write until the backend returns (the run goes on meanwhile; its writes wait in order). Each
+    event carries a write id, so an append whose answer was lost is not recorded twice when it is
+    sent again. Any other failure of a write is this task's: the run is stopped, nothing more is
+    written, and the worker records the task as failed (`failure`) and goes on to the next.
 
     The events waiting when the pump wakes are written in one `emit_many`, so that their
     subscribers' senders wake once for all of them. A step's progress and its log line are emitted
@@ -72,6 +76,7 @@ class _EventPump:
         self._backoff = Backoff(f"task {job.task_id}: recording", log)
         self._task = loop.create_task(self._run())
         self.stale = False
+        self.failure: str | None = None  # why a write failed for good: the task fails with it
         self.last_event = time.monotonic()
 
     def emit(self, type_: str, message: Any, preview: Preview | None = None) -> None:
@@ -102,7 +107,7 @@ class _EventPump:
                         await self._write(output)
 
     async def _write(self, write: _Output | list[NewEvent]) -> None:
-        if self.stale:
+        if self.stale or self.failure is not None:
             return
         job = self._job
         if isinstance(write, _Output):
@@ -115,6 +120,10 @@ class _EventPump:
             self.stale = True
             self._stop.set("another worker took this task over")
             log.warning("task %s was taken over; this worker stops writing to it", job.task_id)
+        except Exception as failure:
+            log.exception("task %s: a write failed; the task fails", job.task_id)
+            self.failure = f"its events could not be recorded ({type(failure).__name__}: {failure})"
+            self._stop.set(self.failure)
 
     async def drain(self) -> None:
         """Wait until every event emitted so far is recorded."""
@@ -166,6 +175,15 @@ class Worker:
         return self._current[0] if self._current else None
 
     @property
+    def live(self) -> bool:
+        """A worker in this process lives as long as the process that asks (which announces it)."""
+        return True
+
+    @property
+    def last_heartbeat(self) -> float:
+        return time.time()
+
+    @property
     def pid(self) -> int:
         return os.getpid()
 
@@ -183,10 +201,20 @@ class Worker:
         # visibility timeout, like a dead worker's.
         backoff = Backoff(f"worker {self.name}", log)
         while not self._stopping:
-            job, record = await until_reachable(functools.partial(self.service.next_job, self.name), backoff)
+            try:
+                job, record = await until_reachable(functools.partial(self.service.next_job, self.name), backoff)
+            except Exception:
+                # A task that cannot even be taken (its record unreadable) must not end the worker.
+                log.exception("worker %s could not take its next task; trying again", self.name)
+                await asyncio.sleep(TAKE_RETRY_SECONDS)
+                continue
             self._idle.clear()
             try:
                 await self._execute(job, record)
+            except Exception as failure:
+                # The worker outlives any task: it records the failure and takes the next one.
+                log.exception("worker %s: task %s failed", self.name, record.id)
+                await self._fail(job, f"the worker failed ({type(failure).__name__}: {failure})")
             finally:
                 self._idle.set()
 
@@ -233,6 +261,9 @@ class Worker:
             self._current = self._pump = None
         if pump.stale:
             return  # the job belongs to another worker now: neither requeue nor acknowledge it
+        if pump.failure is not None:
+            await self._fail(job, pump.failure)
+            return
         if interrupted is not None:
             try:
                 await self.service.requeue(await self.service.get(record.id), str(interrupted))
@@ -241,6 +272,25 @@ class Worker:
                 # twice. Unacknowledged, the job is taken over after the visibility timeout instead.
                 log.warning("task %s not queued again (the backend did not answer); left to be taken over", record.id)
                 return
+        await until_reachable(functools.partial(self.service.job_done, job), backoff)
+
+    async def _fail(self, job: Job, why: str) -> None:
+        """End the job's task with a fatal `task_error` (unless it has ended already: one terminal
+        event a task) and let the job go."""
+        backoff = Backoff(f"task {job.task_id}", log)
+        error = {"code": "internal", "message": f"task failed: {why}", "fatal": True}
+
+        async def record() -> None:
+            if not (await self.service.get(job.task_id)).status.is_final:
+                await self.service.emit(job.task_id, EventType.ERROR, error, fence=job.fence,
+                                        write_id=f"{job.fence.owner}:{job.fence.attempt}:failed")
+
+        try:
+            await until_reachable(record, backoff)
+        except StaleWrite:
+            return  # another worker owns the task now
+        except Exception:
+            log.exception("task %s: its failure could not be recorded either", job.task_id)
         await until_reachable(functools.partial(self.service.job_done, job), backoff)
 
     async def _keepalive(self, job: Job, pump: _EventPump, stop: StopSignal) -> None:

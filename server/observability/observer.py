@@ -199,7 +199,7 @@ async def refresh(service: TaskService, backend: Backend) -> None:
     except Exception:
         log.debug("metrics: worker heartbeats unavailable", exc_info=True)
         return
-    metrics.workers_live.set(len(beats))
+    metrics.workers_live.set(sum(1 for beat in beats if beat.get("live", True)))
     metrics.worker_ready.clear()
     metrics.worker_busy.clear()
     for beat in beats:

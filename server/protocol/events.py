@@ -140,6 +140,12 @@ def encode_ws_frame(event: Event, previews: str) -> bytes:
     return frame
 
 
+def encode_stream_error(code: str, message: str) -> bytes:
+    """The last block of an SSE stream the server cannot go on with: an event of type
+    `stream_error` (no `id`, it is no task event), so a client learns why its stream ended."""
+    return b"event: stream_error\ndata: %s\n\n" % orjson.dumps({"code": code, "message": message})
+
+
 def encode_sse(event: Event, previews: str) -> bytes:
     """One Server-Sent Event; its `id` is the seq so `Last-Event-ID` resumes the stream. Made once
     per event and mode, as `encode_for` is."""

@@ -69,7 +69,11 @@ class NewEvent:
 class TaskStore(Protocol):
     """Task records and their event logs; appending an event also folds it into the record."""
 
-    async def create(self, record: TaskRecord) -> None: ...
+    async def create(self, record: TaskRecord) -> None:
+        """Make the task known; its first event follows at once (`TaskService.submit`). A store
+        may keep the record until that event and write both together, so that a submission whose
+        first event fails leaves no task behind (SQLite does)."""
+        ...
 
     async def get(self, task_id: str) -> TaskRecord | None: ...
 
@@ -114,6 +118,11 @@ class TaskStore(Protocol):
 
     async def unfinished(self) -> list[TaskRecord]:
         """Tasks not in a final status, oldest first: what a restart must pick up."""
+        ...
+
+    async def check(self) -> None:
+        """Raise `StoreUnavailable` if a new task could not be recorded to its end now (the disk
+        under SQLite is full); asked before a task is created, and by /readyz."""
         ...
 
     async def close(self) -> None: ...

@@ -69,8 +69,11 @@ class TaskService:
     async def submit(
         self, params: TaskParams, *, owner: str | None = None, callback_url: str | None = None
     ) -> TaskRecord:
-        """Record a new task and queue it. `params` must already be valid (the model resolvable)."""
+        """Record a new task and queue it. `params` must already be valid (the model resolvable).
+        Refused with `StoreUnavailable` (503), before anything is written, while the store could
+        not record the task to its end (a full disk)."""
         model = self.catalog.resolve(params.model)
+        await self._store.check()
         seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
         record = TaskRecord(
             id=new_task_id(),
@@ -110,6 +113,10 @@ class TaskService:
 
     async def unfinished(self) -> list[TaskRecord]:
         return await self._store.unfinished()
+
+    async def check(self) -> None:
+        """Raise `StoreUnavailable` if a new task could not be recorded to its end now."""
+        await self._store.check()
 
     async def position(self, task_id: str) -> int | None:
         """1-based queue position, or None when the task is not waiting."""

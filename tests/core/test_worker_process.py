@@ -1,15 +1,19 @@
-"""The worker in a process of its own: it can die without the API, and it never outlives the API."""
+"""The worker in a process of its own: it can die without the API, it is replaced when it stops
+answering (SIGSTOP), and it never outlives the API."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 
 import httpx
 
-from tests.support import SMALL, assert_run_again_after_one_interruption, collect, types, wait_status
+from tests.support import (
+    SMALL, assert_run_again_after_one_interruption, collect, eventually, types, wait_status,
+)
 
 LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100}
 # Only a safety net: every wait below ends as soon as its condition holds.
@@ -62,6 +66,39 @@ async def test_kill_9_of_the_worker_process_requeues_its_task_and_the_server_ans
         assert types(await collect(server.ws_url, after["id"], after["token"], previews="none"))[-1] == "task_postprocess_end"
         assert await worker_pid(client, other_than=pid) != pid
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_a_stopped_worker_process_is_reported_then_replaced_and_its_task_runs_again(start_server):
+    server = start_server("--heartbeat", "0.5", "--visibility-timeout", "6")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        pid = await worker_pid(client)
+        task = (await client.post("/v1/tasks", json=LONG)).json()
+        await wait_status(client, task["id"], {"running"})
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # Silent past three beats: not live, and the server not ready, while it still holds the task.
+            async def reported() -> bool:
+                ready = await client.get("/readyz")
+                beat = (await client.get("/v1/workers")).json()["data"][0]
+                return ready.status_code == 503 and ready.json()["workers"][0]["live"] is False and not beat["live"]
+            await eventually(reported, "the silent worker reported by /readyz and /v1/workers")
+            beat = (await client.get("/v1/workers")).json()["data"][0]
+            assert beat["pid"] == pid and beat["task"] == task["id"]
+            assert time.time() - beat["beat_at"] >= 1.5
+            # Silent past the visibility timeout: killed, its task queued again, a new process started.
+            await wait_gone(pid)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        assert await worker_pid(client, other_than=pid) != pid
+        events = await collect(server.ws_url, task["id"], task["token"], previews="none")
+        assert_run_again_after_one_interruption(events, "stopped responding (no heartbeat for")
+        await eventually(lambda: _ready(client), "ready again with the new worker")
+    assert "killing it" in server.log()
+
+
+async def _ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).status_code == 200
 
 
 async def test_the_worker_process_ends_with_the_api_process(start_server):
