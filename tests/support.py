@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -93,6 +93,16 @@ def types(events: Sequence[dict[str, Any]]) -> list[str]:
 
 def seqs(events: Sequence[dict[str, Any]]) -> list[int]:
     return [e["seq"] for e in events]
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 120) -> float:
+    """Poll `condition` until it holds; the seconds it took."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if await condition():
+            return time.monotonic() - began
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{what}: not after {timeout}s")
 
 
 async def wait_status(client: httpx.AsyncClient, task_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:

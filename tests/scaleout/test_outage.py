@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -18,23 +18,15 @@ import redis.asyncio as aioredis
 import websockets
 
 from tests.scaleout.outage import KILLS, follow_sse, start_answering
-from tests.support import ServerProcess, collect, decode_frame, is_terminal, seqs, subscribe, types, wait_status
+from tests.support import (
+    ServerProcess, collect, decode_frame, eventually, is_terminal, seqs, subscribe, types, wait_status,
+)
 
 SLOW = {"prompt": "busy through the outage", "width": 256, "height": 256, "num_inference_steps": 60}
 QUICK = {"prompt": "after the outage", "width": 64, "height": 64, "num_inference_steps": 4}
 # Far longer than the outage: a busy worker keeps its task, so what is seen is a resume, not a takeover.
 PATIENT = ("--visibility-timeout", "30")
 NEVER_RETRIEVED = "Task exception was never retrieved"
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 120) -> float:
-    """Poll `condition` until it holds; the seconds it took."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if await condition():
-            return time.monotonic() - began
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{what}: not after {timeout}s")
 
 
 def assert_ran_once(events: list[dict[str, Any]]) -> None:
