@@ -110,6 +110,11 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
         help="seconds a provider's synchronous endpoint waits for its task before cancelling it "
         f"(default: ${COMPAT_WAIT_ENV}, else 900)",
     )
+    serve.add_argument(
+        "--webhook-allow-private", action="store_true",
+        help="let webhooks (Wiro's callbackUrl) reach loopback, private, link-local and metadata addresses "
+        "(for tests and internal networks; default: public addresses only)",
+    )
     serve.add_argument("--max-pixels", type=int, default=2048 * 2048)
     serve.add_argument("--max-steps", type=int, default=100)
     serve.add_argument(
@@ -173,6 +178,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         subscriber_queue=args.subscriber_queue,
         send_timeout=args.send_timeout,
         compat_wait=args.compat_wait,
+        webhook_allow_private=args.webhook_allow_private,
         cors_origins=tuple(origin.rstrip("/") for origin in args.cors_origin),
         limits=Limits(
             max_pixels=args.max_pixels, max_steps=args.max_steps,

@@ -46,6 +46,8 @@ class Settings:
     subscriber_queue: int = 1024
     send_timeout: float = 10.0
     compat_wait: float = 900.0  # seconds a provider's synchronous endpoint waits for its task
+    # True: webhooks (Wiro's callbackUrl) may go to loopback, private and other inward addresses
+    webhook_allow_private: bool = False
     # hostile clients (docs/security.md, "Limits and hostile input"); a rate or timeout of 0 is off
     max_body_bytes: int = 1024 * 1024
     min_body_rate: float = 1024.0  # bytes/s a body must average, after header_timeout seconds

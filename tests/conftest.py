@@ -21,24 +21,26 @@ class _SharedServers:
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._servers: dict[str, ServerProcess] = {}
-        self._redis: RedisServer | None = None
+        self._servers: dict[tuple[str, ...], ServerProcess] = {}
+        self._redis: list[RedisServer] = []
 
-    def get(self, backend: str) -> ServerProcess:
-        if backend not in self._servers:
-            folder = self._folder / backend
-            args = ["--preview-min-interval", "0"]
+    def get(self, backend: str, *flags: str) -> ServerProcess:
+        """The server of `backend` started with `flags` (each set of flags is a server of its own)."""
+        key = (backend, *flags)
+        if key not in self._servers:
+            folder = self._folder / "-".join(flag.strip("-") for flag in key)
+            args = ["--preview-min-interval", "0", *flags]
             if backend == "redis":
-                self._redis = RedisServer(folder / "redis").start()
-                args += ["--broker", self._redis.url]
-            self._servers[backend] = ServerProcess(folder, *args).start()
-        return self._servers[backend]
+                self._redis.append(RedisServer(folder / "redis").start())
+                args += ["--broker", self._redis[-1].url]
+            self._servers[key] = ServerProcess(folder, *args).start()
+        return self._servers[key]
 
     def stop(self) -> None:
         for process in self._servers.values():
             process.stop()
-        if self._redis is not None:
-            self._redis.stop()
+        for redis in self._redis:
+            redis.stop()
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,11 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from latentcast.server.backends.local_bus import LocalBus
+from latentcast.server.backends.redis_client import LOST
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
 from latentcast.server.protocol.events import Event
+from latentcast.server.tasks.outage import Backoff
 from latentcast.server.tasks.ports import Listener, StoreUnavailable
 
 log = logging.getLogger("latentcast.redis")
@@ -82,32 +84,34 @@ class RedisBus:
         self._cancel_listeners.append(listener)
 
     async def _follow(self, last_id: bytes) -> None:
+        backoff = Backoff("feed reader", log)
         while not self._closing:
             try:
                 reply = await self.redis.xread({self.names.feed: last_id}, count=1000, block=1000)
             except StoreUnavailable as exc:
-                log.warning("feed reader lost Redis (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+                await backoff.failed(exc)
                 continue
+            backoff.succeeded()
             for _, entries in reply:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     self._local.publish(_event(fields))
 
     async def _cancels(self) -> None:
+        backoff = Backoff("cancel listener", log)
         while not self._closing:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.names.cancel)
+                    backoff.succeeded()
                     while not self._closing:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=CLOSE_POLL_SECONDS)
                         if message is not None and message["type"] == "message":
                             task_id, reason = json.loads(message["data"])
                             for listener in self._cancel_listeners:
                                 listener(task_id, reason)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning("cancel listener lost Redis (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+            except LOST as exc:  # pub/sub connections bypass the client's translation to StoreUnavailable
+                await backoff.failed(StoreUnavailable(f"Redis: {exc}"))
 
 
 def _event(fields: dict[bytes, bytes]) -> Event:

@@ -30,6 +30,7 @@ from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, s
 from latentcast.server.compat.wiro_detail import deliver_when_done, detail_body
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
+from latentcast.server.security import webhooks
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskNotFound
 
@@ -124,15 +125,17 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, str]:
 
 @endpoint(_render)
 async def run(request: Request) -> Response:
+    ctx = context(request)
     model = f"{request.path_params['owner']}/{request.path_params['project']}"
-    if not context(request).service.catalog.serves(model):
+    if not ctx.service.catalog.serves(model):
         raise Refusal("model", f"slug-owner-project-not-exist: {model} is not served here")
     body = parse(RunRequest, await _fields(request), strict=False)
     callback = body.callbackUrl.strip() or None
     if callback is not None:
-        url = urllib.parse.urlsplit(callback)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise invalid("callbackUrl", "url", "callbackUrl: must be an http or https URL")
+        try:
+            await webhooks.check(callback, allow_private=ctx.settings.webhook_allow_private)
+        except webhooks.RefusedURL as refused:
+            raise invalid("callbackUrl", refused.rule, f"callbackUrl: {refused}") from None
     params = {
         "prompt": body.prompt,
         "negative_prompt": body.negativePrompt,
@@ -147,8 +150,7 @@ async def run(request: Request) -> Response:
     }
     record = await start(request, params, NAMES, callback_url=callback)
     if callback is not None:
-        ctx = context(request)
-        deliver_when_done(ctx.background, ctx.service, record.id, callback)
+        deliver_when_done(ctx.background, ctx.service, record.id, callback, ctx.settings.webhook_allow_private)
     return JSONResponse({"errors": [], "taskid": record.id, "socketaccesstoken": record.token, "result": True})
 
 

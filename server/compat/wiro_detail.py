@@ -16,12 +16,11 @@ import time
 import uuid
 from typing import Any
 
-import httpx
-
 from latentcast.client.wire import WIRO_SCHEDULERS
 from latentcast.server.api.background import BackgroundJobs
 from latentcast.server.compat.common import wait_ended
 from latentcast.server.protocol.events import EventType, TaskStatus
+from latentcast.server.security import webhooks
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 
@@ -157,22 +156,29 @@ async def detail_body(service: TaskService, record: TaskRecord) -> dict[str, Any
     return {"total": "1", "errors": [], "tasklist": [await task_detail(service, record)], "result": True}
 
 
-def deliver_when_done(background: BackgroundJobs, service: TaskService, task_id: str, url: str) -> None:
+def deliver_when_done(
+    background: BackgroundJobs, service: TaskService, task_id: str, url: str, allow_private: bool
+) -> None:
     """POST the task's final detail to `url` once it ends, retrying on failure, as one of the app's
-    background jobs (a server that stops cancels the deliveries still waiting)."""
-    background.start(_deliver(service, task_id, url), name=f"callback-{task_id}")
+    background jobs (a server that stops cancels the deliveries still waiting). Unless
+    `allow_private`, a `url` that now leads to an inward address is not sent to (server.security.webhooks)."""
+    background.start(deliver_callback(service, task_id, url, allow_private), name=f"callback-{task_id}")
 
 
-async def _deliver(service: TaskService, task_id: str, url: str) -> None:
+async def deliver_callback(service: TaskService, task_id: str, url: str, allow_private: bool) -> None:
+    """Wait for the task to end, then POST its final detail to `url`, up to len(CALLBACK_DELAYS) times."""
     await wait_ended(service, task_id)
     body = await detail_body(service, await service.get(task_id))
-    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+    async with webhooks.client(allow_private=allow_private, timeout=10) as client:
         for attempt, delay in enumerate(CALLBACK_DELAYS, start=1):
             await asyncio.sleep(delay)
             try:
                 answer = await client.post(url, json=body)
-            except httpx.HTTPError as exc:
-                log.warning("task %s: callback attempt %d failed: %s", task_id, attempt, exc)
+            except webhooks.RefusedURL as refused:
+                log.warning("task %s: callback not sent to %s: %s", task_id, url, refused)
+                return
+            except Exception as exc:  # whatever one attempt meets is that attempt's failure, never the job's
+                log.warning("task %s: callback attempt %d failed: %s: %s", task_id, attempt, type(exc).__name__, exc)
                 continue
             if answer.is_success:
                 log.info("task %s: callback delivered (attempt %d)", task_id, attempt)

@@ -1,9 +1,12 @@
-"""Request bodies: at most `--max-body-bytes`, arriving at no less than `--min-body-rate`.
+"""Request bodies: at most `--max-body-bytes`, arriving at no less than `--min-body-rate`, read whole
+before any endpoint runs.
 
-Enforced as the body streams in, not after it is read: a declared Content-Length over the limit
-is refused before a byte of the body is read, and a chunked body (no Content-Length) is cut as
-soon as it passes the limit. A body that trickles in slower than the floor (after a grace of
-`--header-timeout` seconds) is cut too, so a slow client cannot hold a request open forever.
+A declared Content-Length over the limit is refused before a byte of the body is read; a chunked
+body (no Content-Length) is refused as soon as it passes the limit. A body that trickles in slower
+than the floor (after a grace of `--header-timeout` seconds) is cut too, so a slow client cannot
+hold a request open forever. Reading the body here, not in the endpoint, is what makes these
+answers the same on every door: an endpoint never sees a body it would have to refuse in its own
+words, nor a client that hung up halfway (an ordinary event, logged as one line, not a traceback).
 
 Both refusals close the connection (`Connection: close`): otherwise the server would go on
 reading, and throwing away, the rest of a body it has already refused.
@@ -12,10 +15,13 @@ reading, and throwing away, the rest of a body it has already refused.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from latentcast.server.errors import APIError, error_response
+
+log = logging.getLogger("latentcast.security")
 
 CLOSE = {"Connection": "close"}
 
@@ -29,9 +35,13 @@ def too_slow(rate: float) -> APIError:
     return APIError(408, "body_timeout", message, headers=CLOSE)
 
 
+class HungUp(Exception):
+    """The client closed its connection before its body was complete."""
+
+
 class BodyLimit:
-    """ASGI middleware: every HTTP request's body within `max_bytes`, at `min_rate` bytes/s or more
-    once `grace` seconds have passed (`min_rate` 0: no floor)."""
+    """ASGI middleware: every HTTP request's body read whole before the app runs, within `max_bytes`,
+    at `min_rate` bytes/s or more once `grace` seconds have passed (`min_rate` 0: no floor)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, min_rate: float, grace: float) -> None:
         self.app = app
@@ -47,18 +57,22 @@ class BodyLimit:
         if declared is not None and declared > self.max_bytes:
             await error_response(too_large(self.max_bytes))(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
+        try:
+            body = await self._read(receive)
+        except APIError as refused:
+            await error_response(refused)(scope, receive, send)
+            return
+        except HungUp as gone:
+            log.info("%s %s: the client hung up after %s of its body", scope["method"], scope["path"], gone)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _limited(self, receive: Receive) -> Receive:
+    async def _read(self, receive: Receive) -> bytes:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        chunks: list[bytes] = []
         received = 0
-        complete = False
-
-        async def limited() -> Message:
-            nonlocal received, complete
-            if complete:  # e.g. waiting for the client to hang up: no body left to time
-                return await receive()
+        while True:
             if self.min_rate > 0:
                 # The allowance grows with every byte that arrives: a large body sent at a fair
                 # pace is never cut, a trickle is, wherever it stands.
@@ -69,16 +83,29 @@ class BodyLimit:
                     raise too_slow(self.min_rate) from None
             else:
                 message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise too_large(self.max_bytes)
-                complete = not message.get("more_body", False)
-            else:
-                complete = True
-            return message
+            if message["type"] != "http.request":  # http.disconnect
+                raise HungUp(f"{received} bytes")
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise too_large(self.max_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        return limited
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The app's `receive`: the body, whole, in one message; then the connection's own (a disconnect)."""
+    pending: Message | None = {"type": "http.request", "body": body, "more_body": False}
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending is None:
+            return await receive()
+        message, pending = pending, None
+        return message
+
+    return replayed
 
 
 def _content_length(scope: Scope) -> int | None:

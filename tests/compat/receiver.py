@@ -8,12 +8,15 @@ from typing import Any
 
 import orjson
 
+HANG_UP = 0  # a status that is none: the receiver closes the connection without answering
+
 
 class Receiver:
     """A little HTTP server on a loopback port that records each POST and answers from a script."""
 
     def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses  # the status of each answer in turn; 200 once they run out
+        # the status of each answer in turn (0: hang up without one); 200 once they run out
+        self.statuses = statuses
         self.requests: list[dict[str, Any]] = []
         self.arrived = threading.Condition()
         receiver = self
@@ -27,6 +30,9 @@ class Receiver:
                         {"path": self.path, "headers": dict(self.headers), "body": orjson.loads(body), "status": status}
                     )
                     receiver.arrived.notify_all()
+                if status == HANG_UP:
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -4,7 +4,9 @@ callbackUrl, and each refusal."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from collections.abc import Callable
 from typing import Any
@@ -13,13 +15,16 @@ import httpx
 import pytest
 
 from latentcast.client.wire import WIRO_SCHEDULERS
-from latentcast.server.compat.wiro_detail import task_detail
+from latentcast.server.backends.factory import open_backend
+from latentcast.server.compat.wiro_detail import deliver_callback, task_detail
+from latentcast.server.config import Settings
 from latentcast.server.protocol.events import Event
 from latentcast.server.security.wiro_signature import wiro_signature
+from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.record import TaskRecord
 from tests.compat.helpers import changed, nothing_queued, wiro_socket
-from tests.compat.receiver import Receiver
+from tests.compat.receiver import HANG_UP, Receiver
 from tests.support import ServerProcess, wait_status
 
 SLUG = "stabilityai/stable-diffusion-3-medium"
@@ -157,9 +162,9 @@ async def test_each_wiro_scheduler_runs_as_its_native_one(client: httpx.AsyncCli
 
 
 async def test_cancel_queued_and_kill_running(
-    server: ServerProcess, client: httpx.AsyncClient, receiver: Callable[[list[int]], Receiver]
+    hooks_server: ServerProcess, hooks_client: httpx.AsyncClient, receiver: Callable[[list[int]], Receiver]
 ) -> None:
-    hook = receiver([])
+    server, client, hook = hooks_server, hooks_client, receiver([])
     blocker = await _run(client, {"prompt": "blocker", "width": 512, "height": 512, "steps": 100})
     await wait_status(client, blocker["taskid"], {"running"}, timeout=300)
     queued = await _run(client, {"prompt": "queued", **SMALL, "callbackUrl": hook.url})
@@ -195,12 +200,12 @@ async def test_cancel_queued_and_kill_running(
 
 
 async def test_callback_is_posted_when_the_task_ends_and_retried(
-    client: httpx.AsyncClient, receiver: Callable[[list[int]], Receiver]
+    hooks_client: httpx.AsyncClient, receiver: Callable[[list[int]], Receiver]
 ) -> None:
-    hook = receiver([500, 503, 200])  # fails twice, then takes it
+    client, hook = hooks_client, receiver([HANG_UP, 503, 200])  # fails twice (no answer, an error), then takes it
     run = await _run(client, {"prompt": "call me", **SMALL, "callbackUrl": hook.url})
     calls = await asyncio.to_thread(hook.wait_for, 3)
-    assert [call["status"] for call in calls] == [500, 503, 200]
+    assert [call["status"] for call in calls] == [HANG_UP, 503, 200]
     assert all(call["path"] == "/hook" and call["headers"]["Content-Type"] == "application/json" for call in calls)
     assert calls[0]["body"] == calls[1]["body"] == calls[2]["body"]
     body = calls[0]["body"]
@@ -256,6 +261,12 @@ async def test_a_failed_task_as_wiro_shows_it() -> None:
          "'FlowMatchEulerDiscreteScheduler', 'DPMSolverMultistepScheduler' or 'UniPCMultistepScheduler'"),
         ({"callbackUrl": "ftp://example.com/x"}, "Request parameter [callbackUrl] is invalid: must be an http or "
                                                  "https URL"),
+        ({"callbackUrl": "ftp://x"}, "Request parameter [callbackUrl] is invalid: must be an http or https URL"),
+        ({"callbackUrl": "http://[::1"}, "Request parameter [callbackUrl] is invalid: not a valid URL (Invalid port: "
+                                         "':1')"),
+        ({"callbackUrl": "http://x\r\nHost: y"}, "Request parameter [callbackUrl] is invalid: must not contain "
+                                                 "spaces or control characters"),
+        ({"callbackUrl": "http:///hook"}, "Request parameter [callbackUrl] is invalid: must name a host"),
         ({"inputImage": "x"}, "Request parameter [inputImage] is not an input of this tool"),
     ],
 )
@@ -265,6 +276,62 @@ async def test_a_bad_parameter_is_refused_wiro_style(
     async with nothing_queued(client):
         answer = await _run(client, changed({"prompt": "refused", **SMALL}, change))
     assert answer == {"result": False, "errors": [{"code": 0, "message": message}]}
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://127.0.0.1:9/hook", r"127\.0\.0\.1 is a loopback address"),
+        ("http://[::1]:9/hook", r"::1 is a loopback address"),
+        ("http://10.0.0.8/hook", r"10\.0\.0\.8 is a private address"),
+        ("http://172.16.5.4/hook", r"172\.16\.5\.4 is a private address"),
+        ("http://172.31.0.9/hook", r"172\.31\.0\.9 is a private address"),
+        ("http://192.168.1.20/hook", r"192\.168\.1\.20 is a private address"),
+        ("http://169.254.10.10/hook", r"169\.254\.10\.10 is a link-local address"),
+        ("http://169.254.169.254/latest/meta-data/", r"169\.254\.169\.254 is a cloud metadata address"),
+        ("http://[fd00:ec2::254]/latest", r"fd00:ec2::254 is a cloud metadata address"),
+        ("http://[fc00::5]/hook", r"fc00::5 is a unique-local address"),
+        ("http://[fdab:cdef::1]/hook", r"fdab:cdef::1 is a unique-local address"),
+        ("http://localhost:9/hook", r"localhost resolves to (127\.0\.0\.1|::1), which is a loopback address"),
+    ],
+)
+async def test_a_callback_url_to_an_inward_address_is_refused(client: httpx.AsyncClient, url: str, words: str) -> None:
+    """A server without --webhook-allow-private would POST there from inside its own network."""
+    async with nothing_queued(client):
+        answer = await _run(client, {"prompt": "refused", **SMALL, "callbackUrl": url})
+    assert answer["result"] is False and len(answer["errors"]) == 1 and answer["errors"][0]["code"] == 0
+    message = answer["errors"][0]["message"]
+    assert re.fullmatch(rf"Request parameter \[callbackUrl\] is invalid: {words}; only public addresses are allowed", message)
+
+
+async def test_a_callback_that_leads_inward_by_delivery_time_is_not_sent(
+    tmp_path: Path, receiver: Callable[[list[int]], Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The address is checked again when the callback is sent, after resolving its host then: a
+    URL that passed at submit but now resolves to loopback (as `localhost` does) gets nothing, for
+    good (no retries), and the log says why."""
+    backend = open_backend(Settings(data_dir=tmp_path))
+    await backend.start()
+    try:
+        service = backend.task_service(ModelCatalog([ServedModel("builtin:tiny", ())]))
+        task = await service.submit(TaskParams(prompt="nobody calls"))
+        await service.cancel(task.id)
+        hook = receiver([])
+        url = hook.url.replace("127.0.0.1", "localhost")
+        with caplog.at_level(logging.INFO, logger="latentcast.compat.wiro"):
+            await deliver_callback(service, task.id, url, allow_private=False)
+        assert hook.requests == []
+        [logged] = [r for r in caplog.records if r.name == "latentcast.compat.wiro"]  # one line: no attempt after it
+        assert logged.levelno == logging.WARNING
+        assert re.fullmatch(
+            rf"task {task.id}: callback not sent to {re.escape(url)}: localhost resolves to (127\.0\.0\.1|::1), "
+            "which is a loopback address; only public addresses are allowed",
+            logged.getMessage(),
+        )
+        await deliver_callback(service, task.id, url, allow_private=True)  # the same URL, allowed: sent
+        assert [call["body"]["tasklist"][0]["status"] for call in hook.requests] == ["task_cancel"]
+    finally:
+        await backend.close()
 
 
 async def test_refused_requests(client: httpx.AsyncClient) -> None:

@@ -7,8 +7,11 @@ wait is for a condition, with a generous deadline: the machine may be loaded.
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from typing import Any
 
@@ -95,6 +98,51 @@ async def test_redis_restart_busy_and_idle_workers_resume(cluster, kill):
     for name, worker in workers.items():
         assert worker.stop() == 0, f"worker {name} did not stop on SIGTERM:\n{worker.log()[-2000:]}"
         assert NEVER_RETRIEVED not in worker.log(), worker.log()[-3000:]
+
+
+# Backoff's two lines (server/tasks/outage.py), by the loop that logs them
+LOST = re.compile(r" WARNING latentcast\.[\w.]+: (.+): backend unreachable \(")
+BACK = re.compile(r" WARNING latentcast\.[\w.]+: (.+): backend reachable again after ")
+# Long enough for every loop to retry many times (each backs off to 1 s between tries).
+OUTAGE_SECONDS = 5
+
+
+def _outage_lines(process: ServerProcess) -> tuple[Counter[str], Counter[str]]:
+    """How often each loop of the process logged an outage's beginning, and its end."""
+    log = process.log()
+    return Counter(LOST.findall(log)), Counter(BACK.findall(log))
+
+
+async def test_each_loop_logs_an_outage_once_when_it_begins_and_once_when_it_ends(cluster):
+    front, worker = cluster.frontend(), cluster.worker("w1")
+    cluster.wait_workers({"w1"})
+    # the loops that read Redis all the time, so see any outage; others may see it too
+    always = {front: {"feed reader", "cancel listener", "model catalog"}, worker: {"cancel listener", "worker w1"}}
+
+    async def lost_by(process: ServerProcess, loops: set[str]) -> bool:
+        return loops <= set(_outage_lines(process)[0])
+
+    cluster.redis.stop()
+    await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for something to happen
+    for process, loops in always.items():
+        await eventually(functools.partial(lost_by, process, loops), f"{loops} lost Redis")
+    await asyncio.to_thread(start_answering, cluster.redis)
+    # The worker's job loop is back once it takes a job: give it one.
+    await asyncio.to_thread(cluster.wait_workers, {"w1"})
+    async with httpx.AsyncClient(base_url=front.base_url, timeout=30) as client:
+        assert (await client.post("/v1/tasks", json=QUICK)).status_code == 201
+
+    async def all_back(process: ServerProcess) -> bool:
+        lost, back = _outage_lines(process)
+        return set(back) == set(lost)
+
+    for process in always:
+        await eventually(functools.partial(all_back, process), "every loop that lost Redis logs its return")
+    for process, loops in always.items():
+        lost, back = _outage_lines(process)
+        assert loops <= set(lost)
+        assert lost == back == Counter(dict.fromkeys(lost, 1)), process.log()[-5000:]
+        assert "lost Redis" not in process.log() and "Traceback" not in process.log(), process.log()[-5000:]
 
 
 async def test_sigterm_during_an_outage_leaves_the_task_to_another_worker(cluster):

@@ -15,11 +15,14 @@ import httpx
 import orjson
 import pytest
 import websockets
+from starlette.routing import Route
 from websockets.exceptions import ConnectionClosed
 
+from latentcast.server import compat
+from latentcast.server.api.routes import routes as api_routes
 from latentcast.server.security.ratelimit import InFlight, RateLimiter
 from tests.security.helpers import BODIES, TINY, bearer, count_tasks, create_key, parse_response, raw_exchange
-from tests.support import ServerProcess, subscribe
+from tests.support import ServerProcess, eventually, subscribe
 
 OVERSIZED = "x" * 5000  # --max-body-bytes 4096 on `limited`
 # Only a safety net: each wait below ends as soon as what it waits for happens, however busy the
@@ -99,48 +102,75 @@ async def test_operator_limits_on_a_task(limited: ServerProcess, change: dict, f
 # -- request bodies ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", list(BODIES))
-async def test_a_body_over_the_limit_is_413_at_once(limited: ServerProcess, path: str) -> None:
-    async with httpx.AsyncClient(base_url=limited.base_url) as http:
-        before = await count_tasks(http)
-        _is_413(await http.post(path, json={**BODIES[path], "prompt": OVERSIZED}))
-        assert await count_tasks(http) == before
+# Every POST route (server/api/routes.py and server/compat; the first test holds the route table to
+# this list), as a path and a JSON body it takes; Wiro's Run also as a multipart form.
+POST_DOORS: dict[str, dict[str, Any]] = {
+    **BODIES,
+    "/v1/tasks/0123456789abcdef/cancel": {},
+    "/v2/stable-diffusion-3-medium-txt2img": {"prompt": "a"},
+    "/api/generate/sd3/textToImage": BODIES["/api/generate/sdv3/textToImage"],
+}
+WIRO_FORM = "/v1/Run/stabilityai/stable-diffusion-3-medium (multipart)"
+DOORS = [*POST_DOORS, WIRO_FORM]
 
 
-async def test_a_multipart_body_over_the_limit_is_413(limited: ServerProcess) -> None:
-    body = (
-        b"--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n" + OVERSIZED.encode() + b"\r\n--B--\r\n"
-    )
-    async with httpx.AsyncClient(base_url=limited.base_url) as http:
-        before = await count_tasks(http)
-        answer = await http.post(
-            "/v1/Run/stabilityai/stable-diffusion-3-medium",
-            content=body,
-            headers={"content-type": "multipart/form-data; boundary=B"},
-        )
-        _is_413(answer)
-        assert await count_tasks(http) == before
+def _door(door: str, prompt: str) -> tuple[str, str, bytes]:
+    """A request to `door` with this prompt: its path, content type and body."""
+    if door == WIRO_FORM:
+        form = b'--B\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n' + prompt.encode() + b"\r\n--B--\r\n"
+        return door.split()[0], "multipart/form-data; boundary=B", form
+    return door, "application/json", orjson.dumps({**POST_DOORS[door], "prompt": prompt})
 
 
-@pytest.mark.parametrize(
-    ("path", "content_type", "body"),
-    [
-        ("/v1/tasks", "application/json", orjson.dumps({**TINY, "prompt": OVERSIZED})),
-        (
-            "/v1/Run/stabilityai/stable-diffusion-3-medium",
-            "multipart/form-data; boundary=B",
-            b"--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n" + OVERSIZED.encode() + b"\r\n--B--\r\n",
-        ),
-    ],
-    ids=["native", "wiro-multipart"],
-)
-def test_a_chunked_body_is_cut_once_it_passes_the_limit(
-    limited: ServerProcess, path: str, content_type: str, body: bytes
+def _framed(path: str, content_type: str, body: bytes, *, chunked: bool) -> bytes:
+    """The bytes of a POST: the body with its Content-Length, or in chunks of 1000 bytes without one."""
+    if chunked:
+        pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+        length, body = "Transfer-Encoding: chunked", b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    else:
+        length = f"Content-Length: {len(body)}"
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n{length}\r\n\r\n".encode() + body
+
+
+def test_every_post_route_is_a_door() -> None:
+    posts = [route for route in [*api_routes, *compat.routes] if isinstance(route, Route) and "POST" in route.methods]
+    for route in posts:
+        assert any(route.path_regex.fullmatch(path) for path in POST_DOORS), f"{route.path} is not in POST_DOORS"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_body_over_the_limit_is_413_on_every_door_before_it_runs(
+    limited: ServerProcess, door: str, chunked: bool
 ) -> None:
-    pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    _is_413(parse_response(raw_exchange(limited.port, head.encode() + chunks + b"0\r\n\r\n")))
+    """A declared length over the limit is refused before the body is read; a chunked body as soon
+    as it passes the limit. Either way in the native shape, whichever provider's door it is."""
+    request = _framed(*_door(door, OVERSIZED), chunked=chunked)
+    async with httpx.AsyncClient(base_url=limited.base_url) as http:
+        before = await count_tasks(http)
+        _is_413(parse_response(await asyncio.to_thread(raw_exchange, limited.port, request)))
+        assert await count_tasks(http) == before
+
+
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_client_that_hangs_up_mid_body_is_one_info_line(limited: ServerProcess, door: str) -> None:
+    """Content-Length 100, 10 bytes sent, connection closed: an ordinary event, not an error."""
+    path, content_type, body = _door(door, "a lighthouse")
+    line = f"INFO latentcast.security: POST {path}: the client hung up after 10 bytes of its body"
+    async with httpx.AsyncClient(base_url=limited.base_url) as http:
+        before = await count_tasks(http)
+        logged_before = len(limited.log())
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 100\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+            sock.sendall(head.encode() + body[:10])
+
+        async def logged() -> bool:
+            return line in limited.log()[logged_before:]
+
+        await eventually(logged, "the hang-up logged")
+        assert await count_tasks(http) == before
+    since = limited.log()[logged_before:]
+    assert since.count(line) == 1 and "ERROR" not in since and "Traceback" not in since, since
 
 
 def test_a_trickling_body_is_cut_with_408(limited: ServerProcess) -> None:
