@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 
 from latentcast.server.security.keyring import KeyRing
+from latentcast.server.tasks.ports import StoreUnavailable
 
 
 class RevocationWatch:
@@ -34,7 +35,12 @@ class RevocationWatch:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._keys.cache_seconds)
-            for key_digest in list(self._digests):
-                if await self._keys.active(key_digest) is None:
-                    self._revoked()
-                    return
+            try:
+                for key_digest in list(self._digests):
+                    if await self._keys.active(key_digest) is None:
+                        self._revoked()
+                        return
+            except StoreUnavailable:
+                # Asked again next round. Not logged: a thousand streams would say it a thousand
+                # times, and the server's own loops already say once that the store is out.
+                continue
