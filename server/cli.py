@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# A module of plain constants: the client-only install (no pydantic, no torch) reads it too.
+from latentcast.server.tasks.catalog import BUILTIN_MODELS, DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from latentcast.server.config import Settings
 
@@ -30,7 +33,10 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     engine = parser.add_argument_group("engine")
     engine.add_argument("--data-dir", type=Path, default=None, help="tasks, outputs and models (default: ~/.latentcast)")
     engine.add_argument("--public-url", default=None, help="the URL clients reach the API at, for output links")
-    engine.add_argument("--model", default="builtin:tiny", help="builtin:tiny, a diffusers SD3 folder, or a hub id")
+    engine.add_argument(
+        "--model", default=DEFAULT_MODEL,
+        help=f"{', '.join(BUILTIN_MODELS)} (builtin, no download), a diffusers SD3 folder, or a hub id",
+    )
     engine.add_argument(
         "--model-alias", action="append", default=None, metavar="NAME",
         help="another name requests may use for the model, besides the providers' SD3 names (repeatable)",
@@ -243,6 +249,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("latentcast").info(
         "Latentcast on %s (model %s, data in %s)", settings.base_url, settings.model, settings.data_dir
     )
+    if settings.model in BUILTIN_MODELS:
+        logging.getLogger("latentcast").info(
+            "%s %s; `--model PATH` serves real SD3 weights (a diffusers folder)",
+            settings.model, BUILTIN_MODELS[settings.model],
+        )
     logging.getLogger("latentcast").log(logging.WARNING if exposed.open else logging.INFO, exposed.message)
     from latentcast.server.api.frame_writer import FrameWritingProtocol
     from latentcast.server.security.slowloris import head_deadline

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from latentcast.server.tasks.catalog import DEFAULT_ALIASES
+from latentcast.server.tasks.catalog import DEFAULT_ALIASES, DEFAULT_MODEL
 from latentcast.server.tasks.params import Limits
 
 
@@ -28,7 +28,7 @@ class Settings:
     heartbeat_seconds: float = 2.0
     outputs_dir: Path | None = None  # Redis mode: a shared folder for outputs instead of Redis
     # the engine
-    model: str = "builtin:tiny"
+    model: str = DEFAULT_MODEL
     model_aliases: tuple[str, ...] = DEFAULT_ALIASES
     device: str = "cpu"
     dtype: str | None = None

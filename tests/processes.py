@@ -43,7 +43,8 @@ def wait_listening(port: int, timeout: float = READY_TIMEOUT) -> None:
 class ServerProcess:
     """`latentcast serve` (or `worker`) as a user runs it, with its own data dir and port.
 
-    `model`: the `--model` to serve; None gives none, so the server's default.
+    `model`: the `--model` to serve: `builtin:tiny`, the fastest, unless a test needs another; None
+    gives none, so the server's default (`builtin:shapes`).
     `python` and `cwd`: another interpreter (an installed wheel's) run outside this checkout.
     `log_dir`: where its log goes, when not in the data dir (a data dir on a disk a test fills).
     """
@@ -54,7 +55,7 @@ class ServerProcess:
         *args: str,
         port: int | None = None,
         command: str = "serve",
-        model: str | None = None,
+        model: str | None = "builtin:tiny",
         python: str = sys.executable,
         cwd: Path = ROOT,
         log_dir: Path | None = None,

@@ -1,13 +1,17 @@
-"""The builtin model `builtin:tiny`: a real SD3 pipeline with tiny, seeded random weights.
+"""The builtin models: real SD3 pipelines that need no download and no GPU.
 
-It exists so that the whole service (queue, events, previews, files) runs with no download and no
-GPU. Every component has SD3's architecture and SD3's latent conventions (16 channels, scaling
-1.5305, shift 0.0609, flow matching with shift 3.0); only the sizes are tiny and the weights random,
-so its pictures are noise-like while everything around them is real.
+- `builtin:shapes`, the default: SD3's architecture, small, trained here on synthetic scenes
+  (server.training), so it paints what a prompt of shapes, colours, sizes and positions says ("a
+  large red circle on a blue background, top left"), and its live preview shows the scene
+  forming. Its weights ship in the package (`builtin_shapes/`, safetensors, loaded as they are).
+- `builtin:tiny`: the same architecture at its smallest with seeded random weights, whose pictures
+  are noise; the fastest, for tests that need the whole service but no picture. It is built once
+  in code, written with `save_pretrained` into the data directory (deterministic: the same seed
+  gives a byte-identical folder), and loaded from there.
 
-The pipeline is built once in code, written with `save_pretrained` into the data directory, and from
-then on loaded by `server.engine.loader` through the same `from_pretrained` path real weights take.
-Building is deterministic: the same seed gives a byte-identical folder.
+Either way the folder is loaded by `server.engine.loader` through the same `from_pretrained` path
+real weights take. Every component keeps SD3's conventions (16 latent channels, flow matching with
+shift 3.0, two CLIP encoders and T5); only sizes and vocabularies are small.
 """
 
 from __future__ import annotations
@@ -49,11 +53,13 @@ SCHEDULER_SHIFT = 3.0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BuiltinModel:
-    """How to make one builtin model, and the folder name it gets under `<data_dir>/models`."""
+    """One builtin model: a folder that ships in the package, or one built from a seed into
+    `<data_dir>/models/<folder>` on first use."""
 
     folder: str
-    seed: int
-    build: Callable[[int], StableDiffusion3Pipeline]
+    seed: int = 0
+    build: Callable[[int], StableDiffusion3Pipeline] | None = None
+    packaged: Path | None = None
 
 
 def _clip_tokenizer(words: tuple[str, ...] = (), length: int = CLIP_MAX_LENGTH) -> CLIPTokenizer:
@@ -231,21 +237,27 @@ def build_pipeline(seed: int, sizes: Sizes) -> StableDiffusion3Pipeline:
     )
 
 
+# (What each knows, in words, is server.tasks.catalog.BUILTIN_MODELS: the API process says it without torch.)
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "builtin:shapes": BuiltinModel(folder="builtin-shapes", packaged=Path(__file__).parent / "builtin_shapes"),
     "builtin:tiny": BuiltinModel(folder="builtin-tiny", seed=0, build=build_tiny_pipeline),
 }
 
 
 def ensure_builtin(name: str, data_dir: Path) -> Path:
-    """Return the folder of builtin model `name` under `data_dir/models`, building it on first use.
+    """Return the folder of builtin model `name`: the package's own for a packaged model, else the
+    one under `data_dir/models`, built on first use.
 
-    The folder is written under a temporary name, flushed to disk, and renamed into place, so a
-    crash (or power loss) mid-build never leaves a half folder that later loads would trip on. Two
-    processes building at once are fine: the first rename wins and the other build is discarded.
+    A built folder is written under a temporary name, flushed to disk, and renamed into place, so
+    a crash (or power loss) mid-build never leaves a half folder that later loads would trip on.
+    Two processes building at once are fine: the first rename wins and the other build is discarded.
     """
     spec = BUILTIN_MODELS.get(name)
     if spec is None:
         raise ValueError(f"unknown builtin model {name!r}; builtin models: {', '.join(sorted(BUILTIN_MODELS))}")
+    if spec.packaged is not None:
+        return spec.packaged
+    assert spec.build is not None
     models = Path(data_dir) / "models"
     target = models / spec.folder
     if target.is_dir():

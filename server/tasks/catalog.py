@@ -22,6 +22,18 @@ SD3_MEDIUM_ALIASES = (
 # the SD3 Medium names, and the AI/ML API's SD3.5 Large id, so that both of its pages' examples run.
 DEFAULT_ALIASES = (*SD3_MEDIUM_ALIASES, "stable-diffusion-v35-large")
 
+# What each builtin model (server.engine.builtin) knows, in one sentence: said at start-up, in
+# /v1/models and on the pages, so nobody takes a small model for a broken one.
+BUILTIN_MODELS = {
+    "builtin:shapes": (
+        "draws simple scenes: a circle, square, triangle, star or ring, small or large, in one of 8 colours, "
+        "on a coloured background, in the middle or a corner (\"a large red circle on a blue background, "
+        "top left\"), best at 256 and 512 px"
+    ),
+    "builtin:tiny": "random weights: its pictures are noise (the fastest, for tests)",
+}
+DEFAULT_MODEL = "builtin:shapes"
+
 
 class UnknownModel(ValueError):
     def __init__(self, name: str, served: list[str]) -> None:
@@ -37,7 +49,10 @@ class ServedModel:
     aliases: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, object]:
-        return {"id": self.name, "object": "model", "aliases": list(self.aliases)}
+        described: dict[str, object] = {"id": self.name, "object": "model", "aliases": list(self.aliases)}
+        if self.name in BUILTIN_MODELS:
+            described["description"] = BUILTIN_MODELS[self.name]
+        return described
 
 
 class ModelCatalog:

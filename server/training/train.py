@@ -107,11 +107,18 @@ class Run:
     judge_steps: int = 28
     device: str = "cpu"
     started: float = dataclasses.field(default_factory=time.monotonic)
+    started_cpu: float = dataclasses.field(default_factory=time.process_time)
     last_checkpoint: float = dataclasses.field(default_factory=time.monotonic)
     elapsed_before: float = 0.0  # training seconds of earlier invocations
+    cpu_before: float = 0.0  # and their CPU seconds
 
     def hours_trained(self) -> float:
         return (self.elapsed_before + time.monotonic() - self.started) / 3600
+
+    def cpu_hours(self) -> float:
+        """CPU time spent, all threads together: on a machine shared with other work, the measure
+        of what training cost that wall-clock hours overstate (a 2-core hour is 2 CPU hours)."""
+        return (self.cpu_before + time.process_time() - self.started_cpu) / 3600
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.last_checkpoint >= 60 * self.checkpoint_minutes
@@ -184,6 +191,7 @@ def train_vae(vae: AutoencoderKL, plan: Plan, rng: random.Random, generator: tor
                 "stage": "vae", "step": step, "plan": plan, "vae": vae.state_dict(), "read_out": read_out.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": lr.state_dict(),
                 "random": checkpoints.random_states(rng, generator), "hours": run.hours_trained(),
+                "cpu_hours": run.cpu_hours(),
             }, run.folder / checkpoints.CHECKPOINT)
             run.last_checkpoint = time.monotonic()
             log(f"checkpoint: vae step {step}")
@@ -341,14 +349,14 @@ def checkpoint_transformer(
     checkpoints.save_atomically({
         "stage": "transformer", "step": step, "plan": plan, "vae": pipe.vae.state_dict(), "vae_config": dict(pipe.vae.config),
         "live": live.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "schedule": lr.state_dict(),
-        "random": checkpoints.random_states(rng, generator), "hours": hours,
+        "random": checkpoints.random_states(rng, generator), "hours": hours, "cpu_hours": run.cpu_hours(),
     }, run.folder / checkpoints.CHECKPOINT)
     log(f"checkpoint: transformer step {step} after {hours:.2f} h")
     if run.judge_count:
         view = averaged(pipe, ema)
         with torch.random.fork_rng(devices=[]):
             scores = judging.judge(view, count=run.judge_count, size=256, steps=run.judge_steps, max_sequence_length=TOKENS)
-        point = {"step": step, "hours": round(hours, 3), **scores.summary()}
+        point = {"step": step, "hours": round(hours, 3), "cpu_hours": round(run.cpu_hours(), 3), **scores.summary()}
         with open(run.folder / "curve.jsonl", "a") as file:
             file.write(json.dumps(point) + "\n")
         log(f"judged: {point}")
@@ -436,6 +444,7 @@ def train(plan: Plan, seed: int, run: Run, *, resume: bool, warm_start: Path | N
     generator = torch.Generator().manual_seed(seed)
     if state is not None:
         run.elapsed_before = state["hours"] * 3600
+        run.cpu_before = state.get("cpu_hours", 0.0) * 3600
         log(f"resuming at the {state['stage']} stage, step {state['step']}, after {state['hours']:.2f} h")
     if warm_start is not None and state is None:
         pipe = StableDiffusion3Pipeline.from_pretrained(warm_start, dtype=torch.float32)

@@ -181,9 +181,24 @@ async function loadModels() {
     const { data } = await api.models();
     const select = $("#model");
     for (const model of data) select.append(h("option", { value: model.id }, model.id));
+    // A builtin model says what it knows, so that nobody takes a small model for a broken one.
+    const served = data[0];
+    if (served?.description) {
+      const note = $("#model-note");
+      note.textContent = `${served.id} ${served.description}. \`latentcast serve --model PATH\` serves real SD3 weights.`;
+      note.hidden = false;
+    }
   } catch {
     // the server default still works
   }
+}
+
+for (const example of document.querySelectorAll("#examples .example")) {
+  example.addEventListener("click", () => {
+    const prompt = $("#prompt");
+    prompt.value = example.dataset.prompt;
+    prompt.focus();
+  });
 }
 
 // -- one task on screen --------------------------------------------------------------------------
