@@ -54,11 +54,13 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 RETRY_AFTER_SECONDS = 2
 
 
-def store_unavailable() -> APIError:
-    """The answer to any request while the shared backend (Redis) is unreachable."""
+def store_unavailable(*, busy: bool = False) -> APIError:
+    """The answer to any request the shared backend (Redis) could not serve: it is unreachable, or
+    (`busy`) it answers but every connection this front-end may open to it stayed in use."""
+    state = "busy (every connection to it stayed in use)" if busy else "unreachable (restarting?)"
     return APIError(
         503,
         "unavailable",
-        "the task store is unreachable (restarting?): nothing was done; retry after Retry-After seconds",
+        f"the task store is {state}: nothing was done; retry after Retry-After seconds",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

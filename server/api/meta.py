@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse
 
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
-from latentcast.server.tasks.ports import StoreUnavailable
+from latentcast.server.tasks.ports import StoreBusy, StoreUnavailable
 
 
 async def list_models(request: Request) -> JSONResponse:
@@ -29,6 +29,8 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         live = sum(1 for beat in await ctx.backend.live_workers() if beat.get("ready"))
         store = "reachable"
+    except StoreBusy:
+        live, store = 0, "busy"
     except StoreUnavailable:
         live, store = 0, "unreachable"
     shared = ctx.settings.broker is not None

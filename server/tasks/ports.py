@@ -33,6 +33,14 @@ class StoreUnavailable(Exception):
     """
 
 
+class StoreBusy(StoreUnavailable):
+    """The shared backend answers, but every connection this process may open to it stayed in use
+    for as long as a call may wait for one: an overload of this process, not an outage. Nothing was
+    decided, the call may be retried; whatever retries or answers 503 for an outage does so for
+    this too, and says "busy" where it would say "unreachable".
+    """
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fence:
     """Who may write a running task's events: the worker that claimed it, for that attempt."""
