@@ -19,8 +19,8 @@ TASK = "0123456789abcdef"
 
 
 class CountedLog:
-    """The real store's `events`, counted; while `hold` is clear a read waits, after reading, before
-    it answers: a read in flight whose page is already taken."""
+    """The real store's `events`, counted; while `hold` is clear a read waits after reading, before
+    it answers (a read in flight whose page is already taken), and then fails if told to."""
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
@@ -31,10 +31,10 @@ class CountedLog:
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         self.reads.append((task_id, since, limit))
-        if self.failure is not None:
-            raise self.failure
         page = await self.store.events(task_id, since, limit=limit)
         await self.hold.wait()
+        if self.failure is not None:
+            raise self.failure
         return page
 
 
@@ -51,53 +51,67 @@ def seqs(page: list[Event]) -> list[int]:
     return [event.seq for event in page]
 
 
-async def test_concurrent_callers_of_one_page_share_one_store_read(log):
+async def in_flight(pages: SharedPages, log: CountedLog) -> asyncio.Task[list[Event]]:
+    """A first caller's read of page (TASK, 0, 128), taken from the store and held there."""
+    log.hold.clear()
+    first = asyncio.create_task(pages.events(TASK, 0, limit=128))
+    while not log.reads:
+        await asyncio.sleep(0)
+    return first
+
+
+async def test_callers_who_ask_while_a_page_is_read_share_one_read_of_it(log):
     pages = SharedPages(log)
-    answers = await asyncio.gather(*(pages.events(TASK, 0, limit=128) for _ in range(50)))
-    assert log.reads == [(TASK, 0, 128)]
-    assert all(seqs(page) == [1, 2, 3, 4, 5] for page in answers)
-    assert all(page is answers[0] for page in answers)  # the same page, not fifty copies
-    # another page (another since) is a read of its own; nothing is kept once answered
+    first = await in_flight(pages, log)
+    callers = [asyncio.create_task(pages.events(TASK, 0, limit=128)) for _ in range(50)]
+    await asyncio.sleep(0)  # they have all asked
+    assert len(log.reads) == 1  # one read of a page at a time: theirs waits for the first
+    log.hold.set()
+    answers = await asyncio.gather(*callers)
+    assert seqs(await first) == [1, 2, 3, 4, 5]
+    assert log.reads == [(TASK, 0, 128)] * 2  # the first caller's, and one for the fifty
+    assert all(page is answers[0] for page in answers) and seqs(answers[0]) == [1, 2, 3, 4, 5]
+    # nothing is kept once answered, and another page (another since) is a read of its own
     later, again = await asyncio.gather(pages.events(TASK, 3, limit=128), pages.events(TASK, 0, limit=128))
     assert seqs(later) == [4, 5] and seqs(again) == [1, 2, 3, 4, 5]
-    assert log.reads == [(TASK, 0, 128), (TASK, 3, 128), (TASK, 0, 128)]
+    assert log.reads[2:] == [(TASK, 3, 128), (TASK, 0, 128)]
 
 
 async def test_a_caller_never_joins_a_read_that_left_before_it_asked(log):
     # The subscriber that asks now may have begun listening after the read in flight read the
     # log: an event recorded in between must be in the page it gets.
     pages = SharedPages(log)
-    log.hold.clear()
-    early = asyncio.create_task(pages.events(TASK, 0, limit=128))
-    while not log.reads:  # the first read has its page and is held before answering
-        await asyncio.sleep(0)
+    first = await in_flight(pages, log)
     await log.store.append(TASK, "task_output", "recorded meanwhile", time=1000.0)
     late = [asyncio.create_task(pages.events(TASK, 0, limit=128)) for _ in range(20)]
     log.hold.set()
-    assert seqs(await early) == [1, 2, 3, 4, 5]
+    assert seqs(await first) == [1, 2, 3, 4, 5]
     answers = await asyncio.gather(*late)
     assert all(seqs(page) == [1, 2, 3, 4, 5, 6] for page in answers)
-    assert len(log.reads) == 2  # the twenty who came while the first was in flight shared the second
+    assert len(log.reads) == 2
 
 
-async def test_a_caller_that_leaves_does_not_cancel_the_read_for_the_others(log):
+async def test_callers_that_leave_do_not_cancel_the_read_for_the_others(log):
     pages = SharedPages(log)
-    log.hold.clear()
+    first = await in_flight(pages, log)
     leaving = asyncio.create_task(pages.events(TASK, 0, limit=128))
     staying = asyncio.create_task(pages.events(TASK, 0, limit=128))
-    while not log.reads:
-        await asyncio.sleep(0)
-    leaving.cancel()  # its socket closed mid-read
+    await asyncio.sleep(0)  # both have joined the read waiting behind the first
+    first.cancel()  # its socket closed mid-read
+    leaving.cancel()
     log.hold.set()
     assert seqs(await staying) == [1, 2, 3, 4, 5]
-    assert leaving.cancelled() and len(log.reads) == 1
+    assert first.cancelled() and leaving.cancelled() and len(log.reads) == 2
 
 
 async def test_a_failed_read_fails_each_of_its_callers_and_the_next_caller_reads_again(log):
     pages = SharedPages(log)
+    first = await in_flight(pages, log)
+    callers = [asyncio.create_task(pages.events(TASK, 0, limit=128)) for _ in range(3)]
     log.failure = StoreUnavailable("Redis: connection refused")
-    answers = await asyncio.gather(*(pages.events(TASK, 0, limit=128) for _ in range(3)), return_exceptions=True)
-    assert [str(a) for a in answers] == ["Redis: connection refused"] * 3 and len(log.reads) == 1
+    log.hold.set()
+    answers = await asyncio.gather(first, *callers, return_exceptions=True)
+    assert [str(a) for a in answers] == ["Redis: connection refused"] * 4 and len(log.reads) == 2
     log.failure = None
     assert seqs(await pages.events(TASK, 0, limit=128)) == [1, 2, 3, 4, 5]
-    assert len(log.reads) == 2
+    assert len(log.reads) == 3
