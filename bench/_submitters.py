@@ -1,6 +1,6 @@
 """A client process of the submission benchmark: `POST /v1/tasks` as fast as keep-alive HTTP/1.1 allows.
 
-    python -m bench._submitters --port P --count N --connections C
+    python -m bench._submitters --port P --count N --connections C [--body JSON]
 
 A minimal client on asyncio streams (an HTTP library would cost more CPU than the server it
 measures). Opens C keep-alive connections, prints `READY`, waits for a line on stdin, then sends N
@@ -17,7 +17,7 @@ import time
 
 import orjson
 
-BODY = orjson.dumps({"prompt": "a lighthouse at dusk", "width": 256, "height": 256, "num_inference_steps": 20})
+BODY = '{"prompt": "a lighthouse at dusk", "width": 256, "height": 256, "num_inference_steps": 20}'
 
 
 async def connection(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -25,13 +25,13 @@ async def connection(host: str, port: int) -> tuple[asyncio.StreamReader, asynci
 
 
 async def worker(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, count: int, statuses: dict[int, int],
-    latencies: list[float],
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, body: bytes, count: int,
+    statuses: dict[int, int], latencies: list[float],
 ) -> None:
     request = (
         f"POST /v1/tasks HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(BODY)}\r\n\r\n"
-    ).encode() + BODY
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     for _ in range(count):
         began = time.perf_counter()
         writer.write(request)
@@ -52,6 +52,7 @@ async def main() -> None:
     parse.add_argument("--port", type=int, required=True)
     parse.add_argument("--count", type=int, required=True)
     parse.add_argument("--connections", type=int, default=8)
+    parse.add_argument("--body", default=BODY, help="the task asked for, as JSON")
     args = parse.parse_args()
     streams = [await connection(args.host, args.port) for _ in range(args.connections)]
     print("READY", flush=True)
@@ -60,7 +61,7 @@ async def main() -> None:
     latencies: list[float] = []
     shares = [args.count // args.connections + (1 if i < args.count % args.connections else 0) for i in range(args.connections)]
     began = time.time()
-    await asyncio.gather(*(worker(r, w, args.host, n, statuses, latencies) for (r, w), n in zip(streams, shares)))
+    await asyncio.gather(*(worker(r, w, args.host, args.body.encode(), n, statuses, latencies) for (r, w), n in zip(streams, shares)))
     ended = time.time()
     for _, writer in streams:
         writer.close()

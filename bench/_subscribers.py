@@ -4,7 +4,7 @@
                                  [--record FRAMES]
 
 Opens `count` sockets and subscribes each to the task; prints `READY <n>` once every socket got its
-`subscribed` reply. Without `--idle` each socket then reads until the task's terminal event and
+`subscribed` reply or was refused (n: the subscribed ones; a refused socket's `error` says why). Without `--idle` each socket then reads until the task's terminal event and
 the process prints `DONE {json}`: per socket whether it saw seq 1..last without a gap, the
 latencies (receipt time minus the event's `time`, same clock) of events that happened after the
 socket subscribed, and the CPU seconds this process spent from READY to DONE. With `--idle` the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import pickle
 import sys
@@ -207,12 +208,13 @@ async def main() -> None:
         if args.record and not opened:
             subscriber.recorded = recording  # from its first event: it has not subscribed yet
         opened.append(subscriber)
-        await asyncio.wait_for(subscriber.subscribed, 120)
+        with contextlib.suppress(RuntimeError):  # refused: its `error` goes in the report with the rest
+            await asyncio.wait_for(subscriber.subscribed, 120)
         return subscriber
 
     for start in range(0, args.count, args.batch):
         subscribers += await asyncio.gather(*(one() for _ in range(min(args.batch, args.count - start))))
-    print(f"READY {len(subscribers)}", flush=True)
+    print(f"READY {sum(s.subscribed.done() and s.subscribed.exception() is None for s in subscribers)}", flush=True)
     cpu_began = time.process_time()
     if args.idle:
         await loop.run_in_executor(None, sys.stdin.read)

@@ -9,6 +9,7 @@ number it measured (the smoke tests read that line); `--json PATH` also writes t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import os
@@ -154,6 +155,19 @@ def measured_server(*args: str) -> Iterator[ServerProcess]:
     with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder, ServerProcess(Path(folder), *args) as server:
         yield server
 
+
+
+async def reported(process: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
+    """What a client process (bench._subscribers, bench._submitters, bench._broadcast) reports
+    next on the line that starts with `prefix` (READY, DONE, ...), past the prefix."""
+    assert process.stdout is not None
+    while True:
+        raw = await asyncio.wait_for(process.stdout.readline(), timeout)
+        if not raw:
+            raise RuntimeError(f"client process exited ({await process.wait()}) before {prefix}")
+        line = raw.decode().strip()
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
 
 
 def raise_fd_limit(wanted: int) -> int:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
-from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, scrape
+from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
 from latentcast.client.wire import PREVIEW_MODES
 from tests.processes import ROOT, ServerProcess
 
@@ -59,17 +59,6 @@ async def _clients(url: str, task: dict[str, Any], count: int, previews: str, re
             )
         )
     return processes
-
-
-async def _line(process: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
-    assert process.stdout is not None
-    while True:
-        raw = await asyncio.wait_for(process.stdout.readline(), timeout)
-        if not raw:
-            raise RuntimeError(f"subscriber process exited ({await process.wait()}) before {prefix}")
-        line = raw.decode().strip()
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
 
 
 def server_cpu(pid: int) -> tuple[float, float, float]:
@@ -105,15 +94,15 @@ async def bare_broadcast(frames: Path, count: int, previews: str) -> dict[str, f
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
     )
     assert server.stdin is not None
-    port = int(await _line(server, "LISTENING", timeout=60))
+    port = int(await reported(server, "LISTENING", timeout=60))
     processes = await _clients(f"ws://127.0.0.1:{port}/", {"id": "bare", "token": ""}, count, previews)
     for process in processes:
-        await _line(process, "READY", timeout=300)
-    await _line(server, "READY", timeout=60)
+        await reported(process, "READY", timeout=300)
+    await reported(server, "READY", timeout=60)
     server.stdin.write(b"go\n")
-    results = [orjson.loads(await _line(process, "DONE", timeout=600)) for process in processes]
+    results = [orjson.loads(await reported(process, "DONE", timeout=600)) for process in processes]
     server.stdin.write(b"end\n")
-    done = orjson.loads(await _line(server, "DONE", timeout=60))
+    done = orjson.loads(await reported(server, "DONE", timeout=60))
     server.stdin.close()
     for process in (*processes, server):
         await process.wait()
@@ -145,7 +134,7 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
     processes = await _clients(server.ws_url, task, count, args.previews, record=frames)
     ready_began = time.monotonic()
     for process in processes:
-        await _line(process, "READY", timeout=300)
+        await reported(process, "READY", timeout=300)
     connect_seconds = time.monotonic() - ready_began
     before = await asyncio.to_thread(scrape, server.base_url)
     cpu_before = server_cpu(server.pid)
@@ -153,7 +142,7 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
     gate_held = (await http.get(f"/v1/tasks/{task['id']}")).json()["status"] == "queued"
     for gate in reversed(gates):
         await http.post(f"/v1/tasks/{gate['id']}/cancel")
-    results = [orjson.loads(await _line(process, "DONE", timeout=600)) for process in processes]
+    results = [orjson.loads(await reported(process, "DONE", timeout=600)) for process in processes]
     for process in processes:
         await process.wait()
     detail = {}

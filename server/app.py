@@ -37,7 +37,7 @@ from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
-from latentcast.server.tasks.ports import StoreUnavailable
+from latentcast.server.tasks.ports import StoreBusy, StoreUnavailable
 from latentcast.server.tasks.service import TaskService
 from latentcast.server.worker_host import ProcessWorker
 
@@ -82,22 +82,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
-    """The backend is down (Redis restarting): a 503 the client may retry, not a 500 and a traceback.
-    A socket handshake gets the same 503; an open socket is closed with 1013 (try again later), and
-    the client resumes it with `since`."""
+    """The backend is down (Redis restarting, a full disk), or busy (no connection to it came free
+    in time): a 503 the client may retry, not a 500 and a traceback, saying which. A socket
+    handshake gets the same 503; an open socket is closed with 1013 (try again later), and the
+    client resumes it with `since`."""
     log.warning("%s answered 503: %s", conn.url.path, exc)
+    busy = isinstance(exc, StoreBusy)
     if not isinstance(conn, WebSocket):
-        return error_response(store_unavailable(exc))
+        return error_response(store_unavailable(exc, busy=busy))
     if conn.application_state is WebSocketState.CONNECTING:
-        await conn.send_denial_response(error_response(store_unavailable(exc)))
+        await conn.send_denial_response(error_response(store_unavailable(exc, busy=busy)))
     else:
-        await conn.close(1013, "the task store is unreachable; reconnect and resubscribe with since")
+        state = "busy" if busy else "unreachable"
+        await conn.close(1013, f"the task store is {state}; reconnect and resubscribe with since")
     return None
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, StoreUnavailable):  # raised in a middleware (a key lookup), outside the routes
-        return error_response(store_unavailable(exc))
+        return error_response(store_unavailable(exc, busy=isinstance(exc, StoreBusy)))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"error": {"type": "internal", "message": "internal server error"}}, status_code=500)
 

@@ -62,6 +62,34 @@ def _backend_options(parser: argparse.ArgumentParser) -> None:
     )
     backend.add_argument("--heartbeat", type=float, default=2.0, help="seconds between worker heartbeats")
     backend.add_argument("--outputs-dir", type=Path, default=None, help="with --broker: a shared folder for outputs")
+    backend.add_argument(
+        "--redis-pool-size", type=int, default=50, metavar="N",
+        help="Redis connections this process opens at most (at least --workers + 4); a command waits for one",
+    )
+    backend.add_argument(
+        "--redis-pool-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        help="seconds a command waits for a Redis connection before it is refused as busy (503)",
+    )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _pool_problem(args: argparse.Namespace) -> str | None:
+    """Why --redis-pool-size is too small for this process, if it is. Each worker's wait for a job,
+    the live feed's reader and the cancel listener hold a connection while they wait (XREADGROUP
+    and XREAD BLOCK, SUBSCRIBE); what they leave must carry every other command."""
+    least = args.workers + 4
+    if args.broker is not None and args.redis_pool_size < least:
+        return (
+            f"--redis-pool-size must be at least --workers + 4 = {least} (each worker's job read, the feed reader "
+            f"and the cancel listener hold a connection while they wait), got {args.redis_pool_size}"
+        )
+    return None
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
@@ -172,6 +200,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         visibility_timeout=args.visibility_timeout,
         heartbeat_seconds=args.heartbeat,
         outputs_dir=args.outputs_dir,
+        redis_pool_size=args.redis_pool_size,
+        redis_pool_timeout=args.redis_pool_timeout,
     )
     if args.command == "worker":
         # Without --public-url a worker cannot know the API's address: output URLs stay relative.
@@ -297,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pip install \"latentcast[server]\"",
             file=sys.stderr,
         )
+        return 2
+    if hasattr(args, "redis_pool_size") and (problem := _pool_problem(args)):
+        print(f"latentcast {args.command}: {problem}", file=sys.stderr)
         return 2
     return args.run(args)
 

@@ -26,6 +26,10 @@ class Settings:
     retention: float = 7 * 24 * 3600  # seconds finished tasks are kept (Redis: key expiry)
     visibility_timeout: float = 30.0  # seconds a silent worker keeps its job before another takes it
     heartbeat_seconds: float = 2.0
+    # Redis connections one process opens at most, and seconds a command waits for one when all are
+    # in use (docs/scale-out.md); a worker's job read and the feed and cancel listeners hold one each
+    redis_pool_size: int = 50
+    redis_pool_timeout: float = 10.0
     outputs_dir: Path | None = None  # Redis mode: a shared folder for outputs instead of Redis
     # the engine
     model: str = DEFAULT_MODEL

@@ -54,13 +54,17 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 RETRY_AFTER_SECONDS = 2
 
 
-def store_unavailable(cause: object = None) -> APIError:
-    """The answer to any request while the task store cannot be used: Redis unreachable, or the
-    disk under SQLite full, read-only or failing. `cause` says which."""
-    why = f" ({cause})" if cause else " (restarting?)"
+def store_unavailable(cause: object = None, *, busy: bool = False) -> APIError:
+    """The answer to any request the task store could not serve: Redis unreachable, or answering
+    but with every connection this front-end may open to it in use (`busy`), or the disk under
+    SQLite full, read-only or failing. `cause` says which."""
+    if busy:
+        state = "busy (every connection to it stayed in use)"
+    else:
+        state = f"unreachable ({cause})" if cause else "unreachable (restarting?)"
     return APIError(
         503,
         "unavailable",
-        f"the task store is unreachable{why}: nothing was done; retry after Retry-After seconds",
+        f"the task store is {state}: nothing was done; retry after Retry-After seconds",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

@@ -6,11 +6,13 @@ start, report readiness and stop the same way. Only the standard library and htt
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -181,3 +183,46 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(30)
+
+    def clients(self) -> list[dict[str, str]]:
+        """The connections redis-server holds now, as `CLIENT LIST` describes them (addr, name, cmd,
+        ...), this one's included."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock, sock.makefile("rb") as reply:
+            sock.sendall(b"CLIENT LIST\r\n")
+            size = int(reply.readline()[1:])  # a bulk string: "$<bytes>\r\n", then the bytes
+            lines = reply.read(size).decode().splitlines()
+        return [dict(field.split("=", 1) for field in line.split(" ")) for line in lines if line]
+
+
+class ConnectionPeaks:
+    """The most connections a redis-server listed at once (its own `CLIENT LIST`), per connection
+    name and in all, read in a thread every `every` seconds while the `with` block runs. Latentcast
+    names its connections `latentcast-HOST-PID`: `of(pid)` is one process's peak."""
+
+    def __init__(self, redis: RedisServer, every: float = 0.02) -> None:
+        self.redis = redis
+        self.every = every
+        self.by_name: collections.Counter[str] = collections.Counter()
+        self.total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def of(self, pid: int) -> int:
+        return max((n for name, n in self.by_name.items() if name.startswith("latentcast-") and name.endswith(f"-{pid}")), default=0)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while True:
+            clients = [c for c in self.redis.clients() if c["cmd"] != "client|list"]  # not the watcher's own
+            self.total = max(self.total, len(clients))
+            for name, count in collections.Counter(c["name"] for c in clients).items():
+                self.by_name[name] = max(self.by_name[name], count)
+            if self._stop.wait(self.every):
+                return

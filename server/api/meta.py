@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse
 
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
-from latentcast.server.tasks.ports import StoreUnavailable
+from latentcast.server.tasks.ports import StoreBusy, StoreUnavailable
 
 
 async def list_models(request: Request) -> JSONResponse:
@@ -31,6 +31,8 @@ async def readyz(request: Request) -> JSONResponse:
         await ctx.service.check()
         live = sum(1 for beat in await ctx.backend.live_workers() if beat.get("ready") and beat.get("live", True))
         store = "reachable"
+    except StoreBusy:
+        live, store = 0, "busy"
     except StoreUnavailable:
         live, store = 0, "unreachable"
     shared = ctx.settings.broker is not None

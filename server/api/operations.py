@@ -149,7 +149,9 @@ class WorkerReadiness(Answer):
 class Readiness(Answer):
     ready: bool
     workers: list[WorkerReadiness] = Field(description="this process's own workers")
-    store: Literal["reachable", "unreachable"] = Field(description="whether the backend (Redis) answers")
+    store: Literal["reachable", "busy", "unreachable"] = Field(
+        description="whether the backend (Redis) answers; busy: no connection to it came free within the pool's timeout"
+    )
     live_workers: int = Field(description="ready workers with a live heartbeat, wherever they run")
 
 
@@ -295,7 +297,7 @@ operations: dict[Callable[..., Any], Operation] = {
         tag=_SERVICE,
         replies={
             200: Reply("Every worker is ready, the backend answers, and a worker is alive.", Readiness),
-            503: Reply("A worker is not ready yet, the backend is unreachable, or no worker is alive.", Readiness),
+            503: Reply("A worker is not ready yet, the backend is unreachable or busy, or no worker is alive.", Readiness),
         },
     ),
     metrics.metrics: Operation(

@@ -363,8 +363,8 @@ class Connection:
             return False
         try:
             await feed.pull()
-        except StoreUnavailable:  # the client resumes with since, later
-            log.warning("replay of task %s failed: the store is unreachable; closing the socket", feed.task_id)
+        except StoreUnavailable as exc:  # the client resumes with since, later
+            log.warning("replay of task %s failed (%s); closing the socket", feed.task_id, exc)
             self.closing = (CLOSE_TRY_AGAIN, "replay unavailable: resubscribe with since to resume")
         except Exception as failure:  # e.g. a stored log with a hole (wire.Gap): loud, and the socket ends
             log.exception("replay of task %s failed; closing the socket", feed.task_id)

@@ -58,10 +58,9 @@ def open_key_store(settings: Settings) -> KeyStore:
         return SQLiteKeyStore(settings.database)
     _check_broker(settings.broker)
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
-    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
 
-    return RedisKeyStore(connect(settings.broker), RedisNames(settings.redis_prefix))
+    return RedisKeyStore(_client(settings), RedisNames(settings.redis_prefix))
 
 
 def open_files(settings: Settings) -> FileStore:
@@ -71,10 +70,17 @@ def open_files(settings: Settings) -> FileStore:
         from latentcast.server.backends.disk_files import DiskFiles
 
         return DiskFiles(settings.outputs, settings.base_url)
-    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
 
-    return _redis_files(settings, connect(settings.broker), RedisNames(settings.redis_prefix))
+    return _redis_files(settings, _client(settings), RedisNames(settings.redis_prefix))
+
+
+def _client(settings: Settings) -> aioredis.Redis:
+    """This process's client of the broker, over a pool of its own sized by the settings."""
+    from latentcast.server.backends.redis_client import connect
+
+    assert settings.broker is not None
+    return connect(settings.broker, pool_size=settings.redis_pool_size, pool_timeout=settings.redis_pool_timeout)
 
 
 def _redis_files(settings: Settings, client: aioredis.Redis, names: RedisNames) -> FileStore:
@@ -132,13 +138,11 @@ def _local(settings: Settings) -> Backend:
 def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     from latentcast.server.backends.redis_apikeys import RedisKeyStore
     from latentcast.server.backends.redis_bus import RedisBus
-    from latentcast.server.backends.redis_client import connect
     from latentcast.server.backends.redis_names import RedisNames
     from latentcast.server.backends.redis_queue import RedisQueue
     from latentcast.server.backends.redis_store import RedisStore
 
-    assert settings.broker is not None
-    client = connect(settings.broker)
+    client = _client(settings)
     names = RedisNames(settings.redis_prefix)
     store = RedisStore(client, names, retention=settings.retention)
     queue = RedisQueue(client, names, visibility_timeout=settings.visibility_timeout)

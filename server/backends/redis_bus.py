@@ -25,7 +25,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from latentcast.server.backends.local_bus import LocalBus
-from latentcast.server.backends.redis_client import LOST
+from latentcast.server.backends.redis_client import LOST, store_error
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
 from latentcast.server.protocol.events import Event
@@ -111,7 +111,7 @@ class RedisBus:
                             for listener in self._cancel_listeners:
                                 listener(task_id, reason)
             except LOST as exc:  # pub/sub connections bypass the client's translation to StoreUnavailable
-                await backoff.failed(StoreUnavailable(f"Redis: {exc}"))
+                await backoff.failed(store_error(exc))
 
 
 def _event(fields: dict[bytes, bytes]) -> Event:

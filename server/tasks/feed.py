@@ -18,7 +18,7 @@ from typing import Protocol
 
 from latentcast.client.wire import Cursor, Gap
 from latentcast.server.protocol.events import Event
-from latentcast.server.tasks.ports import EventBus, TaskStore
+from latentcast.server.tasks.ports import EventBus, EventLog
 
 # Events read from the store at once: small enough that a page is sent in a moment, large enough
 # that a long log is a handful of reads.
@@ -32,7 +32,7 @@ class Deliver(Protocol):
 class TaskFeed:
     def __init__(
         self,
-        store: TaskStore,
+        store: EventLog,
         bus: EventBus,
         task_id: str,
         since: int,

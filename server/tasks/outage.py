@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from latentcast.server.tasks.ports import StoreUnavailable
+from latentcast.server.tasks.ports import StoreBusy, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -30,22 +30,26 @@ class Backoff:
         self._log = log
         self._delay = FIRST_DELAY
         self._since: float | None = None
+        self._busy = False  # the failure that began it was StoreBusy
 
     @property
     def failing(self) -> bool:
         return self._since is not None
 
     async def failed(self, exc: StoreUnavailable) -> None:
-        """Log the first failure of an outage, then sleep the next delay (doubling up to MAX_DELAY)."""
+        """Log the first failure of an outage, then sleep the next delay (doubling up to MAX_DELAY).
+        A busy backend (`StoreBusy`) is logged as busy: it answers, this process asked too much."""
         if self._since is None:
             self._since = time.monotonic()
-            self._log.warning("%s: backend unreachable (%s); retrying", self.what, exc)
+            self._busy = isinstance(exc, StoreBusy)
+            self._log.warning("%s: backend %s (%s); retrying", self.what, "busy" if self._busy else "unreachable", exc)
         await asyncio.sleep(self._delay)
         self._delay = min(self._delay * 2, MAX_DELAY)
 
     def succeeded(self) -> None:
         if self._since is not None:
-            self._log.warning("%s: backend reachable again after %.1f s", self.what, time.monotonic() - self._since)
+            again = "no longer busy" if self._busy else "reachable again"
+            self._log.warning("%s: backend %s after %.1f s", self.what, again, time.monotonic() - self._since)
         self._since = None
         self._delay = FIRST_DELAY
 

@@ -33,6 +33,14 @@ class StoreUnavailable(Exception):
     """
 
 
+class StoreBusy(StoreUnavailable):
+    """The shared backend answers, but every connection this process may open to it stayed in use
+    for as long as a call may wait for one: an overload of this process, not an outage. Nothing was
+    decided, the call may be retried; whatever retries or answers 503 for an outage does so for
+    this too, and says "busy" where it would say "unreachable".
+    """
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fence:
     """Who may write a running task's events: the worker that claimed it, for that attempt."""
@@ -66,7 +74,16 @@ class NewEvent:
     write_id: str | None = None
 
 
-class TaskStore(Protocol):
+class EventLog(Protocol):
+    """Reading tasks' event logs: all a subscriber's feed needs of the store (server.tasks.feed)."""
+
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        """Events after `since` (the first `limit` of them), in order; only the newest preview of
+        the whole log keeps its image."""
+        ...
+
+
+class TaskStore(EventLog, Protocol):
     """Task records and their event logs; appending an event also folds it into the record."""
 
     async def create(self, record: TaskRecord) -> None:
@@ -107,11 +124,6 @@ class TaskStore(Protocol):
         """Record `events` in order, each as `append` would: one call for the events a worker has
         waiting, so that subscribers are woken once for them. A store may make it one round trip
         (the worker process's channel does) or leave it to `append_each`."""
-        ...
-
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
-        """Events after `since` (the first `limit` of them), in order; only the newest preview of
-        the whole log keeps its image."""
         ...
 
     async def set_cancel_requested(self, task_id: str) -> None: ...

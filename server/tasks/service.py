@@ -24,6 +24,7 @@ from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, NewEvent, Page, TaskStore
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.shared_pages import SharedPages
 
 log = logging.getLogger("latentcast.server")
 
@@ -59,6 +60,7 @@ def new_token() -> str:
 class TaskService:
     def __init__(self, store: TaskStore, queue: JobQueue, bus: EventBus, catalog: ModelCatalog) -> None:
         self._store = store
+        self._pages = SharedPages(store)  # what many subscribers ask for at once is read once
         self._queue = queue
         self._bus = bus
         self.catalog = catalog
@@ -130,7 +132,7 @@ class TaskService:
     def feed(self, task_id: str, since: int, deliver: Deliver, ready: Callable[[], None]) -> TaskFeed:
         """One subscriber's feed of one task: its log after `since`, a page per `pull`, then live
         events (call `start`); `ready` is called when it has a page to pull again."""
-        return TaskFeed(self._store, self._bus, task_id, since, deliver, ready)
+        return TaskFeed(self._pages, self._bus, task_id, since, deliver, ready)
 
     def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
         """Live events of one task (or of every task, with None) as they are recorded, wherever;

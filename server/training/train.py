@@ -188,7 +188,7 @@ def train_vae(vae: AutoencoderKL, plan: Plan, rng: random.Random, generator: tor
     for step in range(first, plan.vae_steps):
         if run.out_of_time(step) or run.checkpoint_due():
             checkpoints.save_atomically({
-                "stage": "vae", "step": step, "plan": plan, "vae": vae.state_dict(), "read_out": read_out.state_dict(),
+                "stage": "vae", "step": step, "plan": dataclasses.asdict(plan), "vae": vae.state_dict(), "read_out": read_out.state_dict(),
                 "optimizer": optimizer.state_dict(), "schedule": lr.state_dict(),
                 "random": checkpoints.random_states(rng, generator), "hours": run.hours_trained(),
                 "cpu_hours": run.cpu_hours(),
@@ -347,7 +347,7 @@ def checkpoint_transformer(
     live = torch.nn.ModuleDict({name: getattr(pipe, name) for name in TRAINED})
     hours = run.hours_trained()
     checkpoints.save_atomically({
-        "stage": "transformer", "step": step, "plan": plan, "vae": pipe.vae.state_dict(), "vae_config": dict(pipe.vae.config),
+        "stage": "transformer", "step": step, "plan": dataclasses.asdict(plan), "vae": pipe.vae.state_dict(), "vae_config": dict(pipe.vae.config),
         "live": live.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "schedule": lr.state_dict(),
         "random": checkpoints.random_states(rng, generator), "hours": hours, "cpu_hours": run.cpu_hours(),
     }, run.folder / checkpoints.CHECKPOINT)
@@ -437,7 +437,7 @@ def train(plan: Plan, seed: int, run: Run, *, resume: bool, warm_start: Path | N
         for name in (checkpoints.CHECKPOINT, checkpoints.LATENTS, "curve.jsonl"):
             (run.folder / name).unlink(missing_ok=True)
         shutil.rmtree(run.folder / "best", ignore_errors=True)
-    if state is not None and state["plan"] != plan:
+    if state is not None and state["plan"] != dataclasses.asdict(plan):
         raise SystemExit(f"the checkpoint in {run.folder} was made on another plan: {state['plan']}")
     torch.manual_seed(seed)
     rng = random.Random(seed)

@@ -78,6 +78,15 @@ def test_submit_smoke():
         assert run["per_second"] > 0
 
 
+def test_scaleout_smoke():
+    result = run_bench("scaleout")
+    (run,) = result["runs"]
+    assert run["status"] == "completed" and run["complete"] == run["subscribers"] == 4 and run["errors"] == {}
+    assert run["replay_reads"] >= 1 and all(n and n <= 50 for n in run["redis_connections"]["front_ends"])
+    (burst,) = result["submits"]
+    assert burst["statuses"] == {"201": 4}
+
+
 def test_memory_smoke():
     result = run_bench("memory")
     assert [c["finished"] for c in result["checkpoints"]] == [0, 3, 6]
@@ -92,7 +101,7 @@ def test_drawing_smoke(tmp_path):
     assert len(result["step_ms"]) == 2 and all(ms > 0 for ms in result["step_ms"].values())
 
 
-@pytest.mark.parametrize("name", ["overhead", "previews", "latency", "connections", "submit", "memory", "drawing"])
+@pytest.mark.parametrize("name", ["overhead", "previews", "latency", "connections", "submit", "memory", "drawing", "scaleout"])
 def test_every_benchmark_is_documented(name):
     readme = (ROOT / "bench" / "README.md").read_text()
     assert f"python -m bench.{name}" in readme
