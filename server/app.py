@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -49,8 +50,11 @@ CATALOG_REFRESH_SECONDS = 1.0
 def build_context(settings: Settings) -> Context:
     backend = open_backend(settings)
     # One process serves its own model; on Redis the catalog follows the live workers' heartbeats.
-    served = [ServedModel(settings.model, settings.model_aliases)] if settings.broker is None else []
-    service = backend.task_service(ModelCatalog(served))
+    if settings.broker is None:
+        catalog = ModelCatalog([ServedModel(settings.model, settings.model_aliases)])
+    else:
+        catalog = ModelCatalog([], follow=functools.partial(_served_by_live_workers, backend))
+    service = backend.task_service(catalog)
     keys = KeyRing(backend.keys)
     workers = _workers(settings, backend, service)
     return Context(settings, backend, service, workers, keys, Throttle(settings, keys, service))
@@ -63,14 +67,13 @@ def _workers(settings: Settings, backend: Backend, service: TaskService) -> list
     return [ProcessWorker(settings, backend, service, name) for name in worker_names(settings, settings.workers)]
 
 
-async def _refresh_catalog(backend: Backend, catalog: ModelCatalog) -> None:
-    beats = await backend.live_workers()
-    catalog.replace([ServedModel(b["model"], tuple(b["aliases"])) for b in beats])
+async def _served_by_live_workers(backend: Backend) -> list[ServedModel]:
+    return [ServedModel(b["model"], tuple(b["aliases"])) for b in await backend.live_workers() if b.get("live", True)]
 
 
-async def _follow_workers(backend: Backend, catalog: ModelCatalog) -> None:
+async def _follow_workers(catalog: ModelCatalog) -> None:
     await asyncio.sleep(CATALOG_REFRESH_SECONDS)
-    await every(CATALOG_REFRESH_SECONDS, lambda: _refresh_catalog(backend, catalog), Backoff("model catalog", log))
+    await every(CATALOG_REFRESH_SECONDS, catalog.refresh, Backoff("model catalog", log))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -121,13 +124,13 @@ def create_app(settings: Settings) -> Starlette:
             await until_reachable(service.recover, Backoff("recovering unfinished tasks", log))
         await announce(settings, publish, workers)
         if settings.broker is not None:
-            await _refresh_catalog(backend, service.catalog)
+            await service.catalog.refresh()
         background = [
             asyncio.create_task(service.announce_positions()),
             asyncio.create_task(announce_forever(settings, publish, workers)),
         ]
         if settings.broker is not None:
-            background.append(asyncio.create_task(_follow_workers(backend, service.catalog)))
+            background.append(asyncio.create_task(_follow_workers(service.catalog)))
         for worker in workers:
             worker.start()
         try:

@@ -22,12 +22,16 @@ from latentcast.server.tasks.catalog import UnknownModel
 from latentcast.server.tasks.params import TaskParams, check_limits
 from latentcast.server.tasks.record import TaskRecord
 
+# A worker that comes alive beats within a second or two (--heartbeat).
+NO_WORKER_RETRY_SECONDS = 2
+
 
 async def submit(request: Request, body: Mapping[str, Any], *, callback_url: str | None = None) -> TaskRecord:
     """Queue the task `body` (native fields) asks for, owned by the request's key, or refuse."""
     ctx = context(request)
     caller = await require_key(request)
     params = _validated(ctx, body)
+    await _served(ctx, params.model)
     if await ctx.service.queue_length() >= ctx.settings.max_queue:
         raise APIError(
             429, "queue_full", f"the queue holds {ctx.settings.max_queue} tasks; try again later",
@@ -48,8 +52,17 @@ def _validated(ctx: Context, body: Mapping[str, Any]) -> TaskParams:
         problems.append(("preview_method", "taesd_weights", "preview_method taesd needs a server started with --taesd"))
     if problems:
         raise invalid([field_error(*p) for p in problems])
-    try:
-        ctx.service.catalog.resolve(params.model)
-    except UnknownModel as exc:
-        raise invalid([field_error("model", "served_model", str(exc))], status=400) from None
     return params
+
+
+async def _served(ctx: Context, model: str | None) -> None:
+    """A model no live worker serves is refused: 400 when others are served (a wrong name), 503
+    with Retry-After when none is (no worker is alive now, on Redis: one may come at any moment)."""
+    try:
+        await ctx.service.catalog.resolve_now(model)
+    except UnknownModel as exc:
+        if not exc.served:
+            raise APIError(
+                503, "no_worker", f"{exc}; retry after Retry-After seconds", headers={"Retry-After": str(NO_WORKER_RETRY_SECONDS)}
+            ) from None
+        raise invalid([field_error("model", "served_model", str(exc))], status=400) from None

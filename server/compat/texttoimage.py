@@ -81,7 +81,7 @@ def _render(refusal: Refusal) -> Response:
 async def text_to_image(request: Request) -> Response:
     body = parse(TextToImageRequest, await json_body(request))
     model = body.model
-    if model is None and context(request).service.catalog.serves(DEFAULT_MODEL):
+    if model is None and await context(request).service.catalog.serves_now(DEFAULT_MODEL):
         model = DEFAULT_MODEL  # the API's default, where it is served; else the server's own default
     width, height = (body.width, body.height) if body.aspect_ratio is None else fit(
         body.width, body.height, body.aspect_ratio

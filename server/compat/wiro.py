@@ -127,7 +127,7 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, str]:
 async def run(request: Request) -> Response:
     ctx = context(request)
     model = f"{request.path_params['owner']}/{request.path_params['project']}"
-    if not ctx.service.catalog.serves(model):
+    if not await ctx.service.catalog.serves_now(model):
         raise Refusal("model", f"slug-owner-project-not-exist: {model} is not served here")
     body = parse(RunRequest, await _fields(request), strict=False)
     callback = body.callbackUrl.strip() or None

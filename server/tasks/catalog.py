@@ -8,6 +8,8 @@ the aliases the operator gives it; a name nobody serves is refused with the list
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Awaitable, Callable
 
 # What an SD3 Medium checkpoint is called across the providers in docs/compatibility.md; the
 # default model answers to these unless the operator says otherwise.
@@ -33,6 +35,7 @@ BUILTIN_MODELS = {
     "builtin:tiny": "random weights: its pictures are noise (the fastest, for tests)",
 }
 DEFAULT_MODEL = "builtin:shapes"
+MISS_REFRESH_SECONDS = 0.25
 
 
 class UnknownModel(ValueError):
@@ -56,8 +59,38 @@ class ServedModel:
 
 
 class ModelCatalog:
-    def __init__(self, models: list[ServedModel]) -> None:
+    """The models served, by name and alias. On Redis it follows the live workers (`follow`, read
+    again every second and whenever a name is missing), so a request that arrives the moment a
+    worker came alive finds its model, as /readyz, which reads the same heartbeats, already says."""
+
+    def __init__(
+        self, models: list[ServedModel], follow: Callable[[], Awaitable[list[ServedModel]]] | None = None
+    ) -> None:
         self.replace(models)
+        self._follow = follow
+        self._refreshed_at = -MISS_REFRESH_SECONDS
+
+    async def refresh(self) -> None:
+        """Serve what the live workers serve now (nothing to do for a fixed catalog)."""
+        if self._follow is not None:
+            self._refreshed_at = time.monotonic()
+            self.replace(await self._follow())
+
+    async def resolve_now(self, name: str | None) -> str:
+        """`resolve`, after reading the live workers again if the name is missing: always while
+        none is known (a worker may have come alive this moment), at most every MISS_REFRESH_SECONDS
+        for a name the others do not serve (so that wrong names cannot make every request a scan)."""
+        if self._follow is not None and not (self.models and (name is None or self.serves(name))):
+            if not self.models or time.monotonic() - self._refreshed_at >= MISS_REFRESH_SECONDS:
+                await self.refresh()
+        return self.resolve(name)
+
+    async def serves_now(self, name: str) -> bool:
+        try:
+            await self.resolve_now(name)
+        except UnknownModel:
+            return False
+        return True
 
     def replace(self, models: list[ServedModel]) -> None:
         """Serve exactly these models from now on (the same model named twice counts once)."""

@@ -132,14 +132,32 @@ async def test_cancel_queued_and_running_from_another_frontend(cluster):
 async def test_unknown_model_is_refused_with_the_served_ones(cluster):
     front = cluster.frontend()
     async with httpx.AsyncClient(base_url=front.base_url) as client:
-        nobody = await client.post("/v1/tasks", json=SHORT)
-        assert nobody.status_code == 400
+        nobody = await client.post("/v1/tasks", json=SHORT)  # no worker alive yet: a passing state
+        assert nobody.status_code == 503 and nobody.headers["retry-after"] == "2"
+        assert nobody.json()["error"]["type"] == "no_worker"
         assert "no live worker serves any model now" in nobody.json()["error"]["message"]
         cluster.worker("w1")
         cluster.wait_workers({"w1"})
         other = await client.post("/v1/tasks", json={**SHORT, "model": "sd3-large"})
         assert other.status_code == 400
         assert "served models: builtin:tiny" in other.json()["error"]["message"]
+
+
+async def test_a_task_submitted_the_moment_readyz_turns_200_is_queued(cluster):
+    """/readyz and submission read the same heartbeats: the first 200 is never followed by a 400,
+    neither when the first worker comes nor when a killed one is replaced."""
+    front = cluster.frontend()
+    async with httpx.AsyncClient(base_url=front.base_url, timeout=30) as client:
+        for name in ("w1", "w2"):
+            worker = cluster.worker(name)
+            while (await client.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.01)
+            queued = await client.post("/v1/tasks", json=SHORT)
+            assert queued.status_code == 201, queued.text
+            await wait_status(client, queued.json()["id"], {"completed"})
+            worker.kill()
+            while (await client.get("/readyz")).status_code == 200:  # its heartbeat expires
+                await asyncio.sleep(0.05)
 
 
 async def test_redis_restart_with_aof_keeps_queued_tasks(cluster):
