@@ -45,6 +45,7 @@ from latentcast.server.worker_host import ProcessWorker
 log = logging.getLogger("latentcast.server")
 
 CATALOG_REFRESH_SECONDS = 1.0
+RETENTION_SWEEP_SECONDS = 3600.0
 
 
 def build_context(settings: Settings) -> Context:
@@ -74,6 +75,17 @@ async def _served_by_live_workers(backend: Backend) -> list[ServedModel]:
 async def _follow_workers(catalog: ModelCatalog) -> None:
     await asyncio.sleep(CATALOG_REFRESH_SECONDS)
     await every(CATALOG_REFRESH_SECONDS, catalog.refresh, Backoff("model catalog", log))
+
+
+async def _delete_expired(service: TaskService, retention: float) -> None:
+    """Ended tasks created more than `--retention` ago go, with their events and files, once an hour (and at
+    start). On Redis their keys expire by themselves and this finds none."""
+
+    async def sweep() -> None:
+        if removed := await service.delete_expired(retention):
+            log.info("retention: deleted %d ended tasks created more than %g s ago", removed, retention)
+
+    await every(RETENTION_SWEEP_SECONDS, sweep, Backoff("retention", log))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -128,6 +140,7 @@ def create_app(settings: Settings) -> Starlette:
         background = [
             asyncio.create_task(service.announce_positions()),
             asyncio.create_task(announce_forever(settings, publish, workers)),
+            asyncio.create_task(_delete_expired(service, settings.retention)),
         ]
         if settings.broker is not None:
             background.append(asyncio.create_task(_follow_workers(service.catalog)))

@@ -23,7 +23,7 @@ class Settings:
     # where tasks live: None = this process (SQLite + memory queue); redis://... = shared
     broker: str | None = None
     redis_prefix: str = "lc"
-    retention: float = 7 * 24 * 3600  # seconds finished tasks are kept (Redis: key expiry)
+    retention: float = 7 * 24 * 3600  # seconds ended tasks are kept (Redis: key expiry; SQLite: a sweep)
     visibility_timeout: float = 30.0  # seconds a silent worker keeps its job before another takes it
     heartbeat_seconds: float = 2.0
     # Redis connections one process opens at most, and seconds a command waits for one when all are

@@ -81,13 +81,14 @@ async def run_channel_worker(fd: int) -> None:
     settings: Settings = await channel.first()
     configure_logging(settings.log_format, progress=False)
     bus = ChannelBus()
-    service = TaskService(ChannelStore(channel), ChannelQueue(channel), bus, _catalog(settings))
+    files = open_files(settings)
+    service = TaskService(ChannelStore(channel), ChannelQueue(channel), bus, files, _catalog(settings))
     loop = asyncio.get_running_loop()
 
     def time_preview(method: str, seconds: float) -> None:  # on the device thread: the loop writes
         call_soon_from_thread(loop, channel.note, PREVIEW_TIME, method, seconds)
 
-    workers = build_workers(settings, service, open_files(settings), 1, time_preview=time_preview)
+    workers = build_workers(settings, service, files, 1, time_preview=time_preview)
     started, stop = asyncio.Event(), asyncio.Event()
     serving = loop.create_task(channel.serve({CANCEL: bus.request_cancel, START: started.set, SHUTDOWN: stop.set}))
 

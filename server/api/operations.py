@@ -218,6 +218,24 @@ operations: dict[Callable[..., Any], Operation] = {
         },
         security=KEY,
     ),
+    tasks.delete_task: Operation(
+        summary="Delete an ended task",
+        tag=_TASKS,
+        description=(
+            "Removes a completed, failed or cancelled task with its events and output files: its id and "
+            "token open nothing afterwards. Ended tasks are also removed `--retention` seconds after they "
+            "were created (7 days by default)."
+        ),
+        params=(TASK_ID,),
+        replies={
+            204: Reply("Deleted."),
+            401: UNAUTHORIZED,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: refused("The task is queued or running (`task_not_finished`): cancel it first."),
+        },
+        security=KEY,
+    ),
     sse.task_events: Operation(
         summary="A task's events as Server-Sent Events",
         tag=_EVENTS,

@@ -11,6 +11,7 @@ routes: list[BaseRoute] = [
     Route("/v1/tasks", tasks.create_task, methods=["POST"]),
     Route("/v1/tasks", tasks.list_tasks, methods=["GET"]),
     Route("/v1/tasks/{task_id}", tasks.get_task, methods=["GET"]),
+    Route("/v1/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
     Route("/v1/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
     Route("/v1/tasks/{task_id}/events", sse.task_events, methods=["GET"]),
     Route("/v1/files/{task_id}/{name}", files.get_file, methods=["GET"]),

@@ -1,11 +1,11 @@
-"""The native task API: create, read, list and cancel tasks."""
+"""The native task API: create, read, list, cancel and delete tasks."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from latentcast.server.api.access import check_access, given_token, no_task, require_key
 from latentcast.server.api.context import context
@@ -14,7 +14,7 @@ from latentcast.server.api.submission import submit
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
-from latentcast.server.tasks.service import TaskFinished, TaskNotFound, TaskService
+from latentcast.server.tasks.service import TaskFinished, TaskNotFinished, TaskNotFound, TaskService
 
 
 def urls(request: Request, record: TaskRecord) -> dict[str, str]:
@@ -104,3 +104,15 @@ async def cancel_task(request: Request) -> JSONResponse:
     except TaskFinished as exc:
         raise APIError(409, "task_finished", str(exc)) from None
     return JSONResponse(await describe(request, service, record), status_code=202)
+
+
+async def delete_task(request: Request) -> Response:
+    """An ended task goes with its events and files (204); one still queued or running is 409."""
+    record = await find(request, change=True)
+    try:
+        await context(request).service.delete(record.id)
+    except TaskNotFinished as exc:
+        raise APIError(409, "task_not_finished", str(exc)) from None
+    except TaskNotFound:
+        raise no_task(record.id) from None  # deleted by another request meanwhile
+    return Response(status_code=204)

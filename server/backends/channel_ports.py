@@ -28,7 +28,7 @@ PREVIEW_TIME = "preview_time"  # worker -> API: (method, seconds) of one preview
 HEARTBEAT = "heartbeat"  # worker -> API: its event loop is alive (every `heartbeat_seconds`)
 STORE_OPS = (
     "create", "get", "get_by_token", "list", "append", "append_many", "events", "set_cancel_requested", "unfinished",
-    "check",
+    "check", "delete", "expired",
 )
 QUEUE_OPS = ("put", "take", "keepalive", "done", "remove", "position", "length", "moved")
 
@@ -80,6 +80,12 @@ class ChannelStore:
 
     async def check(self) -> None:
         await self._channel.call("store.check")
+
+    async def delete(self, task_id: str) -> None:
+        await self._channel.call("store.delete", task_id)
+
+    async def expired(self, before: float, limit: int) -> list[str]:
+        return await self._channel.call("store.expired", before, limit)
 
     async def close(self) -> None:
         """The store belongs to the API process: closing the worker's view of it closes nothing."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
-from latentcast.server.backends.file_names import safe_output_name
+from latentcast.server.backends.file_names import safe_output_name, safe_task_id
 from latentcast.server.tasks.ports import Fence, StoreUnavailable
 
 
@@ -44,6 +45,10 @@ class DiskFiles:
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)
             raise StoreUnavailable(f"outputs folder {self.root}: {failure.strerror or failure}") from failure
+
+    async def delete(self, task_id: str) -> None:
+        if safe_task_id(task_id):
+            await asyncio.to_thread(shutil.rmtree, self.root / task_id, True)
 
     async def read(self, task_id: str, name: str) -> bytes | None:
         if not safe_output_name(task_id, name):

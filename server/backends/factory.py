@@ -40,7 +40,7 @@ class Backend:
 
     def task_service(self, catalog: ModelCatalog) -> TaskService:
         """The service over this backend's store, queue and bus: the one way to them."""
-        return TaskService(self.store, self.queue, self.bus, catalog)
+        return TaskService(self.store, self.queue, self.bus, self.files, catalog)
 
 
 def open_backend(settings: Settings, *, follow_feed: bool = True) -> Backend:

@@ -13,4 +13,9 @@ _OUTPUT_NAME = re.compile(r"^[0-9]+\.(png|jpg|webp)$")
 
 
 def safe_output_name(task_id: str, name: str) -> bool:
-    return bool(_TASK_ID.match(task_id) and _OUTPUT_NAME.match(name))
+    return safe_task_id(task_id) and bool(_OUTPUT_NAME.match(name))
+
+
+def safe_task_id(task_id: str) -> bool:
+    """A task id as the server makes them: a folder name that cannot leave the outputs root."""
+    return bool(_TASK_ID.match(task_id))

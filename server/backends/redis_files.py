@@ -47,6 +47,11 @@ class RedisFiles:
         if not written:
             raise StaleWrite(f"task {task_id} is no longer owned by {fence}: output {name} not stored")
 
+    async def delete(self, task_id: str) -> None:
+        files = self.names.files(task_id)
+        keys = await self._redis.smembers(files)
+        await self._redis.delete(files, *keys)
+
     async def read(self, task_id: str, name: str) -> bytes | None:
         if not safe_output_name(task_id, name):
             return None

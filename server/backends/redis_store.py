@@ -234,5 +234,20 @@ class RedisStore:
     async def check(self) -> None:
         """Nothing to ask ahead: an unreachable Redis fails the create itself, at once."""
 
+    async def delete(self, task_id: str) -> None:
+        record = await self.get(task_id)
+        if record is None:
+            return
+        k = self.names
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.delete(k.task(task_id), k.events(task_id), k.preview(task_id), k.token(record.token))
+            tx.zrem(k.tasks, task_id)
+            tx.zrem(k.status(str(record.status)), task_id)
+            await tx.execute()
+
+    async def expired(self, before: float, limit: int) -> list[str]:
+        """None: each ended task's keys expire after `--retention` by themselves (the append script sets them)."""
+        return []
+
     async def close(self) -> None:
         await self.redis.aclose()

@@ -230,6 +230,22 @@ class SQLiteStore:
             self._active[record.id] = record
         return [dataclasses.replace(r) for r in records]
 
+    async def delete(self, task_id: str) -> None:
+        with self._transaction(task_id) as db:
+            db.execute("DELETE FROM events WHERE task_id = ?", (task_id,))
+            db.execute("DELETE FROM previews WHERE task_id = ?", (task_id,))
+            db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+        self._active.pop(task_id, None)
+
+    async def expired(self, before: float, limit: int) -> list[str]:
+        marks = ",".join("?" * len(_FINAL))
+        with disk_errors():
+            rows = self._db.execute(
+                f"SELECT id FROM tasks WHERE status IN ({marks}) AND created_at < ? ORDER BY created_at LIMIT ?",
+                (*_FINAL, before, limit),
+            ).fetchall()
+        return [task_id for (task_id,) in rows]
+
     async def check(self) -> None:
         """Raise `StoreUnavailable` while the file system under the database is read-only or has
         less than MIN_FREE_BYTES free. SQLite itself writes on for a while on a full disk (into

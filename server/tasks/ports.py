@@ -137,6 +137,16 @@ class TaskStore(EventLog, Protocol):
         under SQLite is full); asked before a task is created, and by /readyz."""
         ...
 
+    async def delete(self, task_id: str) -> None:
+        """Remove a task: its record, its event log and its newest preview (its token then opens
+        nothing). The caller checks that the task has ended."""
+        ...
+
+    async def expired(self, before: float, limit: int) -> list[str]:
+        """Up to `limit` ended tasks created before `before` (Unix time), oldest first: what the
+        retention sweep removes. A store whose records expire by themselves (Redis) returns none."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -211,3 +221,7 @@ class FileStore(Protocol):
         ...
 
     async def read(self, task_id: str, name: str) -> bytes | None: ...
+
+    async def delete(self, task_id: str) -> None:
+        """Remove every output of the task (none is fine)."""
+        ...

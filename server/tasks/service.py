@@ -22,7 +22,9 @@ from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.feed import Deliver, TaskFeed
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.params import TaskParams
-from latentcast.server.tasks.ports import EventBus, Fence, Job, JobQueue, Listener, NewEvent, Page, TaskStore
+from latentcast.server.tasks.ports import (
+    EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Page, TaskStore,
+)
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.shared_pages import SharedPages
 
@@ -36,6 +38,14 @@ POSITION_POLL_SECONDS = 0.5
 
 class TaskNotFound(LookupError):
     pass
+
+
+class TaskNotFinished(Exception):
+    """The task has not ended; only an ended task can be deleted."""
+
+    def __init__(self, record: TaskRecord) -> None:
+        super().__init__(f"task {record.id} is {record.status}; cancel it, or wait for it to end, before deleting it")
+        self.record = record
 
 
 class TaskFinished(Exception):
@@ -58,11 +68,14 @@ def new_token() -> str:
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, queue: JobQueue, bus: EventBus, catalog: ModelCatalog) -> None:
+    def __init__(
+        self, store: TaskStore, queue: JobQueue, bus: EventBus, files: FileStore, catalog: ModelCatalog
+    ) -> None:
         self._store = store
         self._pages = SharedPages(store)  # what many subscribers ask for at once is read once
         self._queue = queue
         self._bus = bus
+        self._files = files
         self.catalog = catalog
         self._positions_changed = asyncio.Event()
 
@@ -205,6 +218,28 @@ class TaskService:
         else:
             self._bus.request_cancel(task_id, reason)
         return await self.get(task_id)
+
+    async def delete(self, task_id: str) -> None:
+        """Remove an ended task with its events and files; its id and token then open nothing."""
+        record = await self.get(task_id)
+        if not record.status.is_final:
+            raise TaskNotFinished(record)
+        await self._remove(task_id)
+
+    async def delete_expired(self, retention: float, *, batch: int = 100) -> int:
+        """Remove the ended tasks created more than `retention` seconds ago; how many went. (On
+        Redis none: its keys expire by themselves.)"""
+        removed = 0
+        while expired := await self._store.expired(time.time() - retention, batch):
+            for task_id in expired:
+                await self._remove(task_id)
+            removed += len(expired)
+        return removed
+
+    async def _remove(self, task_id: str) -> None:
+        # Files first: should the store fail after them, the task is still there to delete again.
+        await self._files.delete(task_id)
+        await self._store.delete(task_id)
 
     async def cancel_requested(self, task_id: str) -> bool:
         """Whether someone asked to cancel the task (a worker checks in case it missed the signal)."""
