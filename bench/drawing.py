@@ -14,58 +14,14 @@ interleaved in the same run.
 
 from __future__ import annotations
 
-import io
-import random
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
 
 from bench.common import Report, median, parser
 
 COLOUR_TARGET = 0.90  # background and object colour both right
 SHAPE_TARGET = 0.80
 STEP_COST_TARGET = 3.0  # the trained model's 256 px step over builtin:tiny's (issue 24)
-
-
-def generate(model: Any, prompt: str, size: int, seed: int, steps: int) -> tuple[Image.Image, list[Image.Image], float]:
-    """The final picture, the preview of every step, and the seconds per denoising step."""
-    from latentcast.server.engine.previews import make_previewer
-    from latentcast.server.engine.runner import StopSignal, run_generation
-    from latentcast.server.protocol.events import EventType
-    from latentcast.server.tasks.params import TaskParams
-    from latentcast.server.tasks.record import TaskRecord
-
-    params = TaskParams(prompt=prompt, width=size, height=size, num_inference_steps=steps, preview_every=1)
-    record = TaskRecord(id="bench", token="", params=params, model=model.name, seed=seed, created_at=time.time())
-    previews: list[Image.Image] = []
-    outputs: dict[str, bytes] = {}
-    seconds: list[float] = []
-    errors: list[Any] = []
-
-    def emit(kind: str, message: Any, preview: Any = None) -> None:
-        if preview is not None:
-            previews.append(Image.open(io.BytesIO(preview.data)).convert("RGB"))
-        if kind == EventType.END:
-            seconds.append(message["seconds"])
-        if kind == EventType.ERROR:
-            errors.append(message)
-
-    def save(name: str, data: bytes) -> str:
-        outputs[name] = data
-        return name
-
-    run_generation(
-        record, model, emit, StopSignal(), save,
-        preview_min_interval=0.0,
-        previewer_for=lambda method: make_previewer(method, model.pipe, None, model.settings),
-        time_preview=lambda method, spent: None,
-    )
-    if errors:
-        raise RuntimeError(f"generation failed: {errors[0]}")
-    return Image.open(io.BytesIO(outputs["0.png"])).convert("RGB"), previews, seconds[0] / steps
 
 
 def main() -> None:
@@ -82,17 +38,15 @@ def main() -> None:
 
     from latentcast.server.cli import quiet_libraries
     from latentcast.server.engine.loader import load_pipeline
-    from latentcast.server.training import scenes
     from latentcast.server.training.checker import judge, psnr
+    from latentcast.server.training.judging import generate, held_out_prompts
 
     quiet_libraries()
     report = Report("drawing", "g. a trained model: the checker's verdicts on held-out prompts, previews vs final")
     with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder:
         model = load_pipeline(args.model, data_dir=Path(folder))
         tiny = load_pipeline("builtin:tiny", data_dir=Path(folder))
-        held_out = scenes.HELD_OUT[: args.count]
-        rng = random.Random(0)
-        prompts = [scenes.caption(scene, rng) for scene in held_out]
+        held_out, prompts = zip(*held_out_prompts(args.count), strict=True)
         rows, per_size = [], {}
         for size in args.sizes:
             verdicts, curves = [], []

@@ -1,19 +1,22 @@
 """How well a pipeline draws the held-out prompts, judged by the geometry checker.
 
-The training script judges every checkpoint with this (all 100 held-out prompts by default, in
+The training script judges every checkpoint with `judge` (all 100 held-out prompts by default, in
 batches), so its learning curve and its choice of the best weights so far rest on the same prompts,
-seeds and checker as `bench.drawing`, which runs them one by one through the worker's own code.
-The two can differ a little: batching changes the numerics slightly.
+seeds and checker as `bench.drawing`, which runs them one by one through the worker's own code
+(`generate`, as a task runs). The two can differ a little: batching changes the numerics slightly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
+import time
 from typing import Any
 
 import torch
 from diffusers import StableDiffusion3Pipeline
+from PIL import Image
 
 from latentcast.server.training import scenes
 from latentcast.server.training.checker import Verdict, judge as judge_picture
@@ -62,3 +65,43 @@ def judge(pipe: StableDiffusion3Pipeline, *, count: int, size: int, steps: int, 
         ).images
         verdicts += [judge_picture(image, scene) for image, (scene, _) in zip(images, batch, strict=True)]
     return Scores(tuple(verdicts))
+
+
+def generate(model: Any, prompt: str, size: int, seed: int, steps: int) -> tuple[Image.Image, list[Image.Image], float]:
+    """Run one task through the worker's own `run_generation` with a `latent2rgb` preview every
+    step, as a live viewer gets them: the final picture, every step's preview, and the seconds per
+    denoising step. `model` is a `LoadedModel` (server.engine.loader)."""
+    from latentcast.server.engine.previews import make_previewer
+    from latentcast.server.engine.runner import StopSignal, run_generation
+    from latentcast.server.protocol.events import EventType
+    from latentcast.server.tasks.params import TaskParams
+    from latentcast.server.tasks.record import TaskRecord
+
+    params = TaskParams(prompt=prompt, width=size, height=size, num_inference_steps=steps, preview_every=1)
+    record = TaskRecord(id="judged", token="", params=params, model=model.name, seed=seed, created_at=time.time())
+    previews: list[Image.Image] = []
+    outputs: dict[str, bytes] = {}
+    seconds: list[float] = []
+    errors: list[Any] = []
+
+    def emit(kind: str, message: Any, preview: Any = None) -> None:
+        if preview is not None:
+            previews.append(Image.open(io.BytesIO(preview.data)).convert("RGB"))
+        if kind == EventType.END:
+            seconds.append(message["seconds"])
+        if kind == EventType.ERROR:
+            errors.append(message)
+
+    def save(name: str, data: bytes) -> str:
+        outputs[name] = data
+        return name
+
+    run_generation(
+        record, model, emit, StopSignal(), save,
+        preview_min_interval=0.0,
+        previewer_for=lambda method: make_previewer(method, model.pipe, None, model.settings),
+        time_preview=lambda method, spent: None,
+    )
+    if errors:
+        raise RuntimeError(f"generation failed: {errors[0]}")
+    return Image.open(io.BytesIO(outputs["0.png"])).convert("RGB"), previews, seconds[0] / steps
