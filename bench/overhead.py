@@ -49,7 +49,9 @@ class InProcessService:
         from latentcast.server.config import Settings
 
         self.port = free_port()
-        self.settings = Settings(data_dir=data_dir, port=self.port, preview_min_interval=0.0, max_queue=100_000)
+        self.settings = Settings(
+            data_dir=data_dir, port=self.port, model="builtin:tiny", preview_min_interval=0.0, max_queue=100_000
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
 
