@@ -5,16 +5,17 @@ Waits for the task and answers 201 in the shape the model's own page documents: 
 page 001's `{images, timings, seed, has_nsfw_concepts, prompt}` for `stable-diffusion-v35-large`.
 
 The AI/ML API lists the openai SDK among its SDKs, so the same endpoint also takes what
-`OpenAI(base_url=".../v1").images.generate(...)` sends (`n`, `size`, `response_format`) and every
-answer carries what that SDK reads: `created` and `data[]`, and errors as `error: {message, type,
-param, code}` beside AI/ML's `statusCode`, `message` and `meta`. See docs/compatibility.md.
+`OpenAI(base_url=".../v1").images.generate(...)` sends (`n`, `size`, `response_format`; no `model`,
+or any name `/v1/models` lists; OpenAI's options that mean nothing here are accepted and ignored)
+and every answer carries what that SDK reads: `created` and `data[]`, and errors as `error:
+{message, type, param, code}` beside AI/ML's `statusCode`, `message` and `meta`. Any other served
+model name answers in page 001's shape. See docs/compatibility.md.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,7 +78,8 @@ class _Size(BaseModel):
 class ImagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    model: Literal["stable-diffusion-v3-medium", "stable-diffusion-v35-large"]
+    # AI/ML API's two ids, or any other name the server serves; checked against the served models
+    model: str | None = Field(default=None, description="a served model's name or alias; default: the served model")
     prompt: str = Field(max_length=4000)
     negative_prompt: str = ""
     image_size: Any = None  # a preset name or {width, height} (default square_hd): checked by `_size`
@@ -92,6 +94,28 @@ class ImagesRequest(BaseModel):
     n: int | None = Field(default=None, ge=1, le=4)
     size: str | None = None  # checked by `_size`
     response_format: Literal["url", "b64_json"] | None = None
+    # What the openai SDK may send that has no meaning for this model: accepted (of the SDK's type)
+    # and ignored, so that code written for OpenAI runs unchanged.
+    quality: str | None = Field(default=None, description="accepted, no effect: SD3 has one quality")
+    style: str | None = Field(default=None, description="accepted, no effect: the prompt sets the style")
+    user: str | None = Field(default=None, description="accepted, no effect: tasks belong to API keys")
+    safety_identifier: str | None = Field(default=None, description="accepted, no effect: as `user`")
+    moderation: str | None = Field(default=None, description="accepted, no effect: no moderation runs here")
+    background: Literal["auto", "opaque"] | None = Field(
+        default=None, description="`auto` or `opaque`: SD3's images are opaque (`transparent` is refused)"
+    )
+    # The SDK's image-generation stream is not served: `stream: true` is refused, saying so.
+    stream: bool | None = Field(default=None, description="`false` only: the answer comes once, when the images are done")
+    partial_images: int | None = Field(default=None, ge=0, le=3, description="accepted with `stream: false`: no effect")
+
+
+def _not_streamed(body: ImagesRequest) -> None:
+    if body.stream:
+        raise invalid(
+            "stream", "not_supported",
+            "stream: streamed partial images are not served here; leave stream out (or false) and the answer "
+            "comes when the images are done (each task's live previews stream natively: docs/protocol.md)",
+        )
 
 
 def _size(body: ImagesRequest) -> tuple[int, int]:
@@ -156,18 +180,18 @@ def _render(refusal: Refusal) -> Response:
     return JSONResponse(body, status_code=status, headers=refusal.headers)
 
 
-def _page_000(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+def _page_000(model: str, body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
     """SD3 Medium's documented answer (provider-docs 000)."""
     params = record.params
     return {
         "status": "completed",
         "prompt": [body.prompt],
-        "model": body.model,
+        "model": model,
         "model_owner": "stability-ai",
         "tags": {},
         "num_returns": len(encoded),
         "args": {
-            "model": body.model,
+            "model": model,
             "prompt": body.prompt,
             "n": params.num_images,
             "steps": params.num_inference_steps,
@@ -178,8 +202,8 @@ def _page_000(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> di
     }
 
 
-def _page_001(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
-    """SD3.5 Large's documented answer (provider-docs 001)."""
+def _page_001(model: str, body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+    """SD3.5 Large's documented answer (provider-docs 001), also that of every other served name."""
     images = [
         {"url": o["url"], "width": o["width"], "height": o["height"], "content_type": o["contenttype"]}
         for o in record.outputs
@@ -193,21 +217,20 @@ def _page_001(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> di
     }
 
 
-_SHAPES: dict[str, Callable[[ImagesRequest, TaskRecord, list[str]], dict[str, Any]]] = {MEDIUM: _page_000, LARGE: _page_001}
-
 
 @endpoint(_render)
 async def generate(request: Request) -> Response:
     body = parse(ImagesRequest, await json_body(request))
+    _not_streamed(body)
     width, height = _size(body)
     params = {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,
-        "model": body.model,
+        "model": body.model,  # None: the served model
         "width": width,
         "height": height,
         "num_inference_steps": body.num_inference_steps,
-        "guidance_scale": body.guidance_scale or DEFAULT_GUIDANCE[body.model],
+        "guidance_scale": body.guidance_scale or DEFAULT_GUIDANCE.get(body.model or MEDIUM, DEFAULT_GUIDANCE[MEDIUM]),
         "num_images": _count(body),
         "seed": body.seed or random_seed(1, 2**32 - 1),
         "output_format": body.output_format,
@@ -219,7 +242,9 @@ async def generate(request: Request) -> Response:
     else:
         data = [{"url": output["url"]} for output in record.outputs]
     created = int(record.times.get("task_postprocess_end", record.created_at))
-    answer = {**_SHAPES[body.model](body, record, encoded), "created": created, "data": data}
+    model = body.model or record.model  # the name asked for, else the served model's own
+    shape = _page_000 if model == MEDIUM else _page_001
+    answer = {**shape(model, body, record, encoded), "created": created, "data": data}
     return JSONResponse(answer, status_code=201, headers={"X-Task-Id": record.id})
 
 

@@ -75,8 +75,43 @@ async def test_a_size_the_model_cannot_make_is_refused_through_the_sdk(
     assert [field["field"] for field in body["meta"]] == ["size"]
 
 
-async def test_an_option_this_api_lacks_is_named_through_the_async_sdk(server: ServerProcess) -> None:
-    async with AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=KEY) as client:
+async def test_openais_own_options_are_accepted_and_the_model_defaults_to_the_served_one(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    # what code written for OpenAI sends: no model, and options that mean nothing to SD3
+    result = _sync(server).images.generate(
+        prompt="openai defaults", size="64x64", quality="hd", style="vivid", user="user-1234",
+        moderation="low", background="opaque", safety_identifier="hash-1", response_format="b64_json",
+        extra_body={"num_inference_steps": 2},
+    )
+    assert result.data is not None and len(result.data) == 1
+    assert image_of(result.data[0].b64_json).size == (64, 64)
+    task = await task_with_prompt(client, "openai defaults")
+    assert task["model"] == "builtin:tiny" and task["status"] == "completed"
+    assert result.to_dict()["images"][0]["url"].endswith(f"/v1/files/{task['id']}/0.jpg")  # page 001's shape
+
+
+async def test_every_model_the_sdk_lists_generates(server: ServerProcess) -> None:
+    sdk = _sync(server)
+    listed = [model.id for model in sdk.models.list()]
+    assert listed == ["builtin:tiny"]
+    for name in listed:
+        result = sdk.images.generate(model=name, prompt=f"listed {name}", size="64x64", extra_body={"num_inference_steps": 2})
+        assert result.data is not None and result.data[0].url is not None
+        assert result.to_dict()["images"][0]["width"] == 64
+
+
+async def test_a_model_not_served_names_the_served_ones(server: ServerProcess, client: httpx.AsyncClient) -> None:
+    async with nothing_queued(client):
         with pytest.raises(openai.BadRequestError) as refused:
-            await client.images.generate(model="stable-diffusion-v3-medium", prompt="hd", quality="hd")
-    assert refused.value.param == "quality" and "quality: unknown field" in refused.value.message
+            _sync(server).images.generate(model="dall-e-3", prompt="not here", size="64x64")
+    assert refused.value.param == "model" and refused.value.code == "served_model"
+    assert "model 'dall-e-3' is not served here; served models: builtin:tiny, " in refused.value.message
+
+
+async def test_a_stream_is_refused_saying_why(server: ServerProcess, client: httpx.AsyncClient) -> None:
+    async with nothing_queued(client):
+        with pytest.raises(openai.BadRequestError) as refused:
+            _sync(server).images.generate(prompt="streamed", size="64x64", stream=True, partial_images=2)
+    assert refused.value.param == "stream" and refused.value.code == "not_supported"
+    assert "stream: streamed partial images are not served here; leave stream out" in refused.value.message
