@@ -52,6 +52,7 @@ from latentcast.client.events import (
     QueueEvent,
     StartEvent,
 )
+from latentcast.client.image_info import GenerationInfo, read_info
 from latentcast.client.models import Output, TaskInfo, TaskPage
 from latentcast.client.sync import Client, SyncTask
 
@@ -73,6 +74,7 @@ __all__ = [
     "ErrorFullEvent",
     "Event",
     "FieldError",
+    "GenerationInfo",
     "InternalServerError",
     "LatentcastError",
     "NotFoundError",
@@ -97,4 +99,5 @@ __all__ = [
     "TaskInfo",
     "TaskPage",
     "ValidationError",
+    "read_info",
 ]

@@ -43,15 +43,17 @@ from latentcast.client.errors import (
 from latentcast.client.events import CancelEvent, ErrorEvent, Event, PostprocessEndEvent, event_from_envelope
 from latentcast.client.models import Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions, submit_body
+from latentcast.client.version import __version__
 from latentcast.client.wire import PREVIEW_MODES, Cursor, FrameError, Gap, PreviewMode, decode_frame
 
-__all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Task"]
+__all__ = ["API_KEY_VARIABLE", "DEFAULT_BASE_URL", "AsyncClient", "Task"]
 
 log = logging.getLogger("latentcast.client")
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+API_KEY_VARIABLE = "LATENTCAST_API_KEY"  # where the API key comes from when none is given
 DEFAULT_TIMEOUT = 60.0
-USER_AGENT = "latentcast-python/0.1"
+USER_AGENT = f"latentcast-python/{__version__}"
 # Previews are at most 512 px WebP/JPEG; this only guards against a runaway frame.
 MAX_FRAME_BYTES = 32 * 1024 * 1024
 # A socket that stayed up this long counts as healthy: the reconnect budget starts again.
@@ -101,7 +103,7 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("LATENTCAST_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("LATENTCAST_API_KEY") or None
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_VARIABLE) or None
         self.ws_url = socket_url(self.base_url)
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries

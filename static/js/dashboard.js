@@ -43,6 +43,8 @@ let dirty = false;
 // -- connection ------------------------------------------------------------------------------
 
 const CONNECTION_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", idle: "", closed: "Offline" };
+// The server's refusals that only another API key can change (the socket's error codes).
+const NEEDS_KEY = new Set(["unauthorized", "forbidden"]);
 
 function connect(apiKey) {
   socket?.close();
@@ -57,14 +59,24 @@ function connect(apiKey) {
     ui.connection.dataset.state = event.detail.state;
     ui.connection.textContent = CONNECTION_TEXT[event.detail.state] ?? "";
   });
-  socket.addEventListener("server-error", (event) => showError(event.detail.message));
+  const failed = (error) => (NEEDS_KEY.has(error.code) ? refused(error.message) : showError(error.message));
+  socket.addEventListener("server-error", (event) => failed(event.detail));
   held = [];
   socket.subscribeAll({
     previews: "binary",
     onSubscribed: () => load(),
     onEvent: (event, image) => (held ? held.push([event, image]) : apply(event, image)),
-    onError: (error) => showError(error.message),
+    onError: failed,
   });
+}
+
+/** The server will show nothing to this key (or to no key): stop the socket, and say what to do. */
+function refused(message) {
+  socket.close(); // its retries would be refused alike
+  ui.connection.dataset.state = "refused";
+  ui.connection.textContent = "No access";
+  showError(api.apiKey ? `This API key was refused: ${message}` : "This server needs an API key: enter one above.");
+  ui.keyInput.setAttribute("aria-invalid", "true");
 }
 
 async function load() {
@@ -81,10 +93,8 @@ async function load() {
     hideError();
   } catch (error) {
     if (generation !== loadGeneration) return;
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-      showError("This server needs an API key: enter one above.");
-      ui.keyInput.setAttribute("aria-invalid", "true");
-    } else showError(`Could not load the tasks: ${error.message}`);
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) refused(error.message);
+    else showError(`Could not load the tasks: ${error.message}`);
   }
   const pending = held ?? [];
   held = null;
