@@ -53,7 +53,7 @@ from latentcast.client.events import (
     StartEvent,
 )
 from latentcast.client.image_info import GenerationInfo, read_info
-from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.sync import Client, SyncTask
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "ErrorFullEvent",
     "Event",
     "FieldError",
+    "GeneratedImage",
     "GenerationInfo",
     "InternalServerError",
     "LatentcastError",
