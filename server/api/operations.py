@@ -129,7 +129,7 @@ class Worker(Answer):
     started_at: float
     pid: int
     host: str
-    beat_at: float | None = Field(default=None, description="Unix seconds of its latest heartbeat (on Redis)")
+    beat_at: float = Field(description="Unix seconds of its latest heartbeat")
 
 
 class WorkerList(Answer):
