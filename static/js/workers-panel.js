@@ -1,19 +1,20 @@
 // The dashboard's workers: GET /v1/workers (each live worker's latest heartbeat: name, device,
-// model, current task, when it beat) every few seconds, and at once when an event says a worker
-// took or finished a task. A worker whose heartbeats stop drops out of that list; it stays here,
-// marked gone, for a minute, so a crash is seen rather than silently missed.
+// model, current task, when it beat) every few seconds. Between heartbeats the events say which
+// worker took a task (`task_accept`) and when the task ended, so the task column changes at once;
+// a heartbeat newer than that event has the last word. A worker whose heartbeats stop drops out of
+// that list; it stays here, marked gone, for a minute, so a crash is seen rather than missed.
 
 import { ago, h, reconcile } from "./dom.js";
 import { endsStream } from "./protocol.js";
 
 const POLL_MS = 2000; // the workers' default --heartbeat
-const SOON_MS = 150; // after a task_accept or a terminal event: its worker's task changed
 const STALE_AFTER = 30; // seconds without a heartbeat: the default --visibility-timeout
 const KEEP_GONE = 60; // seconds a vanished worker stays listed
 
 export class WorkersPanel {
   #rows = new Map(); // name -> {element, cells...}
   #workers = new Map(); // name -> {beat, goneAt}
+  #told = new Map(); // name -> {task, at}: what the events said since, `at` the event's time
   #timer = null;
   #api = null;
   #fetching = false;
@@ -27,6 +28,7 @@ export class WorkersPanel {
     this.stop();
     this.#api = api;
     this.#workers.clear();
+    this.#told.clear();
     this.#poll(0);
   }
 
@@ -36,9 +38,22 @@ export class WorkersPanel {
     this.#api = null;
   }
 
-  /** Every event of the dashboard's stream: one that moves a task onto or off a worker refreshes. */
+  /** Every event of the dashboard's stream: those that move a task onto or off a worker. */
   observe(event) {
-    if (this.#api && (event.type === "task_accept" || endsStream(event))) this.#poll(SOON_MS);
+    if (event.type === "task_accept" && event.message?.worker) {
+      this.#told.set(event.message.worker, { task: event.id, at: event.time });
+    } else if (endsStream(event)) {
+      for (const [name, told] of this.#told) if (told.task === event.id) this.#told.set(name, { task: null, at: event.time });
+      for (const [name, { beat }] of this.#workers) {
+        if (beat.task === event.id && !this.#told.has(name)) this.#told.set(name, { task: null, at: event.time });
+      }
+    }
+  }
+
+  /** The worker's task: its heartbeat's, unless an event since has said otherwise. */
+  #task(worker) {
+    const told = this.#told.get(worker.beat.name);
+    return told && told.at > (worker.beat.beat_at ?? 0) ? told.task : worker.beat.task;
   }
 
   #poll(delay) {
@@ -115,7 +130,7 @@ export class WorkersPanel {
     cells.name.title = beat.host && beat.pid ? `${beat.host}, process ${beat.pid}` : "";
     cells.device.textContent = beat.device ?? "";
     cells.model.textContent = beat.model ?? "";
-    const task = worker.goneAt ? null : beat.task;
+    const task = worker.goneAt ? null : this.#task(worker);
     const label = task ? this.taskLabel(task) : "";
     if (row.shownTask !== `${task} ${label}`) {
       row.shownTask = `${task} ${label}`;
@@ -134,6 +149,6 @@ export class WorkersPanel {
     if (worker.goneAt) return "gone";
     if (beat.beat_at && now - beat.beat_at > STALE_AFTER) return "stale";
     if (!beat.ready) return "loading";
-    return beat.task ? "working" : "idle";
+    return this.#task(worker) ? "working" : "idle";
   }
 }
