@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from latentcast.server.compat.common import (
@@ -36,6 +36,7 @@ from latentcast.server.compat.common import (
     random_seed,
     start,
 )
+from latentcast.server.compat.openai_stream import image_events
 from latentcast.server.tasks.params import MAX_SEED
 from latentcast.server.tasks.record import TaskRecord
 
@@ -54,6 +55,8 @@ DEFAULT_PRESET = "square_hd"
 # AI/ML API runs these models with 28 steps and guidance 5 (SD3 Medium) or 3.5 (SD3.5 Large)
 DEFAULT_STEPS = 28
 DEFAULT_GUIDANCE = {MEDIUM: 5.0, LARGE: 3.5}
+# a stream's events go out as they come: no proxy may hold them back
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # the openai SDK's `size`: "WIDTHxHEIGHT", or "auto" (the model's default size)
 _OPENAI_SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
 # The openai SDK's error `type` for each kind of refusal ("invalid_request_error" for the others).
@@ -104,18 +107,9 @@ class ImagesRequest(BaseModel):
     background: Literal["auto", "opaque"] | None = Field(
         default=None, description="`auto` or `opaque`: SD3's images are opaque (`transparent` is refused)"
     )
-    # The SDK's image-generation stream is not served: `stream: true` is refused, saying so.
-    stream: bool | None = Field(default=None, description="`false` only: the answer comes once, when the images are done")
-    partial_images: int | None = Field(default=None, ge=0, le=3, description="accepted with `stream: false`: no effect")
-
-
-def _not_streamed(body: ImagesRequest) -> None:
-    if body.stream:
-        raise invalid(
-            "stream", "not_supported",
-            "stream: streamed partial images are not served here; leave stream out (or false) and the answer "
-            "comes when the images are done (each task's live previews stream natively: docs/protocol.md)",
-        )
+    # the openai SDK's image-generation stream: previews as partial images, then the images
+    stream: bool | None = Field(default=None, description="Server-Sent Events in the openai SDK's stream shape")
+    partial_images: int | None = Field(default=None, ge=0, le=3, description="previews sent with `stream`, at most")
 
 
 def _size(body: ImagesRequest) -> tuple[int, int]:
@@ -164,7 +158,7 @@ def _names(body: ImagesRequest) -> dict[str, str]:
     return {"width": size[0], "height": size[1], "num_images": "n" if body.n is not None else "num_images"}
 
 
-def _render(refusal: Refusal) -> Response:
+def _error_body(refusal: Refusal) -> dict[str, Any]:
     status = HTTP_STATUS[refusal.kind]
     message = f"Body validation error! {refusal.message}" if refusal.kind == "validation" else refusal.message
     first = refusal.fields[0] if refusal.fields else None
@@ -177,7 +171,11 @@ def _render(refusal: Refusal) -> Response:
     body: dict[str, Any] = {"statusCode": status, "message": message, "error": error}
     if refusal.kind == "validation":
         body["meta"] = refusal.fields
-    return JSONResponse(body, status_code=status, headers=refusal.headers)
+    return body
+
+
+def _render(refusal: Refusal) -> Response:
+    return JSONResponse(_error_body(refusal), status_code=HTTP_STATUS[refusal.kind], headers=refusal.headers)
 
 
 def _page_000(model: str, body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
@@ -221,7 +219,6 @@ def _page_001(model: str, body: ImagesRequest, record: TaskRecord, encoded: list
 @endpoint(_render)
 async def generate(request: Request) -> Response:
     body = parse(ImagesRequest, await json_body(request))
-    _not_streamed(body)
     width, height = _size(body)
     params = {
         "prompt": body.prompt,
@@ -235,7 +232,12 @@ async def generate(request: Request) -> Response:
         "seed": body.seed or random_seed(1, 2**32 - 1),
         "output_format": body.output_format,
     }
-    record = await finish(request, await start(request, params, _names(body)))
+    queued = await start(request, params, _names(body))
+    if body.stream:
+        events = image_events(request, queued, body.partial_images or 0, _error_body)
+        headers = {**_STREAM_HEADERS, "X-Task-Id": queued.id}
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    record = await finish(request, queued)
     encoded = [base64.b64encode(image).decode("ascii") for image in await output_bytes(request, record)]
     if body.response_format == "b64_json":
         data = [{"b64_json": image} for image in encoded]

@@ -180,13 +180,23 @@ async def finish(request: Request, record: TaskRecord) -> TaskRecord:
         log.info("task %s: its client hung up before the end; the task goes on", record.id)
         raise Refusal("gone", f"the client hung up; task {record.id} goes on")
     if outcome == "timeout":
-        with contextlib.suppress(TaskFinished):
-            await service.cancel(record.id, f"not done after {limit:g} s")
-    record = await service.get(record.id)
+        await cancel_late(service, record.id, limit)
+    return completed(await service.get(record.id), late_after=limit if outcome == "timeout" else None)
+
+
+async def cancel_late(service: TaskService, task_id: str, limit: float) -> None:
+    """Cancel a task that was not done after `limit` seconds (`--compat-wait`), unless it just ended."""
+    with contextlib.suppress(TaskFinished):
+        await service.cancel(task_id, f"not done after {limit:g} s")
+
+
+def completed(record: TaskRecord, *, late_after: float | None = None) -> TaskRecord:
+    """The ended task if it completed; otherwise the refusal that says why ("timeout" when it was
+    cancelled for not being done after `late_after` seconds, "cancelled", "failed")."""
     if record.status is TaskStatus.COMPLETED:
         return record  # (it may have finished just as the wait ran out)
-    if outcome == "timeout":
-        raise Refusal("timeout", f"task {record.id} was not done after {limit:g} s; it has been cancelled")
+    if late_after is not None:
+        raise Refusal("timeout", f"task {record.id} was not done after {late_after:g} s; it has been cancelled")
     if record.status is TaskStatus.CANCELLED:
         raise Refusal("cancelled", f"task {record.id} was cancelled")
     error = record.error or {}

@@ -323,6 +323,13 @@ operations: dict[Callable[..., Any], Operation] = {
             },
         },
         replies={
+            200: Reply(
+                "With `stream: true`: the openai SDK's image-generation stream (`image_generation.partial_image` "
+                "events, then one `image_generation.completed` per image; `{\"error\"}` when the task fails).",
+                media_type="text/event-stream",
+                schema={"type": "string"},
+                headers={"X-Task-Id": "the native task's id"},
+            ),
             201: Reply("The images.", AimlApiAnswer, headers={"X-Task-Id": "the native task's id"}),
             **_refusals(
                 AimlApiError,

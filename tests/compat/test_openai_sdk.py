@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 
@@ -12,7 +13,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.compat.helpers import image_of, nothing_queued, task_with_prompt
-from tests.support import ServerProcess, collect, types
+from tests.support import ServerProcess, collect, types, wait_status
 
 KEY = "<YOUR_AIMLAPI_KEY>"  # any key is accepted by a server without keys
 
@@ -109,9 +110,37 @@ async def test_a_model_not_served_names_the_served_ones(server: ServerProcess, c
     assert "model 'dall-e-3' is not served here; served models: builtin:tiny, " in refused.value.message
 
 
-async def test_a_stream_is_refused_saying_why(server: ServerProcess, client: httpx.AsyncClient) -> None:
-    async with nothing_queued(client):
-        with pytest.raises(openai.BadRequestError) as refused:
-            _sync(server).images.generate(prompt="streamed", size="64x64", stream=True, partial_images=2)
-    assert refused.value.param == "stream" and refused.value.code == "not_supported"
-    assert "stream: streamed partial images are not served here; leave stream out" in refused.value.message
+async def test_a_stream_sends_previews_as_partial_images_then_the_image(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    stream = _sync(server).images.generate(
+        prompt="streamed", size="64x64", stream=True, partial_images=2, extra_body={"num_inference_steps": 30},
+    )
+    events = await asyncio.to_thread(list, stream)  # the SDK reads the stream as it comes, blocking
+    assert [event.type for event in events] == [
+        "image_generation.partial_image", "image_generation.partial_image", "image_generation.completed"
+    ]
+    first, second, done = events
+    assert (first.partial_image_index, second.partial_image_index) == (0, 1)
+    assert image_of(first.b64_json).format == "JPEG"  # the task's preview: its denoised estimate
+    assert (image_of(done.b64_json).format, image_of(done.b64_json).size) == ("JPEG", (64, 64))
+    assert done.size == "64x64" and done.output_format == "jpeg"
+    # the task is a native one, its file the completed image
+    task = await task_with_prompt(client, "streamed")
+    assert (await client.get(task["outputs"][0]["url"])).content == base64.b64decode(done.b64_json)
+
+
+async def test_a_stream_whose_task_is_cancelled_raises_in_the_sdk(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    stream = _sync(server).images.generate(
+        prompt="streamed, cancelled", size="512x512", stream=True, partial_images=1,
+        extra_body={"num_inference_steps": 50},
+    )
+    reading = asyncio.ensure_future(asyncio.to_thread(list, stream))
+    task = await task_with_prompt(client, "streamed, cancelled")
+    await wait_status(client, task["id"], {"running"})
+    assert (await client.post(f"/v1/tasks/{task['id']}/cancel")).status_code == 202
+    with pytest.raises(openai.APIError) as failed:
+        await reading
+    assert failed.value.message == f"task {task['id']} was cancelled"
