@@ -2,8 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch first, pinned to the CPU build on this machine's disk, so the project's range is already met
+# torch first, as its CPU build, so that the project's range is already met and pip pulls no other:
+# PyPI's torch for Linux is the CUDA build (with its NVIDIA libraries, a virtualenv of about 6 GB).
+# A torch wheel that pip finds without any index (in its find-links: the project's own machines keep
+# one there, and cannot reach PyTorch's index) is taken as it is; otherwise PyTorch's CPU-only index
+# supplies it. `make setup TORCH_INDEX=https://pypi.org/simple` takes PyPI's CUDA build instead.
 TORCH := torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: setup serve test system-packages
 
@@ -12,7 +17,8 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet --no-index --no-deps $(TORCH) 2>/dev/null || \
+		$(BIN)/pip install --quiet $(TORCH) --index-url $(TORCH_INDEX)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

@@ -52,7 +52,8 @@ from latentcast.client.events import (
     QueueEvent,
     StartEvent,
 )
-from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.image_info import GenerationInfo, read_info
+from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.sync import Client, SyncTask
 
 __all__ = [
@@ -73,6 +74,8 @@ __all__ = [
     "ErrorFullEvent",
     "Event",
     "FieldError",
+    "GeneratedImage",
+    "GenerationInfo",
     "InternalServerError",
     "LatentcastError",
     "NotFoundError",
@@ -97,4 +100,5 @@ __all__ = [
     "TaskInfo",
     "TaskPage",
     "ValidationError",
+    "read_info",
 ]

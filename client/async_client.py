@@ -1,6 +1,9 @@
 """`AsyncClient` and `Task`: submit, follow, cancel and collect tasks of a Latentcast server.
 
     async with AsyncClient("http://127.0.0.1:8000") as client:
+        images = await client.run("a lighthouse at dusk", width=512, height=512)  # one call
+        images[0].save("lighthouse.png")
+
         task = await client.submit(prompt="a lighthouse at dusk", width=512, height=512)
         async for event in task.events():
             ...
@@ -16,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import inspect
 import json
 import logging
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -41,17 +45,19 @@ from latentcast.client.errors import (
     error_from_socket,
 )
 from latentcast.client.events import CancelEvent, ErrorEvent, Event, PostprocessEndEvent, event_from_envelope
-from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions, submit_body
+from latentcast.client.version import __version__
 from latentcast.client.wire import PREVIEW_MODES, Cursor, FrameError, Gap, PreviewMode, decode_frame
 
-__all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Task"]
+__all__ = ["API_KEY_VARIABLE", "DEFAULT_BASE_URL", "AsyncClient", "Task"]
 
 log = logging.getLogger("latentcast.client")
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+API_KEY_VARIABLE = "LATENTCAST_API_KEY"  # where the API key comes from when none is given
 DEFAULT_TIMEOUT = 60.0
-USER_AGENT = "latentcast-python/0.1"
+USER_AGENT = f"latentcast-python/{__version__}"
 # Previews are at most 512 px WebP/JPEG; this only guards against a runaway frame.
 MAX_FRAME_BYTES = 32 * 1024 * 1024
 # A socket that stayed up this long counts as healthy: the reconnect budget starts again.
@@ -101,7 +107,7 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("LATENTCAST_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("LATENTCAST_API_KEY") or None
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_VARIABLE) or None
         self.ws_url = socket_url(self.base_url)
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_retries = max_retries
@@ -145,6 +151,29 @@ class AsyncClient:
         if not info.token:
             raise APIError("the server's answer to a submit has no token", status_code=response.status_code)
         return Task(self, info.id, info.token, info=info)
+
+    async def run(
+        self,
+        prompt: str,
+        *,
+        on_event: Callable[[Event], Awaitable[object] | object] | None = None,
+        **options: Unpack[TaskOptions],
+    ) -> builtins.list[GeneratedImage]:
+        """Generate in one call: submit, wait for the task, and return its images with their bytes
+        (as `replicate.run` or `fal_client.subscribe` do).
+
+        `on_event`, when given, is called with every event as it arrives, previews included (a
+        coroutine function is awaited): progress bars, live previews. Raises what `submit` raises,
+        then `TaskFailedError` or `TaskCancelledError`. A `run` that is interrupted leaves its task
+        running on the server, as any client that stops listening does.
+        """
+        task = await self.submit(prompt, **options)
+        if on_event is not None:
+            async for event in task.events():
+                called = on_event(event)
+                if inspect.isawaitable(called):
+                    await called
+        return await task.images()
 
     def task(self, task_id: str, token: str | None = None) -> Task:
         """A handle on an existing task, e.g. one someone else submitted, given its token.
@@ -405,6 +434,10 @@ class Task:
         partial.write_bytes(data)
         partial.replace(path)
         return path
+
+    async def images(self) -> list[GeneratedImage]:
+        """Wait for the outputs and return each with its bytes."""
+        return [GeneratedImage(self.id, output, await self.read_output(output)) for output in await self.result()]
 
     async def download(self, directory: str | Path = ".") -> list[Path]:
         """Wait for the outputs and save each as `directory/{task id}-{name}` (e.g. `...-0.png`)."""

@@ -1,4 +1,4 @@
-"""`latentcast generate` and `latentcast watch`: the client's command line.
+"""`latentcast generate` and `latentcast watch`: the client's command line (and `info`, in info_command).
 
     latentcast generate "a lighthouse at dusk" -o out.png --size 512x512 --steps 20
     latentcast watch TASK_ID --token TOKEN -o result.png --animation denoise.webp
@@ -8,7 +8,7 @@ stdout, one per line. Exit codes: 0 done; 1 the server refused or the task faile
 cancelled (the server's message is printed); 2 bad arguments; 130 interrupted (Ctrl-C): `generate`
 cancels its task on the server first, `watch` only stops watching.
 
-`add_commands(subparsers)` registers both commands on the `latentcast` parser (server/cli.py),
+`add_commands(subparsers)` registers the three commands on the `latentcast` parser (server/cli.py),
 which runs them without the server's dependencies (`pip install latentcast` is enough).
 """
 
@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from latentcast.client.animation import animation_format, write_animation
-from latentcast.client.async_client import DEFAULT_BASE_URL, AsyncClient, Task
+from latentcast.client.async_client import API_KEY_VARIABLE, DEFAULT_BASE_URL, AsyncClient, Task
 from latentcast.client.errors import (
     APIConnectionError,
+    AuthenticationError,
     ConflictError,
     LatentcastError,
     TaskCancelledError,
@@ -47,6 +48,7 @@ from latentcast.client.events import (
     QueueEvent,
     StartEvent,
 )
+from latentcast.client.info_command import add_command as add_info_command
 from latentcast.client.models import Output
 from latentcast.client.progress import ProgressBar, format_seconds
 from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
@@ -82,7 +84,7 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         "--server", default=None, metavar="URL",
         help=f"the Latentcast server (default: $LATENTCAST_URL or {DEFAULT_BASE_URL})",
     )
-    group.add_argument("--api-key", default=None, help="API key (default: $LATENTCAST_API_KEY)")
+    group.add_argument("--api-key", default=None, help=f"API key (default: ${API_KEY_VARIABLE})")
     group.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
 
 
@@ -98,7 +100,7 @@ def _follow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `generate` and `watch` on a subparsers object (each sets `run` to its handler)."""
+    """Register `generate`, `watch` and `info` on a subparsers object (each sets `run` to its handler)."""
     generate = commands.add_parser(
         "generate",
         help="generate images on a Latentcast server, with live progress",
@@ -137,6 +139,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     _follow_options(watch)
     _connection_options(watch)
     watch.set_defaults(run=run_watch)
+    add_info_command(commands)
 
 
 # -- shared work -------------------------------------------------------------------------------
@@ -230,12 +233,24 @@ async def save(task: Task, outputs: Sequence[Output], args: argparse.Namespace, 
         print(path, flush=True)
 
 
-def report(error: BaseException) -> int:
-    """Print an error the way a user wants to read it; the exit code."""
-    if isinstance(error, ValidationError):
-        print(f"latentcast: refused: {error.message}", file=sys.stderr)
+def report(error: BaseException, *, keyed: bool) -> int:
+    """Print an error the way a user wants to read it; the exit code. `keyed`: an API key was given."""
+    if isinstance(error, ValidationError) and error.fields:
+        # the server's message joins the fields' messages: each is printed once, with its rule
+        print("latentcast: refused:", file=sys.stderr)
         for field in error.fields:
-            print(f"  {field.field} ({field.rule}): {field.message}", file=sys.stderr)
+            named = field.message if field.message.startswith(f"{field.field}: ") else f"{field.field}: {field.message}"
+            print(f"  {named} (rule: {field.rule})", file=sys.stderr)
+    elif isinstance(error, ValidationError):
+        print(f"latentcast: refused: {error.message}", file=sys.stderr)
+    elif isinstance(error, AuthenticationError) and keyed:
+        print(f"latentcast: the API key (--api-key or ${API_KEY_VARIABLE}) was refused: {error.message}", file=sys.stderr)
+    elif isinstance(error, AuthenticationError):
+        print(
+            f"latentcast: this server needs an API key: pass --api-key KEY or set ${API_KEY_VARIABLE} "
+            "(its operator makes one with `latentcast keys create`)",
+            file=sys.stderr,
+        )
     elif isinstance(error, (TaskFailedError, TaskCancelledError)):
         print(f"latentcast: {error}", file=sys.stderr)
     elif isinstance(error, APIConnectionError):
@@ -341,7 +356,7 @@ async def generate(args: argparse.Namespace) -> int:
             try:
                 task = await submitting
             except LatentcastError as error:
-                return report(error)
+                return report(error, keyed=client.api_key is not None)
             started = time.monotonic()
             info = task.info
             seed = f", seed {info.seed}" if info is not None else ""
@@ -360,7 +375,7 @@ async def generate(args: argparse.Namespace) -> int:
                 await save(task, outputs, args, frames, files=True)
             except LatentcastError as error:
                 bar.finish()
-                return report(error)
+                return report(error, keyed=client.api_key is not None)
     return EXIT_OK
 
 
@@ -418,7 +433,7 @@ async def watch(args: argparse.Namespace) -> int:
                 await save(task, outputs, args, frames, files=args.output is not None)
             except LatentcastError as error:
                 bar.finish()
-                return report(error)
+                return report(error, keyed=client.api_key is not None)
     return EXIT_OK
 
 

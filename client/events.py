@@ -12,12 +12,11 @@ type names are the wire protocol, `latentcast.client.wire`; this module only typ
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latentcast.client.models import Output
+from latentcast.client.models import Output, decode_image
 from latentcast.client.wire import EventType, decode_frame, is_terminal, split_preview
 
 if TYPE_CHECKING:
@@ -42,12 +41,8 @@ class Preview:
         return ".jpg" if self.format == "jpeg" else f".{self.format}"
 
     def image(self) -> Image.Image:
-        """The preview decoded as a PIL image (needs Pillow)."""
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(self.data))
-        image.load()
-        return image
+        """The preview decoded as a PIL image."""
+        return decode_image(self.data)
 
     def save(self, path: str | Path) -> Path:
         """Write the encoded bytes as they came (no re-encoding)."""

@@ -1,4 +1,5 @@
-"""What the HTTP API returns, as typed objects: a task's detail, a page of tasks, an output.
+"""What the HTTP API returns, as typed objects: a task's detail, a page of tasks, an output (and
+an output with its bytes, `GeneratedImage`).
 
 Each keeps the server's JSON in `raw`, so a field added to the server is never out of reach.
 """
@@ -6,8 +7,14 @@ Each keeps the server's JSON in `raw`, so a field added to the server is never o
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import PIL.Image
+    from latentcast.client.image_info import GenerationInfo
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -43,6 +50,44 @@ class Output:
             seed=data.get("seed"),
             raw=data,
         )
+
+
+def decode_image(data: bytes) -> PIL.Image.Image:
+    """Encoded image bytes as a loaded PIL image."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One image of a finished task with its bytes, as the server stored them: what `run()` returns.
+
+    The bytes carry the parameters that made the image (`info`); `save` writes them unchanged.
+    """
+
+    task_id: str
+    output: Output
+    data: bytes = dataclasses.field(repr=False)
+
+    @property
+    def info(self) -> GenerationInfo | None:
+        """The prompt and settings the file carries."""
+        from latentcast.client.image_info import read_info
+
+        return read_info(self.data)
+
+    def image(self) -> PIL.Image.Image:
+        """The image decoded as a PIL image."""
+        return decode_image(self.data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bytes as they came (no re-encoding: the parameters stay in the file)."""
+        path = Path(path)
+        path.write_bytes(self.data)
+        return path
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """`Client` and `SyncTask`: the `AsyncClient` surface for scripts and notebooks, without `await`.
 
     with Client("http://127.0.0.1:8000") as client:
+        client.run("a lighthouse at dusk", width=512, height=512)[0].save("lighthouse.png")  # one call
+
         task = client.submit(prompt="a lighthouse at dusk", width=512, height=512)
         for event in task.events():
             print(event.type)
@@ -14,7 +16,7 @@ where an event loop already runs (Jupyter).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
@@ -24,7 +26,7 @@ import httpx
 from latentcast.client._loop import LoopThread
 from latentcast.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Task
 from latentcast.client.events import Event
-from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions
 from latentcast.client.wire import PreviewMode
 
@@ -73,7 +75,7 @@ class Client:
         """The `AsyncClient` underneath (its coroutines run on this client's loop thread only: `run`)."""
         return self._async
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine of `async_client` (or of one of its tasks) on this client's loop thread,
         blocking until it is done; its result is returned, its exception raised."""
         return self._loop.run(coro)
@@ -96,9 +98,20 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
 
+    def run(
+        self, prompt: str, *, on_event: Callable[[Event], object] | None = None, **options: Unpack[TaskOptions]
+    ) -> builtins.list[GeneratedImage]:
+        """Generate in one call: submit, wait, return the images with their bytes; see
+        `AsyncClient.run`. `on_event` is called in this thread with every event as it arrives."""
+        task = self.submit(prompt, **options)
+        if on_event is not None:
+            for event in task.events():
+                on_event(event)
+        return task.images()
+
     def submit(self, prompt: str, **options: Unpack[TaskOptions]) -> SyncTask:
         """Queue a generation and return its task; see `AsyncClient.submit`."""
-        return SyncTask(self, self.run(self._async.submit(prompt, **options)))
+        return SyncTask(self, self.run_coroutine(self._async.submit(prompt, **options)))
 
     def task(self, task_id: str, token: str | None = None) -> SyncTask:
         """A handle on an existing task, e.g. one someone else submitted, given its token."""
@@ -106,15 +119,15 @@ class Client:
 
     def task_by_token(self, token: str) -> SyncTask:
         """The task that has this token."""
-        return SyncTask(self, self.run(self._async.task_by_token(token)))
+        return SyncTask(self, self.run_coroutine(self._async.task_by_token(token)))
 
     def get(self, task_id: str, token: str | None = None) -> TaskInfo:
         """The task's detail."""
-        return self.run(self._async.get(task_id, token))
+        return self.run_coroutine(self._async.get(task_id, token))
 
     def list(self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> TaskPage:
         """One page of tasks, newest first."""
-        return self.run(self._async.list(status=status, limit=limit, cursor=cursor))
+        return self.run_coroutine(self._async.list(status=status, limit=limit, cursor=cursor))
 
     def iter_tasks(self, *, status: str | None = None, page_size: int = 50) -> Iterator[TaskInfo]:
         """Every task, newest first, fetching pages as it goes."""
@@ -128,7 +141,7 @@ class Client:
 
     def models(self) -> builtins.list[dict[str, Any]]:
         """The models the server serves."""
-        return self.run(self._async.models())
+        return self.run_coroutine(self._async.models())
 
 
 class SyncTask:
@@ -163,12 +176,12 @@ class SyncTask:
         return f"SyncTask({self.id!r})"
 
     def get(self) -> TaskInfo:
-        return self.client.run(self._task.get())
+        return self.client.run_coroutine(self._task.get())
 
     def events(self, previews: PreviewMode = "binary", since: int = 0) -> Iterator[Event]:
         """Every event after `since` until the terminal one, resuming after dropped sockets."""
         stream = self._task.events(previews=previews, since=since)
-        run = self.client.run
+        run = self.client.run_coroutine
 
         async def next_event() -> Event:
             return await anext(stream)
@@ -185,18 +198,22 @@ class SyncTask:
 
     def result(self) -> list[Output]:
         """Wait for the outputs. Raises `TaskFailedError` or `TaskCancelledError`."""
-        return self.client.run(self._task.result())
+        return self.client.run_coroutine(self._task.result())
 
     def cancel(self) -> TaskInfo:
         """Ask the server to cancel the task (`ConflictError` once it has ended)."""
-        return self.client.run(self._task.cancel())
+        return self.client.run_coroutine(self._task.cancel())
 
     def read_output(self, output: Output | str) -> bytes:
-        return self.client.run(self._task.read_output(output))
+        return self.client.run_coroutine(self._task.read_output(output))
 
     def save_output(self, output: Output | str, path: str | Path) -> Path:
-        return self.client.run(self._task.save_output(output, path))
+        return self.client.run_coroutine(self._task.save_output(output, path))
+
+    def images(self) -> list[GeneratedImage]:
+        """Wait for the outputs and return each with its bytes."""
+        return self.client.run_coroutine(self._task.images())
 
     def download(self, directory: str | Path = ".") -> list[Path]:
         """Wait for the outputs and save each as `directory/{task id}-{name}`."""
-        return self.client.run(self._task.download(directory))
+        return self.client.run_coroutine(self._task.download(directory))

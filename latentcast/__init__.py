@@ -10,3 +10,4 @@ and `latentcast.static` (static/: the browser pages, package data).
 
 from latentcast.client import *  # noqa: F403 (the client's public names are the package's)
 from latentcast.client import __all__
+from latentcast.client.version import __version__

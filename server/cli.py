@@ -311,6 +311,9 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="latentcast", description="Self-hosted SD3 with live previews.")
+    from latentcast.client.version import __version__
+
+    parser.add_argument("--version", action="version", version=f"latentcast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _worker_parser(commands)

@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import dataclasses
 import ipaddress
+import shlex
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +26,31 @@ if TYPE_CHECKING:  # the command line loads this module without the server's dep
     from latentcast.server.config import Settings
     from latentcast.server.security.keys import ApiKey, KeyStore
 
-CREATE_HINT = "latentcast keys create --name NAME"
+DEFAULT_REDIS_PREFIX = "lc"
+
+
+def keys_command(action: str, data_dir: Path, broker: str | None, redis_prefix: str) -> str:
+    """`latentcast keys ACTION` with the options that reach the keys a server with this store
+    reads: without them a key lands in the default data dir, unseen by that server."""
+    from latentcast.server.config import default_data_dir
+
+    words = ["latentcast", "keys", *action.split()]
+    if broker is not None:
+        words += ["--broker", _without_password(broker)]
+        if redis_prefix != DEFAULT_REDIS_PREFIX:
+            words += ["--redis-prefix", redis_prefix]
+    elif data_dir.resolve() != default_data_dir().resolve():
+        words += ["--data-dir", str(data_dir.resolve())]
+    return shlex.join(words)
+
+
+def _without_password(url: str) -> str:
+    """A broker URL fit for a log line: its password, if any, replaced by PASSWORD."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:PASSWORD@{host}"))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,7 +79,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
             "--data-dir", type=Path, default=None, help="the server's --data-dir (default: ~/.latentcast)"
         )
         where.add_argument("--broker", default=None, metavar="redis://HOST:6379/0", help="the server's --broker")
-        where.add_argument("--redis-prefix", default="lc", help="the server's --redis-prefix")
+        where.add_argument("--redis-prefix", default=DEFAULT_REDIS_PREFIX, help="the server's --redis-prefix")
 
 
 def _positive(text: str) -> int:
@@ -105,7 +131,10 @@ async def _list(store: KeyStore, args: argparse.Namespace) -> int:
         print(orjson.dumps(listed).decode())
         return 0
     if not keys:
-        print(f"No keys: the server is open to anyone who can reach it. `{CREATE_HINT}` makes one.")
+        from latentcast.server.config import default_data_dir
+
+        hint = keys_command("create --name NAME", args.data_dir or default_data_dir(), args.broker, args.redis_prefix)
+        print(f"No keys: the server is open to anyone who can reach it. `{hint}` makes one.")
     for key in keys:
         state = f"revoked {_when(key.revoked_at)}" if key.revoked_at is not None else "active"
         print(f"{key.id}  {_describe(key)}  created {_when(key.created_at)}  {state}")
@@ -165,16 +194,18 @@ class Exposure:
 
 def exposure(settings: Settings, *, insecure: bool) -> Exposure:
     """Who could use the server `serve` is asked to start, and whether it may start."""
+    store = (settings.data_dir, settings.broker, settings.redis_prefix)
     if asyncio.run(_configured(settings)):
-        return Exposure(True, False, "API keys required (`latentcast keys list` shows them)")
+        return Exposure(True, False, f"API keys required (`{keys_command('list', *store)}` shows them)")
     where = f"{settings.host}:{settings.port}"
+    hint = keys_command("create --name NAME", *store)
     if is_loopback(settings.host):
-        message = f"No API keys: open to anyone on this machine (listening on {where} only). `{CREATE_HINT}` makes one."
+        message = f"No API keys: open to anyone on this machine (listening on {where} only). `{hint}` makes one."
         return Exposure(True, True, message)
     if insecure:
         message = f"No API keys and --insecure: anyone who can reach {where} may run and read every task."
         return Exposure(True, True, message)
     return Exposure(False, True, (
         f"refusing to listen on {settings.host} without API keys: anyone who can reach it could run and read "
-        f"every task. Create one (`{CREATE_HINT}`), listen on 127.0.0.1, or pass --insecure."
+        f"every task. Create one (`{hint}`), listen on 127.0.0.1, or pass --insecure."
     ))

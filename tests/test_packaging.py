@@ -1,20 +1,29 @@
-"""The package as users install it: a built wheel in fresh virtualenvs, never this checkout.
+"""The package as users get it: built as for a release, installed in fresh virtualenvs, never this checkout.
 
+- `python -m build` makes an sdist and a wheel without warnings; the sdist holds the guides that
+  /docs, /openapi.json and the README point to, the license and the Makefile; the metadata has
+  the license and the project's URLs, and the README it carries (a package index's page) links
+  only to absolute addresses.
 - The wheel holds one top-level import package, `latentcast`, with every module of server/ and
   client/ and every page of static/.
 - `pip install latentcast` (no extra) is the client: torch is not importable there, yet
-  `latentcast generate` and `AsyncClient` work against a server, and `latentcast serve` says in one
-  line which extra to install.
-- Installed non-editable with the server's dependencies, the service serves its pages from the
-  installed package.
+  `latentcast generate` and `AsyncClient` work against a server, `latentcast --version` answers, and
+  `latentcast serve` says in one line which extra to install.
+- The README's CPU install of the server, run in a clean virtualenv, gives torch's CPU build and a
+  server that serves its pages from the installed package (see `server_venv` for the one step
+  that runs differently on this machine, and why).
 """
 
 from __future__ import annotations
 
+import email
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import textwrap
+import tomllib
 import venv
 import zipfile
 from collections.abc import Iterator
@@ -26,19 +35,34 @@ import pytest
 from tests.support import ROOT, ServerProcess
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+REPOSITORY = "https://github.com/latentcast/latentcast"  # a placeholder until the repository is public
+
+
+class Built:
+    """What `python -m build` made, and what it printed."""
+
+    def __init__(self, folder: Path, output: str) -> None:
+        (self.sdist,) = folder.glob("latentcast-*.tar.gz")
+        (self.wheel,) = folder.glob("latentcast-*.whl")
+        self.output = output
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from this checkout as `pip wheel .` builds it for a user."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True,
-        cwd=out,
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The sdist, and the wheel built from it, as `python -m build` makes them for a release
+    (without build isolation: this environment already has the build backend)."""
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        check=True, cwd=out, capture_output=True, text=True,
     )
-    (built,) = out.glob("latentcast-*.whl")
-    return built
+    return Built(out, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="module")
+def wheel(built: Built) -> Path:
+    return built.wheel
 
 
 def _make_venv(folder: Path) -> Path:
@@ -147,27 +171,105 @@ def test_client_install_follows_events_with_async_client(
     assert last == "task_postprocess_end 3"
 
 
-def test_installed_server_serves_its_pages_from_the_package(wheel: Path, tmp_path: Path) -> None:
-    """Non-editable install; the server's dependencies come from this test run's environment.
+# The README's CPU install of the server, word for word.
+DOCUMENTED_CPU_INSTALL = (
+    "pip install torch --index-url https://download.pytorch.org/whl/cpu",
+    'pip install "latentcast[server]"',
+)
 
-    A new virtualenv gets the wheel without dependencies, and a .pth line that puts this
-    environment's site-packages behind its own (torch and the rest, not re-downloaded). Only a
-    path is added, so this checkout's editable finder does not run there: `latentcast` is the wheel.
+
+@pytest.fixture(scope="module")
+def server_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean virtualenv where the README's CPU install of the server ran, in the form that works here.
+
+    Its second command runs as written, with the built wheel in place of the package's name (it is
+    on no index). Its first does not: PyTorch's CPU-only index is out of this machine's reach (only
+    PyPI is), so torch's CPU build comes from the wheel that pip's own configuration here finds on
+    this machine's disk (its find-links), asked for as `torch==2.13.0` because PyPI's newer torch,
+    the CUDA build, would otherwise win. Everything else comes from the indexes pip is set up with,
+    as it does for a user.
     """
-    bin_dir = _make_venv(tmp_path / "venv")
-    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", "--no-deps", str(wheel), cwd=tmp_path)
-    site_packages = next((tmp_path / "venv" / "lib").glob("python3.*/site-packages"))
-    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
-    (site_packages / "server-dependencies.pth").write_text(ours + "\n")
+    readme = (ROOT / "README.md").read_text()
+    assert all(command in readme for command in DOCUMENTED_CPU_INSTALL)
+    bin_dir = _make_venv(tmp_path_factory.mktemp("server-venv"))
+    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", "torch==2.13.0", cwd=wheel.parent)
+    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", f"{wheel}[server]", cwd=wheel.parent)
+    return bin_dir
 
-    where = _run(bin_dir, str(bin_dir / "python"), "-c", "import latentcast.static as s; print(s.__file__)", cwd=tmp_path)
+
+@pytest.mark.timeout(1200)
+def test_the_documented_cpu_install_has_no_cuda(server_venv: Path, tmp_path: Path) -> None:
+    probe = _run(
+        server_venv, str(server_venv / "python"), "-c",
+        "import torch, importlib.metadata as m; print(torch.__version__, torch.version.cuda); "
+        "print(sorted(d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].lower().startswith('nvidia')))",
+        cwd=tmp_path,
+    )
+    version, nvidia = probe.stdout.strip().splitlines()
+    assert version == "2.13.0+cpu None"
+    assert nvidia == "[]"
+    size = sum(f.stat().st_size for f in server_venv.parent.rglob("*") if f.is_file() and not f.is_symlink())
+    assert size < 2 * 1024**3, f"{size / 1024**3:.1f} GiB"  # PyPI's CUDA build makes about 6 GB
+
+
+@pytest.mark.timeout(1200)
+def test_the_installed_server_serves_its_pages_from_the_package(server_venv: Path, tmp_path: Path) -> None:
+    site_packages = next((server_venv.parent / "lib").glob("python3.*/site-packages"))
+    where = _run(
+        server_venv, str(server_venv / "python"), "-c", "import latentcast.static as s; print(s.__file__)", cwd=tmp_path
+    )
     assert Path(where.stdout.strip()).is_relative_to(site_packages)
 
-    process = ServerProcess(tmp_path / "data", python=str(bin_dir / "python"), cwd=tmp_path).start()
+    process = ServerProcess(tmp_path / "data", python=str(server_venv / "python"), cwd=tmp_path).start()
     try:
         for path, marker in (("/", "<canvas"), ("/dashboard", "dashboard"), ("/static/js/protocol.js", "decodeFrame")):
             response = httpx.get(process.base_url + path, timeout=30)
             assert response.status_code == 200, path
             assert marker in response.text, path
+        out = tmp_path / "installed.png"
+        _run(
+            server_venv, str(server_venv / "latentcast"), "generate", "an installed server", "--size", "64x64",
+            "--steps", "2", "-q", "--server", process.base_url, "-o", str(out), cwd=tmp_path,
+        )
+        assert out.read_bytes().startswith(PNG_SIGNATURE)
     finally:
         process.stop()
+
+
+def test_the_client_install_tells_its_version(client_venv: Path, tmp_path: Path) -> None:
+    command = _run(client_venv, str(client_venv / "latentcast"), "--version", cwd=tmp_path)
+    assert command.stdout.strip() == f"latentcast {VERSION}"
+    module = _run(client_venv, str(client_venv / "python"), "-c", "import latentcast; print(latentcast.__version__)", cwd=tmp_path)
+    assert module.stdout.strip() == VERSION
+
+
+def test_the_build_warns_of_nothing(built: Built) -> None:
+    assert "absent from the `packages` configuration" not in built.output
+    assert "Warning" not in built.output, built.output
+
+
+def test_the_sdist_holds_the_guides_the_license_and_the_makefile(built: Built) -> None:
+    top = f"latentcast-{VERSION}"
+    names = set(tarfile.open(built.sdist).getnames())
+    guides = {f"{top}/{p.relative_to(ROOT)}" for p in (ROOT / "docs").rglob("*") if p.is_file()}
+    assert {f"{top}/docs/protocol.md", f"{top}/docs/screenshots/live-running-wide.png"} <= guides
+    assert sorted(guides - names) == []
+    assert {f"{top}/LICENSE", f"{top}/Makefile", f"{top}/README.md", f"{top}/pyproject.toml"} <= names
+
+
+def test_the_metadata_has_the_license_urls_and_a_readme_with_absolute_links(built: Built) -> None:
+    with zipfile.ZipFile(built.wheel) as wheel:
+        metadata = email.message_from_bytes(wheel.read(f"latentcast-{VERSION}.dist-info/METADATA"))
+        assert "MIT License" in wheel.read(f"latentcast-{VERSION}.dist-info/licenses/LICENSE").decode()
+    assert metadata["License-Expression"] == "MIT"
+    assert sorted(metadata.get_all("Project-URL")) == [
+        f"Documentation, {REPOSITORY}/tree/main/docs",
+        f"Homepage, {REPOSITORY}",
+        f"Issues, {REPOSITORY}/issues",
+        f"Source, {REPOSITORY}",
+    ]
+    readme = metadata.get_payload()
+    assert readme.startswith("# Latentcast")
+    targets = re.findall(r"\]\(([^)]+)\)", readme)
+    assert targets, "the README links to its guides"
+    assert [target for target in targets if not target.startswith("https://")] == []

@@ -8,9 +8,10 @@ served; a route whose handler has no `Operation` is left out, and tests/core/tes
 on it, so a new route lands only described. Schemas come from the pydantic models themselves, so a
 limit changed in a model is changed in the document.
 
-OpenAPI has no words for a WebSocket: the socket's handshake is described as the GET it is, with
-its messages in prose and the envelope of every event as a schema; docs/protocol.md is the
-contract for both streams.
+The WebSocket and the browser pages are not operations, and are left out: a socket's handshake
+described as a GET would be generated as a call that cannot work, and a page is not an API. The
+document's introduction describes both in prose, and docs/protocol.md is the contract of the
+socket and the SSE stream (whose envelope is the `Event` schema).
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     security: tuple[Requirement, ...] = ()
     description: str = ""
+    # requests that work, shown by /docs and any OpenAPI viewer: what each does -> the body
+    examples: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class _PublicNames(GenerateJsonSchema):
@@ -205,6 +208,9 @@ def _operation(
         content: dict[str, Any] = {}
         for media_type in operation.body_media_types:
             content.update(_content(media_type, schema))
+        if operation.examples:
+            examples = {summary: {"summary": summary, "value": value} for summary, value in operation.examples.items()}
+            content[operation.body_media_types[0]]["examples"] = examples
         described["requestBody"] = {"required": True, "content": content}
     described["responses"] = {str(status): _reply(reply, components) for status, reply in operation.replies.items()}
     if operation.security:
@@ -223,7 +229,22 @@ INFO_DESCRIPTION = """\
 Latentcast runs Stable Diffusion 3 text-to-image tasks and streams each task's life: every \
 lifecycle event and each denoising step's preview, over a WebSocket (`/v1/ws`) and Server-Sent \
 Events (`/v1/tasks/{task_id}/events`). The event envelope is the `Event` schema; \
-docs/protocol.md (in the source distribution) is the contract for both streams.
+docs/protocol.md (in the source distribution, and at \
+https://github.com/latentcast/latentcast/blob/main/docs/protocol.md) is the contract for both streams.
+
+The WebSocket is not an operation here (OpenAPI has no words for one): `ws://HOST/v1/ws`, also \
+at `/v1` where Wiro's clients connect. The client sends JSON text: `{"type": "subscribe", "id", \
+"token", "since": 0, "previews": "binary"|"json"|"none"}`, `{"type": "unsubscribe", "id"}`, \
+Wiro's `{"type": "task_info", "tasktoken"}`, or `{"type": "subscribe_all"}` (a key: every task it \
+may see); any may carry `"api_key"`. The server sends each event as an `Event` (JSON text; with \
+`previews: binary` a preview is a binary frame: a 4-byte big-endian length, the JSON envelope, the \
+image) and control messages without `seq`: `subscribed`, `unsubscribed`, `error` (`code`, \
+`message`). A handshake with a bad key is refused with 401, one from a page of an origin not \
+allowed (`--cors-origin`) with 403.
+
+The browser pages are not operations either: `/` (a prompt form) and `/t/{task_id}?token=` (one \
+task live, or replayed), `/dashboard`, `/embed/{task_id}?token=` (one task's live view, to frame), \
+and `/docs`, which renders this document.
 
 Errors of the native API are `{"error": {"type", "message", "fields"?: [{"field", "rule", \
 "message"}]}}` (`ErrorBody`); each provider's endpoints answer in that provider's own shape.

@@ -1,4 +1,4 @@
-"""What each native route and page takes and answers, for the OpenAPI document (server.api.openapi).
+"""What each native route takes and answers, for the OpenAPI document (server.api.openapi).
 
 The handlers build their answers as plain dicts; the models here are those answers' shapes, for
 the document only. tests/core/test_openapi.py checks real answers of the running server against
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from latentcast.server.api import files, meta, metrics, pages, sse, tasks, websocket
+from latentcast.server.api import files, meta, metrics, sse, tasks
 from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply
 from latentcast.server.protocol.events import EventType, TaskStatus
 from latentcast.server.tasks.params import TaskParams
@@ -129,7 +129,7 @@ class Worker(Answer):
     started_at: float
     pid: int
     host: str
-    beat_at: float | None = Field(default=None, description="Unix seconds of its latest heartbeat (on Redis)")
+    beat_at: float = Field(description="Unix seconds of its latest heartbeat")
 
 
 class WorkerList(Answer):
@@ -164,10 +164,14 @@ NOT_FOUND = refused("No such task, or another key's task.")
 FORBIDDEN = refused("The token is not this task's.")
 INVALID = refused("A field breaks a rule: each is named in `fields` with its rule.")
 TASK_ID = Param("task_id", "path", "the task's id")
-HTML_PAGE = Reply(
-    "The page (static HTML; its script reads the address bar).", media_type="text/html", schema={"type": "string"}
-)
-_TASKS, _EVENTS, _FILES, _SERVICE, _PAGES = "Tasks", "Events", "Files", "Models, workers, health", "Pages"
+_TASKS, _EVENTS, _FILES, _SERVICE = "Tasks", "Events", "Files", "Models, workers, health"
+
+
+def _bytes(media_type: str) -> dict[str, str]:
+    """A body of raw bytes: OpenAPI 3.1 says so with `contentMediaType`; `format: binary`, 3.0's
+    word for it, is what code generators still read to hand the bytes over as a file."""
+    return {"type": "string", "format": "binary", "contentMediaType": media_type}
+
 
 operations: dict[Callable[..., Any], Operation] = {
     tasks.create_task: Operation(
@@ -175,6 +179,22 @@ operations: dict[Callable[..., Any], Operation] = {
         tag=_TASKS,
         description="Queue a text-to-image task; follow it with `urls.events`, `urls.socket` or `urls.page`.",
         body=TaskParams,
+        examples={
+            "A prompt, with every other field the server's default (1024x1024, 28 steps, PNG)": {
+                "prompt": "a lighthouse at dusk",
+            },
+            "Small and quick, with a fixed seed and fewer previews": {
+                "prompt": "a lighthouse at dusk",
+                "negative_prompt": "fog",
+                "width": 512,
+                "height": 384,
+                "num_inference_steps": 20,
+                "guidance_scale": 5,
+                "seed": 42,
+                "output_format": "jpeg",
+                "preview_every": 2,
+            },
+        },
         replies={
             201: Reply("Queued.", CreatedTask, headers={"Location": "the task's address"}),
             400: refused("Not JSON, or a model not served here (rule `served_model`; the message lists those served)."),
@@ -266,33 +286,17 @@ operations: dict[Callable[..., Any], Operation] = {
         },
         security=KEY_OR_TOKEN,
     ),
-    websocket.endpoint: Operation(
-        summary="One WebSocket for every task's events",
-        tag=_EVENTS,
-        description=(
-            "A WebSocket (`ws://` or `wss://`; also at `/v1`, where Wiro's clients connect). The client sends JSON "
-            'text: `{"type": "subscribe", "id", "token", "since": 0, "previews": "binary"|"json"|"none"}`, '
-            '`{"type": "unsubscribe", "id"}`, Wiro\'s `{"type": "task_info", "tasktoken"}`, or '
-            '`{"type": "subscribe_all"}` (a key: every task it may see); any may carry `"api_key"`. '
-            "The server sends each event as an `Event` (JSON text; with `previews: binary` a preview is a binary "
-            "frame: 4-byte big-endian length, the JSON envelope, the image) and control messages without `seq`: "
-            "`subscribed`, `unsubscribed`, `error` (`code`, `message`). Contract: docs/protocol.md."
-        ),
-        replies={
-            101: Reply("Switching Protocols: the socket is open; its events are `Event`s."),
-            401: refused("A bad key in the handshake's headers."),
-            403: refused("A page of an origin not allowed (`--cors-origin`)."),
-        },
-    ),
     files.get_file: Operation(
         summary="An output image",
         tag=_FILES,
         params=(TASK_ID, Param("name", "path", "`name` of one of the task's outputs")),
         replies={
             200: Reply(
-                "The image's bytes (`image/png`, `image/jpeg` or `image/webp`).",
-                media_type="image/*",
-                schema={"type": "string", "contentMediaType": "image/*"},
+                "The image's bytes, as its output's `contenttype` says; `application/octet-stream` when the "
+                "request's `Accept` prefers it (what generated clients read as a file).",
+                media_type="image/png",
+                schema=_bytes("image/png"),
+                alternatives={media: _bytes(media) for media in ("image/jpeg", "image/webp", files.OCTET_STREAM)},
             ),
             401: UNAUTHORIZED,
             403: FORBIDDEN,
@@ -327,16 +331,5 @@ operations: dict[Callable[..., Any], Operation] = {
             )
         },
     ),
-    pages.live_page: Operation(
-        summary="The live page",
-        tag=_PAGES,
-        description="`/`: a prompt form; `/t/{task_id}?token=`: one task live, or replayed (docs/pages.md).",
-        replies={200: HTML_PAGE},
-    ),
-    pages.dashboard: Operation(summary="The dashboard", tag=_PAGES, replies={200: HTML_PAGE}),
-    pages.embed: Operation(
-        summary="One task's live view, to frame", tag=_PAGES, params=(TASK_ID,), replies={200: HTML_PAGE}
-    ),
-    pages.embed_example: Operation(summary="An example page that embeds a task", tag=_PAGES, replies={200: HTML_PAGE}),
-    pages.api_docs: Operation(summary="This API, readable", tag="Reference", replies={200: HTML_PAGE}),
 }
+

@@ -116,7 +116,7 @@ def _local(settings: Settings) -> Backend:
         await store.close()
 
     async def announce(beat: dict[str, Any]) -> None:
-        heartbeats[beat["name"]] = beat
+        heartbeats[beat["name"]] = {**beat, "beat_at": time.time()}  # as the Redis backend records it
 
     async def live_workers() -> list[dict[str, Any]]:
         return list(heartbeats.values())

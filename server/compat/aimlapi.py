@@ -5,21 +5,22 @@ Waits for the task and answers 201 in the shape the model's own page documents: 
 page 001's `{images, timings, seed, has_nsfw_concepts, prompt}` for `stable-diffusion-v35-large`.
 
 The AI/ML API lists the openai SDK among its SDKs, so the same endpoint also takes what
-`OpenAI(base_url=".../v1").images.generate(...)` sends (`n`, `size`, `response_format`) and every
-answer carries what that SDK reads: `created` and `data[]`, and errors as `error: {message, type,
-param, code}` beside AI/ML's `statusCode`, `message` and `meta`. See docs/compatibility.md.
+`OpenAI(base_url=".../v1").images.generate(...)` sends (`n`, `size`, `response_format`; no `model`,
+or any name `/v1/models` lists; OpenAI's options that mean nothing here are accepted and ignored)
+and every answer carries what that SDK reads: `created` and `data[]`, and errors as `error:
+{message, type, param, code}` beside AI/ML's `statusCode`, `message` and `meta`. Any other served
+model name answers in page 001's shape. See docs/compatibility.md.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from latentcast.server.compat.common import (
@@ -35,6 +36,7 @@ from latentcast.server.compat.common import (
     random_seed,
     start,
 )
+from latentcast.server.compat.openai_stream import image_events
 from latentcast.server.tasks.params import MAX_SEED
 from latentcast.server.tasks.record import TaskRecord
 
@@ -53,6 +55,8 @@ DEFAULT_PRESET = "square_hd"
 # AI/ML API runs these models with 28 steps and guidance 5 (SD3 Medium) or 3.5 (SD3.5 Large)
 DEFAULT_STEPS = 28
 DEFAULT_GUIDANCE = {MEDIUM: 5.0, LARGE: 3.5}
+# a stream's events go out as they come: no proxy may hold them back
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # the openai SDK's `size`: "WIDTHxHEIGHT", or "auto" (the model's default size)
 _OPENAI_SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
 # The openai SDK's error `type` for each kind of refusal ("invalid_request_error" for the others).
@@ -77,7 +81,8 @@ class _Size(BaseModel):
 class ImagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    model: Literal["stable-diffusion-v3-medium", "stable-diffusion-v35-large"]
+    # AI/ML API's two ids, or any other name the server serves; checked against the served models
+    model: str | None = Field(default=None, description="a served model's name or alias; default: the served model")
     prompt: str = Field(max_length=4000)
     negative_prompt: str = ""
     image_size: Any = None  # a preset name or {width, height} (default square_hd): checked by `_size`
@@ -92,6 +97,19 @@ class ImagesRequest(BaseModel):
     n: int | None = Field(default=None, ge=1, le=4)
     size: str | None = None  # checked by `_size`
     response_format: Literal["url", "b64_json"] | None = None
+    # What the openai SDK may send that has no meaning for this model: accepted (of the SDK's type)
+    # and ignored, so that code written for OpenAI runs unchanged.
+    quality: str | None = Field(default=None, description="accepted, no effect: SD3 has one quality")
+    style: str | None = Field(default=None, description="accepted, no effect: the prompt sets the style")
+    user: str | None = Field(default=None, description="accepted, no effect: tasks belong to API keys")
+    safety_identifier: str | None = Field(default=None, description="accepted, no effect: as `user`")
+    moderation: str | None = Field(default=None, description="accepted, no effect: no moderation runs here")
+    background: Literal["auto", "opaque"] | None = Field(
+        default=None, description="`auto` or `opaque`: SD3's images are opaque (`transparent` is refused)"
+    )
+    # the openai SDK's image-generation stream: previews as partial images, then the images
+    stream: bool | None = Field(default=None, description="Server-Sent Events in the openai SDK's stream shape")
+    partial_images: int | None = Field(default=None, ge=0, le=3, description="previews sent with `stream`, at most")
 
 
 def _size(body: ImagesRequest) -> tuple[int, int]:
@@ -140,7 +158,7 @@ def _names(body: ImagesRequest) -> dict[str, str]:
     return {"width": size[0], "height": size[1], "num_images": "n" if body.n is not None else "num_images"}
 
 
-def _render(refusal: Refusal) -> Response:
+def _error_body(refusal: Refusal) -> dict[str, Any]:
     status = HTTP_STATUS[refusal.kind]
     message = f"Body validation error! {refusal.message}" if refusal.kind == "validation" else refusal.message
     first = refusal.fields[0] if refusal.fields else None
@@ -153,21 +171,25 @@ def _render(refusal: Refusal) -> Response:
     body: dict[str, Any] = {"statusCode": status, "message": message, "error": error}
     if refusal.kind == "validation":
         body["meta"] = refusal.fields
-    return JSONResponse(body, status_code=status, headers=refusal.headers)
+    return body
 
 
-def _page_000(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+def _render(refusal: Refusal) -> Response:
+    return JSONResponse(_error_body(refusal), status_code=HTTP_STATUS[refusal.kind], headers=refusal.headers)
+
+
+def _page_000(model: str, body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
     """SD3 Medium's documented answer (provider-docs 000)."""
     params = record.params
     return {
         "status": "completed",
         "prompt": [body.prompt],
-        "model": body.model,
+        "model": model,
         "model_owner": "stability-ai",
         "tags": {},
         "num_returns": len(encoded),
         "args": {
-            "model": body.model,
+            "model": model,
             "prompt": body.prompt,
             "n": params.num_images,
             "steps": params.num_inference_steps,
@@ -178,8 +200,8 @@ def _page_000(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> di
     }
 
 
-def _page_001(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
-    """SD3.5 Large's documented answer (provider-docs 001)."""
+def _page_001(model: str, body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> dict[str, Any]:
+    """SD3.5 Large's documented answer (provider-docs 001), also that of every other served name."""
     images = [
         {"url": o["url"], "width": o["width"], "height": o["height"], "content_type": o["contenttype"]}
         for o in record.outputs
@@ -193,8 +215,6 @@ def _page_001(body: ImagesRequest, record: TaskRecord, encoded: list[str]) -> di
     }
 
 
-_SHAPES: dict[str, Callable[[ImagesRequest, TaskRecord, list[str]], dict[str, Any]]] = {MEDIUM: _page_000, LARGE: _page_001}
-
 
 @endpoint(_render)
 async def generate(request: Request) -> Response:
@@ -203,23 +223,30 @@ async def generate(request: Request) -> Response:
     params = {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,
-        "model": body.model,
+        "model": body.model,  # None: the served model
         "width": width,
         "height": height,
         "num_inference_steps": body.num_inference_steps,
-        "guidance_scale": body.guidance_scale or DEFAULT_GUIDANCE[body.model],
+        "guidance_scale": body.guidance_scale or DEFAULT_GUIDANCE.get(body.model or MEDIUM, DEFAULT_GUIDANCE[MEDIUM]),
         "num_images": _count(body),
         "seed": body.seed or random_seed(1, 2**32 - 1),
         "output_format": body.output_format,
     }
-    record = await finish(request, await start(request, params, _names(body)))
+    queued = await start(request, params, _names(body))
+    if body.stream:
+        events = image_events(request, queued, body.partial_images or 0, _error_body)
+        headers = {**_STREAM_HEADERS, "X-Task-Id": queued.id}
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    record = await finish(request, queued)
     encoded = [base64.b64encode(image).decode("ascii") for image in await output_bytes(request, record)]
     if body.response_format == "b64_json":
         data = [{"b64_json": image} for image in encoded]
     else:
         data = [{"url": output["url"]} for output in record.outputs]
     created = int(record.times.get("task_postprocess_end", record.created_at))
-    answer = {**_SHAPES[body.model](body, record, encoded), "created": created, "data": data}
+    model = body.model or record.model  # the name asked for, else the served model's own
+    shape = _page_000 if model == MEDIUM else _page_001
+    answer = {**shape(model, body, record, encoded), "created": created, "data": data}
     return JSONResponse(answer, status_code=201, headers={"X-Task-Id": record.id})
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskService
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("latentcast.compat")
 
 
 @dataclasses.dataclass
@@ -38,7 +40,7 @@ class Refusal(Exception):
 
     kind: "unauthorized" (no valid API key), "body" (not a JSON object), "validation", "model" (not
     served), "not_found", "conflict" (not possible in the task's state), "queue_full", "failed",
-    "cancelled", "timeout".
+    "cancelled", "timeout", "gone" (the client hung up: nobody reads the answer).
     """
 
     kind: str
@@ -62,6 +64,7 @@ HTTP_STATUS = {
     "failed": 500,
     "cancelled": 500,
     "timeout": 504,
+    "gone": 499,  # what proxies log for a request its client closed; no client reads it
 }
 
 
@@ -164,21 +167,37 @@ async def wait_ended(
 
 async def finish(request: Request, record: TaskRecord) -> TaskRecord:
     """Wait for the task to end and return it completed; otherwise refuse ("failed", "cancelled",
-    "timeout"). A client that hangs up, or a wait that runs out (`--compat-wait`), cancels the
-    task: nobody is left to receive its images."""
+    "timeout", "gone").
+
+    A wait that runs out (`--compat-wait`) cancels the task, and the answer says so. A client that
+    hangs up does not: none of the providers documents cancelling on a disconnect, and the task is
+    an ordinary one that others may be following (its page, the dashboard, a socket), so it runs
+    to its end and its files stay at their URLs."""
     ctx = context(request)
     service, limit = ctx.service, ctx.settings.compat_wait
     outcome = await wait_ended(service, record.id, timeout=limit, unless=_hang_up(request))
-    if outcome != "ended":
-        reason = "the client disconnected" if outcome == "unless" else f"not done after {limit:g} s"
-        with contextlib.suppress(TaskFinished):
-            await service.cancel(record.id, reason)
-    record = await service.get(record.id)
+    if outcome == "unless":
+        log.info("task %s: its client hung up before the end; the task goes on", record.id)
+        raise Refusal("gone", f"the client hung up; task {record.id} goes on")
+    if outcome == "timeout":
+        await cancel_late(service, record.id, limit)
+    return completed(await service.get(record.id), late_after=limit if outcome == "timeout" else None)
+
+
+async def cancel_late(service: TaskService, task_id: str, limit: float) -> None:
+    """Cancel a task that was not done after `limit` seconds (`--compat-wait`), unless it just ended."""
+    with contextlib.suppress(TaskFinished):
+        await service.cancel(task_id, f"not done after {limit:g} s")
+
+
+def completed(record: TaskRecord, *, late_after: float | None = None) -> TaskRecord:
+    """The ended task if it completed; otherwise the refusal that says why ("timeout" when it was
+    cancelled for not being done after `late_after` seconds, "cancelled", "failed")."""
     if record.status is TaskStatus.COMPLETED:
         return record  # (it may have finished just as the wait ran out)
-    if outcome == "timeout":
-        raise Refusal("timeout", f"task {record.id} was not done after {limit:g} s; it has been cancelled")
-    if outcome == "unless" or record.status is TaskStatus.CANCELLED:
+    if late_after is not None:
+        raise Refusal("timeout", f"task {record.id} was not done after {late_after:g} s; it has been cancelled")
+    if record.status is TaskStatus.CANCELLED:
         raise Refusal("cancelled", f"task {record.id} was cancelled")
     error = record.error or {}
     raise Refusal("failed", f"task {record.id} failed: {error.get('message') or 'unknown error'}")

@@ -248,6 +248,21 @@ _WAITING = {
     504: "The task was not done in time; it has been cancelled.",
 }
 _SEGMIND_REQUEST = Schema(segmind.Txt2ImgRequest, "SegmindTxt2ImgRequest")
+_SEGMIND_EXAMPLES = {
+    "Segmind's example, its defaults spelt out": {
+        "prompt": "a lighthouse at dusk, oil painting",
+        "negative_prompt": "low quality, blurry",
+        "samples": 1,
+        "scheduler": "DPM++ 2M",
+        "num_inference_steps": 25,
+        "guidance_scale": 5,
+        "seed": 468685,
+        "img_width": 1024,
+        "img_height": 1024,
+        "base64": False,
+    },
+}
+_WIRO_TASK_EXAMPLES = {"By the task's socket token": {"tasktoken": "SOCKET_ACCESS_TOKEN"}, "By its id": {"taskid": "TASK_ID"}}
 
 
 def _refusals(shape: type[BaseModel], described: Mapping[int, str]) -> dict[int, Reply]:
@@ -278,6 +293,7 @@ def _wiro_task(summary: str, answer: type[BaseModel], what: str, security: tuple
         tag=_WIRO,
         body=WiroTaskRef,
         body_media_types=_WIRO_MEDIA,
+        examples=_WIRO_TASK_EXAMPLES,
         replies={200: Reply(what, answer), 401: Reply("No valid API key (a server with keys).", WiroFailure)},
         security=security,
     )
@@ -293,7 +309,27 @@ operations: dict[Callable[..., Any], Operation] = {
             "`created` and `data`. The task's id is in `X-Task-Id`."
         ),
         body=Schema(aimlapi.ImagesRequest, "AimlApiImagesRequest"),
+        examples={
+            "AI/ML API's SD3 Medium example": {
+                "model": "stable-diffusion-v3-medium",
+                "prompt": "A T-Rex relaxing on a beach, lying on a sun lounger and wearing sunglasses.",
+            },
+            "What the openai SDK sends": {
+                "model": "stable-diffusion-v35-large",
+                "prompt": "a lighthouse at dusk",
+                "n": 1,
+                "size": "1024x576",
+                "response_format": "b64_json",
+            },
+        },
         replies={
+            200: Reply(
+                "With `stream: true`: the openai SDK's image-generation stream (`image_generation.partial_image` "
+                "events, then one `image_generation.completed` per image; `{\"error\"}` when the task fails).",
+                media_type="text/event-stream",
+                schema={"type": "string"},
+                headers={"X-Task-Id": "the native task's id"},
+            ),
             201: Reply("The images.", AimlApiAnswer, headers={"X-Task-Id": "the native task's id"}),
             **_refusals(
                 AimlApiError,
@@ -307,6 +343,7 @@ operations: dict[Callable[..., Any], Operation] = {
         tag=_SEGMIND,
         description="Waits for the task. The task's id is in `X-Task-Id`, its seed in `X-Seed`.",
         body=_SEGMIND_REQUEST,
+        examples=_SEGMIND_EXAMPLES,
         replies={
             200: Reply(
                 "The image's bytes; with `base64: true`, JSON.",
@@ -326,6 +363,7 @@ operations: dict[Callable[..., Any], Operation] = {
         tag=_SEGMIND,
         params=(Param("slug", "path", "`stable-diffusion-3-medium-txt2img`"),),
         body=_SEGMIND_REQUEST,
+        examples=_SEGMIND_EXAMPLES,
         replies={
             200: Reply("Queued: poll `status_url`, then read `response_url`.", SegmindQueued),
             **_refusals(
@@ -348,6 +386,15 @@ operations: dict[Callable[..., Any], Operation] = {
         tag=_TEXT_TO_IMAGE,
         description="Waits for the task. Served at both paths its provider's pages use.",
         body=Schema(texttoimage.TextToImageRequest, "TextToImageRequest"),
+        examples={
+            "A 16:9 image inside 1024x1024 (1024x576)": {
+                "prompt": "a lighthouse at dusk",
+                "width": 1024,
+                "height": 1024,
+                "aspect_ratio": "16:9",
+                "model": "sd3-medium",
+            },
+        },
         replies={
             200: Reply("The image.", TextToImageAnswer, headers={"X-Task-Id": "the native task's id"}),
             **_refusals(TextToImageError, {400: "A field breaks a rule, or the model is not served.", **_WAITING}),
@@ -364,6 +411,18 @@ operations: dict[Callable[..., Any], Operation] = {
         ),
         body=Schema(wiro.RunRequest, "WiroRunRequest"),
         body_media_types=_WIRO_MEDIA,
+        examples={
+            "Wiro's text-to-image inputs": {
+                "prompt": "a lighthouse at dusk",
+                "negativePrompt": "blurry",
+                "samples": 1,
+                "steps": 28,
+                "scale": 7,
+                "width": 1024,
+                "height": 1024,
+                "scheduler": "FlowMatchEulerDiscreteScheduler",
+            },
+        },
         replies={
             200: Reply("Queued, or refused (`result` false).", WiroQueuedOrFailure),
             401: Reply("No valid API key (a server with keys).", WiroFailure),

@@ -20,6 +20,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from latentcast.client.image_info import GenerationInfo
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
 from latentcast.server.engine.schedulers import configure_scheduler
@@ -214,7 +215,7 @@ def run_generation(
         outputs = []
         for index, image in enumerate(images):
             name = f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"
-            data = _encode_output(image, fmt)
+            data = _encode_output(image, fmt, _generation_info(record, index))
             url = save(name, data)
             outputs.append(
                 {
@@ -267,12 +268,32 @@ def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
     return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
-def _encode_output(image: Image.Image, fmt: str) -> bytes:
+def _generation_info(record: TaskRecord, index: int) -> GenerationInfo:
+    """What an output carries in its file: the request as run, so that the image can be made again."""
+    params = record.params
+    return GenerationInfo(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        seed=record.seed,
+        width=params.width,
+        height=params.height,
+        scheduler=params.scheduler,
+        model=record.model,
+        shift=params.shift,
+        batch_size=params.num_images,
+        batch_position=index,
+    )
+
+
+def _encode_output(image: Image.Image, fmt: str, info: GenerationInfo) -> bytes:
     buffer = io.BytesIO()
+    embedded = info.save_options(fmt)
     if fmt == "png":
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", **embedded)
     elif fmt == "jpeg":
-        image.save(buffer, format="JPEG", quality=92)
+        image.save(buffer, format="JPEG", quality=92, **embedded)
     else:
-        image.save(buffer, format="WEBP", quality=92)
+        image.save(buffer, format="WEBP", quality=92, **embedded)
     return buffer.getvalue()

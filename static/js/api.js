@@ -62,4 +62,8 @@ export class Api {
   models() {
     return this.request("GET", "/v1/models");
   }
+
+  workers() {
+    return this.request("GET", "/v1/workers");
+  }
 }

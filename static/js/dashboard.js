@@ -1,5 +1,6 @@
 // The dashboard: every task on the server, live. Initial state from GET /v1/tasks, then every
-// task's events from `subscribe_all` (with preview frames for the running tasks' thumbnails).
+// task's events from `subscribe_all` (with preview frames for the running tasks' thumbnails); and
+// every worker, from their heartbeats (workers-panel.js).
 // Events that arrive while the lists load are held and applied after, so nothing is missed; after
 // a reconnect the lists are loaded again (subscribe_all has no `since`).
 
@@ -8,6 +9,7 @@ import { $, ago, h, reconcile } from "./dom.js";
 import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
 import { ACTIVE_STATUSES, TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize } from "./task-state.js";
+import { WorkersPanel } from "./workers-panel.js";
 
 const KEY_STORAGE = "latentcast.apiKey";
 const RECENT_LIMIT = 24;
@@ -32,6 +34,14 @@ const ui = {
 };
 
 const tasks = new Map(); // id -> TaskState (with .prompt)
+const workers = new WorkersPanel({
+  body: $("#worker-rows"),
+  empty: $("#workers-empty"),
+  count: $("#workers-count"),
+  onRefused: (message) => refused(message),
+  taskLabel: (id) => tasks.get(id)?.prompt || "",
+  taskHref: (id) => taskPage(id),
+});
 const cards = new Map(); // id -> {element, surface, ...} for running tasks
 const fetching = new Set();
 let api;
@@ -43,6 +53,8 @@ let dirty = false;
 // -- connection ------------------------------------------------------------------------------
 
 const CONNECTION_TEXT = { connecting: "Connecting…", open: "Live", reconnecting: "Reconnecting…", idle: "", closed: "Offline" };
+// The server's refusals that only another API key can change (the socket's error codes).
+const NEEDS_KEY = new Set(["unauthorized", "forbidden"]);
 
 function connect(apiKey) {
   socket?.close();
@@ -57,14 +69,30 @@ function connect(apiKey) {
     ui.connection.dataset.state = event.detail.state;
     ui.connection.textContent = CONNECTION_TEXT[event.detail.state] ?? "";
   });
-  socket.addEventListener("server-error", (event) => showError(event.detail.message));
+  const failed = (error) => (NEEDS_KEY.has(error.code) ? refused(error.message) : showError(error.message));
+  socket.addEventListener("server-error", (event) => failed(event.detail));
   held = [];
   socket.subscribeAll({
     previews: "binary",
     onSubscribed: () => load(),
-    onEvent: (event, image) => (held ? held.push([event, image]) : apply(event, image)),
-    onError: (error) => showError(error.message),
+    onEvent: (event, image) => {
+      workers.observe(event);
+      if (held) held.push([event, image]);
+      else apply(event, image);
+    },
+    onError: failed,
   });
+  workers.start(api);
+}
+
+/** The server will show nothing to this key (or to no key): stop the socket, and say what to do. */
+function refused(message) {
+  socket.close(); // its retries would be refused alike
+  workers.stop();
+  ui.connection.dataset.state = "refused";
+  ui.connection.textContent = "No access";
+  showError(api.apiKey ? `This API key was refused: ${message}` : "This server needs an API key: enter one above.");
+  ui.keyInput.setAttribute("aria-invalid", "true");
 }
 
 async function load() {
@@ -81,10 +109,8 @@ async function load() {
     hideError();
   } catch (error) {
     if (generation !== loadGeneration) return;
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-      showError("This server needs an API key: enter one above.");
-      ui.keyInput.setAttribute("aria-invalid", "true");
-    } else showError(`Could not load the tasks: ${error.message}`);
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) refused(error.message);
+    else showError(`Could not load the tasks: ${error.message}`);
   }
   const pending = held ?? [];
   held = null;
@@ -121,6 +147,12 @@ function merge(detail) {
     known.startTime = Math.min(known.startTime ?? detail.created_at, detail.created_at);
   }
   schedule();
+}
+
+/** A task's live page; with its token when known, which a server with keys asks for. */
+function taskPage(id) {
+  const token = tasks.get(id)?.token;
+  return `/t/${encodeURIComponent(id)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
 }
 
 /** The task's token, from its page link: an <img> cannot send an API key, so on a server with
@@ -307,6 +339,8 @@ function render() {
   ui.queueCount.textContent = queued.length ? pluralize(queued.length, "task") : "";
 
   const recent = finished.slice(0, RECENT_LIMIT);
+  workers.render(now);
+
   reconcile(ui.recent, recent, recentCards, { key: (t) => t.id, create: createRecentCard, update: (card, t) => updateRecentCard(card, t, now) });
   ui.recentEmpty.hidden = recent.length > 0;
   ui.recentCount.textContent = finished.length ? `${recent.length} of ${finished.length}` : "";

@@ -164,9 +164,17 @@ function contentList(content) {
   );
 }
 
+/** Each example request of a body: what it does, and the JSON to send. */
+function examples(content) {
+  const shown = Object.values(content ?? {}).flatMap((described) => Object.values(described.examples ?? {}));
+  return shown.map((example) =>
+    h("figure", { class: "example" }, h("figcaption", {}, inline(example.summary ?? "")), h("pre", {}, h("code", {}, JSON.stringify(example.value, null, 2)))),
+  );
+}
+
 function requestBody(body) {
   if (!body) return null;
-  return h("div", { class: "block" }, h("h4", {}, "Request body"), h("ul", { class: "content" }, contentList(body.content)));
+  return h("div", { class: "block" }, h("h4", {}, "Request body"), h("ul", { class: "content" }, contentList(body.content)), examples(body.content));
 }
 
 function responses(replies) {

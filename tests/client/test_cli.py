@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from tests.security.helpers import create_key
 from tests.support import ROOT, ServerProcess, collect
 
 TASK_LINE = re.compile(r"task ([0-9a-f]+), seed \d+ \(follow it: latentcast watch \1 --token=([0-9a-f]{48})\)")
@@ -107,10 +108,16 @@ def test_generate_saves_previews_and_an_animation(server: ServerProcess, tmp_pat
 
 
 def test_failures_exit_non_zero_with_the_servers_message(server: ServerProcess, tmp_path: Path) -> None:
-    refused = latentcast("generate", "a cat", "--size", "65x64", "--server", server.base_url, cwd=tmp_path)
+    refused = latentcast(
+        "generate", "a cat", "--size", "65x70", "--steps", "0", "--server", server.base_url, cwd=tmp_path
+    )
     assert refused.returncode == 1
-    assert "latentcast: refused: width: " in refused.stderr and "multiple of" in refused.stderr
-    assert "width (multiple_of)" in refused.stderr
+    assert refused.stderr.splitlines() == [  # each field once, with its rule
+        "latentcast: refused:",
+        "  width: Input should be a multiple of 8 (rule: multiple_of)",
+        "  height: Input should be a multiple of 8 (rule: multiple_of)",
+        "  num_inference_steps: Input should be greater than or equal to 1 (rule: greater_than_equal)",
+    ]
     assert list(tmp_path.iterdir()) == []
 
     unreachable = latentcast("generate", "a cat", "--server", "http://127.0.0.1:9", cwd=tmp_path)
@@ -192,3 +199,22 @@ def test_watch_follows_an_existing_task_and_ctrl_c_only_stops_watching(
     assert detail["status"] == "running"
     assert http.post(f"/v1/tasks/{long['id']}/cancel").status_code == 202
     http.close()
+
+
+def test_a_server_with_keys_asks_for_the_cli_options(start_server, tmp_path: Path) -> None:
+    create_key(tmp_path / "data", "ops")
+    keyed = start_server("--workers", "0")
+    missing = latentcast("generate", "a cat", "--server", keyed.base_url, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines() == [
+        "latentcast: this server needs an API key: pass --api-key KEY or set $LATENTCAST_API_KEY "
+        "(its operator makes one with `latentcast keys create`)"
+    ]
+    wrong = latentcast("generate", "a cat", "--server", keyed.base_url, cwd=tmp_path, LATENTCAST_API_KEY="lc_nope")
+    assert wrong.returncode == 1
+    assert wrong.stderr.splitlines() == [
+        "latentcast: the API key (--api-key or $LATENTCAST_API_KEY) was refused: "
+        "the API key is not valid (unknown or revoked)"
+    ]
+    watched = latentcast("watch", "0123456789abcdef", "--server", keyed.base_url, cwd=tmp_path)
+    assert watched.returncode == 1 and "pass --api-key KEY or set $LATENTCAST_API_KEY" in watched.stderr

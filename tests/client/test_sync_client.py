@@ -52,7 +52,7 @@ def test_a_misspelt_option_is_refused_before_anything_is_sent(server: ServerProc
 
 def test_a_coroutine_of_the_async_client_runs_on_the_clients_loop(server: ServerProcess) -> None:
     with Client(server.base_url) as client:
-        task = client.run(client.async_client.submit("a paper crane", **SMALL))
+        task = client.run_coroutine(client.async_client.submit("a paper crane", **SMALL))
         assert client.task(task.id, task.token).result()[0].name == "0.png"
 
 

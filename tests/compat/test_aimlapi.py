@@ -149,8 +149,7 @@ async def test_size_object_defaults(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"model": None}, "model"),
-        ({"model": "dall-e-3"}, "model"),
+        ({"model": 3}, "model"),
         ({"prompt": None}, "prompt"),
         ({"prompt": "x" * 4001}, "prompt"),
         ({"prompt": ""}, "prompt"),
@@ -183,7 +182,11 @@ async def test_size_object_defaults(client: httpx.AsyncClient) -> None:
         ({"size": "1024", "image_size": None}, "size"),
         ({"size": "512x512"}, "size"),  # and image_size: one or the other
         ({"response_format": "b64"}, "response_format"),
-        ({"quality": "hd"}, "quality"),
+        ({"quality": 1}, "quality"),
+        ({"user": ["me"]}, "user"),
+        ({"background": "transparent"}, "background"),
+        ({"partial_images": 4}, "partial_images"),
+        ({"stream": "yes"}, "stream"),
     ],
 )
 async def test_a_bad_field_is_refused(client: httpx.AsyncClient, change: dict[str, Any], field: str) -> None:

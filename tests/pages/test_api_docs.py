@@ -31,6 +31,15 @@ async def test_the_api_reference_lists_every_endpoint_with_its_models(
     await expect(create).to_contain_text("Create a task")
     await expect(create).to_contain_text("Authorization: Bearer")
     await expect(create.locator(".response")).to_contain_text(["201", "400", "401", "422", "429"])
+    examples = create.locator("figure.example")
+    await expect(examples.locator("figcaption")).to_have_text([
+        "A prompt, with every other field the server's default (1024x1024, 28 steps, PNG)",
+        "Small and quick, with a fixed seed and fewer previews",
+    ])
+    await expect(examples.first.locator("pre")).to_have_text('{\n  "prompt": "a lighthouse at dusk"\n}')
+    # the socket and the pages are told in the introduction, not listed as endpoints
+    await expect(page.locator("#intro")).to_contain_text("ws://HOST/v1/ws")
+    await expect(contents.get_by_role("link", name="GET /v1/ws")).to_have_count(0)
     await screenshot(page, "api-docs", tmp_path, full_page=False)
 
     # from the request body to its model, whose limits are the server's own

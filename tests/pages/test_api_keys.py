@@ -38,13 +38,22 @@ async def test_the_pages_work_on_a_server_with_keys(start_server, tmp_path: Path
     await expect(watcher.locator("#status")).to_have_attribute("data-status", "completed")
     await expect(watcher.locator("#gallery figure img")).to_have_js_property("naturalWidth", 256)
 
-    # the dashboard asks for a key, then shows the key's task with its image
+    # the dashboard asks for a key (and does not claim to be live), then shows the key's task with its image
     board = await new_page()
     await board.goto(server.base_url + "/dashboard")
-    await expect(board.locator("#board-error")).to_contain_text("API key")
+    await expect(board.locator("#board-error")).to_have_text("This server needs an API key: enter one above.")
+    await expect(board.locator("#connection")).to_have_text("No access")
+    await expect(board.locator("#connection")).to_have_attribute("data-state", "refused")
+    await board.get_by_label("API key").fill("lc_not-a-key")
+    await board.get_by_role("button", name="Connect").click()
+    await expect(board.locator("#board-error")).to_have_text(
+        "This API key was refused: the API key is not valid (unknown or revoked)"
+    )
+    await expect(board.locator("#connection")).to_have_text("No access")
     await board.get_by_label("API key").fill(alice["key"])
     await board.get_by_role("button", name="Connect").click()
     card = board.locator(f'.recent-card[data-id="{task_id}"]')
     await expect(card).to_have_attribute("data-status", "completed")
     await expect(card.locator("img")).to_have_js_property("naturalWidth", 256)
     await expect(board.locator("#board-error")).to_be_hidden()
+    await expect(board.locator("#connection")).to_have_text("Live")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.async_api import Page, Request, WebSocketRoute, expect
 
-from tests.pages.helpers import SAFETY_NET_SECONDS, create_task
+from tests.pages.helpers import SAFETY_NET_SECONDS, cancel_task, create_task, screenshot
 from tests.support import ServerProcess, wait_status
 
 
@@ -107,3 +108,26 @@ async def test_the_dashboard_sends_an_optional_api_key(server: ServerProcess, pa
     # kept for the tab's session only
     await page.reload()
     await expect(page.get_by_label("API key")).to_have_value("lc_example_key")
+
+
+async def test_the_workers_panel_shows_each_worker_live(server: ServerProcess, page: Page, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        (worker,) = (await http.get("/v1/workers")).json()["data"]
+    await page.goto(server.base_url + "/dashboard")
+    table = page.get_by_role("table", name="Workers")
+    row = table.locator(f'tbody tr[data-name="{worker["name"]}"]')
+    await expect(row.locator("th, td")).to_have_text(
+        [worker["name"], "cpu", "builtin:tiny", "—", re.compile(r"^(just now|\d+ s ago)$"), "idle"]
+    )
+    await expect(page.locator("#workers-count")).to_have_text("1 live")
+
+    # a task taken: the row names it (a link to its page) and the worker is working, then idle again
+    running = await create_task(server.base_url, prompt="on the worker", width=512, height=512, num_inference_steps=100)
+    task_link = row.locator("td.worker-task a")
+    await expect(task_link).to_have_text("on the worker")
+    await expect(task_link).to_have_attribute("href", f"/t/{running['id']}?token={running['token']}")
+    await expect(row).to_have_attribute("data-state", "working")
+    await screenshot(page, "dashboard-workers", tmp_path, full_page=False, docs=False)
+    await cancel_task(server.base_url, running["id"])
+    await expect(row).to_have_attribute("data-state", "idle")
+    await expect(row.locator("td.worker-task")).to_have_text("—")

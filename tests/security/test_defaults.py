@@ -3,6 +3,8 @@ public address without keys is refused unless --insecure; with a key it is allow
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,13 +41,28 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             server.stop()
 
 
-def test_without_keys_a_public_address_is_refused(tmp_path: Path) -> None:
+def test_without_keys_a_public_address_is_refused_and_the_hint_makes_the_key_it_needs(tmp_path: Path) -> None:
+    data = tmp_path / "elsewhere"
     done = subprocess.run(
-        [sys.executable, "-m", "latentcast", "serve", *PUBLIC, "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "latentcast", "serve", *PUBLIC, "--data-dir", str(data)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr and "--insecure" in done.stderr
+    # the command it suggests puts the key where this server looks: in its --data-dir, not the default
+    (hint,) = re.findall(r"Create one \(`([^`]+)`\)", done.stderr)
+    assert hint == f"latentcast keys create --name NAME --data-dir {data}"
+    made = subprocess.run(
+        [sys.executable, "-m", *shlex.split(hint.replace("NAME", "ops"))], cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    server = ServerProcess(data, *PUBLIC).start()
+    try:
+        assert f"API keys required (`latentcast keys list --data-dir {data}` shows them)" in server.log()
+        assert httpx.get(f"{server.base_url}/v1/tasks").status_code == 401
+    finally:
+        server.stop()
 
 
 def test_without_keys_the_default_is_loopback_and_says_so(servers: dict[str, ServerProcess]) -> None:
