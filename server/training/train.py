@@ -470,9 +470,28 @@ def train(plan: Plan, seed: int, run: Run, *, resume: bool, warm_start: Path | N
     log(f"saved to {run.out} after {run.hours_trained():.2f} h of training")
 
 
+def export_checkpoint(folder: Path, out: Path, seed: int) -> dict[str, Any]:
+    """Write the moving average of the last transformer-stage checkpoint in `folder` as a model
+    folder at `out` (what the best-so-far export writes, for any checkpoint one wants to keep)."""
+    state = checkpoints.load(folder)
+    if state is None or state["stage"] != "transformer":
+        raise SystemExit(f"no transformer-stage checkpoint in {folder}")
+    pipe = build_pipeline(seed, DRAWING)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.vae.load_state_dict(state["vae"])
+    pipe.vae.register_to_config(shift_factor=state["vae_config"]["shift_factor"], scaling_factor=state["vae_config"]["scaling_factor"])
+    ema = copy.deepcopy(torch.nn.ModuleDict({name: getattr(pipe, name) for name in TRAINED}))
+    ema.load_state_dict(state["ema"])
+    export(averaged(pipe, ema.eval().requires_grad_(False)), Plan(**state["plan"]), out, random.Random(1), torch.Generator().manual_seed(1))
+    log(f"exported step {state['step']} ({state['hours']:.2f} h) to {out}")
+    return state
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m latentcast.server.training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write at the end (diffusers layout)")
+    parser.add_argument("--export", action="store_true",
+                        help="only write the last checkpoint's moving average to --out, and stop")
     parser.add_argument("--checkpoints", type=Path, default=None,
                         help="where the run's state, latent cache, learning curve and best export live (default: OUT.training)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --checkpoints")
@@ -489,8 +508,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    folder = args.checkpoints or args.out.with_name(args.out.name + ".training")
+    if args.export:
+        export_checkpoint(folder, args.out, args.seed)
+        return
     plan = Plan(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Plan)})
-    run = Run(out=args.out, folder=args.checkpoints or args.out.with_name(args.out.name + ".training"),
+    run = Run(out=args.out, folder=folder,
               checkpoint_minutes=args.checkpoint_minutes, stop_after_steps=args.stop_after, hours=args.hours,
               judge_count=args.judge_count, judge_steps=args.judge_steps, device=args.device)
     try:
