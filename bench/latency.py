@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ import httpx
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
-from latentcast.client.wire import PREVIEW_MODES
+from latentcast.client.wire import PREVIEW_MODES, decode_frame
 from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250
@@ -112,6 +113,22 @@ async def bare_broadcast(frames: Path, count: int, previews: str) -> dict[str, f
         "cpu_us_per_frame": 1e6 * done["cpu_seconds"] / done["frames"],
         "client_cpu_seconds": sum(r["cpu_seconds"] for r in results),
         "complete": sum(s["gapless"] and s["terminal"] for r in results for s in r["sockets"]),
+    }
+
+
+def preview_bytes(frames: Path) -> dict[str, float] | None:
+    """Mean bytes of the binary preview frames one subscriber received (bench._subscribers
+    --record): the whole message (length prefix, envelope, image) and the image alone."""
+    with frames.open("rb") as file:
+        recorded: list[tuple[float, int, bytes]] = pickle.load(file)
+    sizes = [(len(payload), len(decode_frame(payload).image or b"")) for _, opcode, payload in recorded if opcode == 0x2]
+    if not sizes:
+        return None
+    return {
+        "previews": len(sizes),
+        "frame_bytes_mean": sum(frame for frame, _ in sizes) / len(sizes),
+        "image_bytes_mean": sum(image for _, image in sizes) / len(sizes),
+        "frame_bytes_total": sum(frame for frame, _ in sizes),
     }
 
 
@@ -194,6 +211,7 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
         "loop_cpu_us_per_frame": 1e6 * loop_cpu / sent if sent else None,
         "api_cpu_us_per_frame": 1e6 * api_cpu / sent if sent else None,
         "errors": sorted({s["error"] for s in sockets if s["error"]})[:3],
+        "preview_bytes": preview_bytes(frames) if count else None,
         "bare": await while_diffusing(http, args.size, bare_broadcast(frames, count, args.previews)) if count and args.bare else None,
     }
 
@@ -229,12 +247,14 @@ async def run(args: Any, report: Report) -> None:
             f"{r['api_cpu_seconds']:.2f}", _us(r["api_cpu_us_per_frame"]), _us(bare and bare["cpu_us_per_frame"]),
             f"{r['cpu_per_frame_vs_bare']:.2f}x" if r["cpu_per_frame_vs_bare"] else "-",
             f"{r['worker_cpu_seconds']:.2f}", f"{r['client_cpu_seconds']:.2f}",
+            _kb(r["preview_bytes"] and r["preview_bytes"]["frame_bytes_mean"]),
         ])
     report.line()
     report.line(f"-- {args.size}x{args.size} px, {args.steps} steps, previews every step ({args.previews} on the socket)")
     report.table(
         ["subscribers", "task s", "vs none", "vs 1", "p50", "p99", "max", "got every event", "previews/sub",
-         "previews dropped", "API CPU s", "API us/frame", "bare us/frame", "vs bare", "worker CPU s", "clients CPU s"],
+         "previews dropped", "API CPU s", "API us/frame", "bare us/frame", "vs bare", "worker CPU s", "clients CPU s",
+         "KB/preview frame"],
         rows,
     )
     report.data["runs"] = runs
@@ -259,6 +279,10 @@ def _ms(value: float | None) -> str:
 
 def _us(value: float | None) -> str:
     return "-" if not value else f"{value:.1f}"
+
+
+def _kb(value: float | None) -> str:
+    return "-" if not value else f"{value / 1000:.2f}"
 
 
 def _mean(values: list[float]) -> float:
