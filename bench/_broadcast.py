@@ -16,12 +16,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import pickle
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+
+class Subscribers:
+    """The sockets of bench._subscribers clients, held as a bare `websockets` server holds them:
+    each connection's first message (a subscribe) is answered `subscribed`, as the service answers it."""
+
+    def __init__(self, expect: int) -> None:
+        self.sockets: set[ServerConnection] = set()
+        self.everyone = asyncio.Event()  # set once `expect` sockets have subscribed
+        self.expect = expect
+
+    async def handler(self, connection: ServerConnection) -> None:
+        subscribe = orjson.loads(await connection.recv())
+        await connection.send(orjson.dumps({"type": "subscribed", "id": subscribe.get("id"), "since": 0}).decode())
+        self.sockets.add(connection)
+        if len(self.sockets) >= self.expect:
+            self.everyone.set()
+        await connection.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def listening(subscribers: Subscribers) -> AsyncIterator[asyncio.StreamReader]:
+    """A server for `subscribers` on a free loopback port, announced as `LISTENING <port>`; yields
+    this process's stdin, whose lines are the benchmark's orders."""
+    loop = asyncio.get_running_loop()
+    lines = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), sys.stdin)
+    async with serve(
+        subscribers.handler, "127.0.0.1", 0, max_size=None, compression=None, ping_interval=None
+    ) as server:
+        print(f"LISTENING {next(iter(server.sockets)).getsockname()[1]}", flush=True)
+        yield lines
 
 
 async def main() -> None:
@@ -31,33 +65,18 @@ async def main() -> None:
     args = parse.parse_args()
     with open(args.frames, "rb") as file:
         frames: list[tuple[float, int, bytes]] = pickle.load(file)
-    sockets: set[ServerConnection] = set()
-    everyone = asyncio.Event()
-
-    async def handler(connection: ServerConnection) -> None:
-        subscribe = orjson.loads(await connection.recv())
-        await connection.send(orjson.dumps({"type": "subscribed", "id": subscribe.get("id"), "since": 0}).decode())
-        sockets.add(connection)
-        if len(sockets) >= args.expect:
-            everyone.set()
-        await connection.wait_closed()
-
-    loop = asyncio.get_running_loop()
-    lines = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), sys.stdin)
-    async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None, ping_interval=None) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        print(f"LISTENING {port}", flush=True)
-        await everyone.wait()
+    subscribers = Subscribers(args.expect)
+    async with listening(subscribers) as lines:
+        await subscribers.everyone.wait()
         print("READY", flush=True)
         await lines.readline()
         cpu_began = time.process_time()
         began, first = time.monotonic(), frames[0][0]
         for received, opcode, payload in frames:
             await asyncio.sleep(max(0.0, began + (received - first) - time.monotonic()))
-            broadcast(sockets, payload if opcode == 0x2 else payload.decode())
+            broadcast(subscribers.sockets, payload if opcode == 0x2 else payload.decode())
         await lines.readline()
-        done = {"cpu_seconds": time.process_time() - cpu_began, "frames": len(frames) * len(sockets)}
+        done = {"cpu_seconds": time.process_time() - cpu_began, "frames": len(frames) * len(subscribers.sockets)}
         print("DONE " + orjson.dumps(done).decode(), flush=True)
 
 

@@ -17,14 +17,26 @@ subscriber clients, while the service's worker denoises a task nobody follows (s
 takes the cores from it as it did from the service): its CPU per frame is the yardstick for the
 API process's.
 
+The baseline: after each run with subscribers, the minimal streamer a user would write instead
+(bench._minimal_streamer: one process, diffusers' `pipe()` in a thread of its own, a step callback
+that makes the same preview and hands it to `websockets.broadcast`) streams the same task to as
+many subscriber clients, measured the same way: its run time (`pipe()` to the terminal frame:
+prompt encoding, denoising, decode and PNG, against the service's task_preprocess_start to
+task_postprocess_end), its latencies, and the CPU its event loop's thread spent per frame.
+
+The bytes of the preview frames one subscriber received (whole message, and the image alone) show
+what every subscriber costs the network.
+
     python -m bench.latency
     python -m bench.latency --counts 0 100 --previews none
+    python -m bench.latency --counts 1 --size 1024 --no-bare --no-minimal --no-warmup   # bytes per frame
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -35,10 +47,12 @@ import httpx
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
-from latentcast.client.wire import PREVIEW_MODES
+from latentcast.client.wire import PREVIEW_MODES, decode_frame
+from latentcast.server.engine.builtin import ensure_builtin
 from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250
+MODEL = "builtin:tiny"  # what tests.processes' server serves, and the minimal streamer loads
 T = TypeVar("T")
 LIFECYCLE = (
     "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",
@@ -115,6 +129,22 @@ async def bare_broadcast(frames: Path, count: int, previews: str) -> dict[str, f
     }
 
 
+def preview_bytes(frames: Path) -> dict[str, float] | None:
+    """Mean bytes of the binary preview frames one subscriber received (bench._subscribers
+    --record): the whole message (length prefix, envelope, image) and the image alone."""
+    with frames.open("rb") as file:
+        recorded: list[tuple[float, int, bytes]] = pickle.load(file)
+    sizes = [(len(payload), len(decode_frame(payload).image or b"")) for _, opcode, payload in recorded if opcode == 0x2]
+    if not sizes:
+        return None
+    return {
+        "previews": len(sizes),
+        "frame_bytes_mean": sum(frame for frame, _ in sizes) / len(sizes),
+        "image_bytes_mean": sum(image for _, image in sizes) / len(sizes),
+        "frame_bytes_total": sum(frame for frame, _ in sizes),
+    }
+
+
 async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, args: Any) -> dict[str, Any]:
     # Gates hold the worker while the subscribers connect (queued ones add time if connecting is slow).
     gates = [
@@ -159,6 +189,33 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
     sent = metric(after, "latentcast_events_sent_total", transport="websocket") - metric(
         before, "latentcast_events_sent_total", transport="websocket"
     )
+    last_seq = detail["last_seq"]
+    return {
+        "subscribers": count,
+        "task_seconds": times["task_postprocess_end"] - times["task_start"],
+        # the whole run, prompt encoding included: what the minimal streamer's pipe() call does
+        "run_seconds": times["task_postprocess_end"] - times["task_preprocess_start"],
+        "status": detail["status"],
+        "events": last_seq,
+        "gate_held": gate_held,
+        "connect_seconds": round(connect_seconds, 3),
+        **received(results, last_seq),
+        "previews_dropped": metric(after, "latentcast_previews_dropped_total", transport="websocket")
+        - metric(before, "latentcast_previews_dropped_total", transport="websocket"),
+        "frames_sent": sent,
+        "loop_cpu_seconds": loop_cpu,
+        "api_cpu_seconds": api_cpu,
+        "worker_cpu_seconds": worker_cpu,
+        "loop_cpu_us_per_frame": 1e6 * loop_cpu / sent if sent else None,
+        "api_cpu_us_per_frame": 1e6 * api_cpu / sent if sent else None,
+        "preview_bytes": preview_bytes(frames) if count else None,
+        "bare": await while_diffusing(http, args.size, bare_broadcast(frames, count, args.previews)) if count and args.bare else None,
+    }
+
+
+def received(results: list[dict[str, Any]], last_seq: int) -> dict[str, Any]:
+    """What the subscriber client processes reported (bench._subscribers DONE): the latencies,
+    whether each socket got every event from seq 1 to `last_seq`, and their CPU."""
     sockets = [s for r in results for s in r["sockets"]]
     latencies: dict[str, list[float]] = {}
     for result in results:
@@ -166,15 +223,8 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
             latencies.setdefault(type_, []).extend(values)
     every = [v for values in latencies.values() for v in values]
     lifecycle = [v for t, values in latencies.items() if t in LIFECYCLE for v in values]
-    last_seq = detail["last_seq"]
     complete = [s["gapless"] and s["terminal"] and s["last"] == last_seq and not s["error"] for s in sockets]
     return {
-        "subscribers": count,
-        "task_seconds": times["task_postprocess_end"] - times["task_start"],
-        "status": detail["status"],
-        "events": last_seq,
-        "gate_held": gate_held,
-        "connect_seconds": round(connect_seconds, 3),
         "latency_samples": len(every),
         "p50_ms": 1000 * percentile(every, 50) if every else None,
         "p99_ms": 1000 * percentile(every, 99) if every else None,
@@ -184,17 +234,44 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
         "all_complete": all(complete),
         "complete_subscribers": sum(complete),
         "previews_received_mean": (sum(s["previews"] for s in sockets) / len(sockets)) if sockets else 0,
-        "previews_dropped": metric(after, "latentcast_previews_dropped_total", transport="websocket")
-        - metric(before, "latentcast_previews_dropped_total", transport="websocket"),
-        "frames_sent": sent,
-        "loop_cpu_seconds": loop_cpu,
-        "api_cpu_seconds": api_cpu,
-        "worker_cpu_seconds": worker_cpu,
         "client_cpu_seconds": sum(r["cpu_seconds"] for r in results),
-        "loop_cpu_us_per_frame": 1e6 * loop_cpu / sent if sent else None,
-        "api_cpu_us_per_frame": 1e6 * api_cpu / sent if sent else None,
         "errors": sorted({s["error"] for s in sockets if s["error"]})[:3],
-        "bare": await while_diffusing(http, args.size, bare_broadcast(frames, count, args.previews)) if count and args.bare else None,
+    }
+
+
+async def minimal_run(model: Path, count: int, args: Any) -> dict[str, Any]:
+    """The same task, followed by as many subscribers, streamed by the minimal streamer
+    (bench._minimal_streamer) instead of the service: its task time, the latencies its subscribers
+    saw, and the CPU its event loop's thread (the sending; the pipeline runs on another) spent per
+    frame. The service idles meanwhile."""
+    streamer = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "bench._minimal_streamer", "--model", str(model), "--size", str(args.size),
+        "--steps", str(args.steps), "--expect", str(count),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
+    )
+    assert streamer.stdin is not None
+    port = int(await reported(streamer, "LISTENING", timeout=60))
+    processes = await _clients(f"ws://127.0.0.1:{port}/", {"id": "minimal", "token": ""}, count, "binary")
+    for process in processes:
+        await reported(process, "READY", timeout=300)
+    await reported(streamer, "READY", timeout=600)  # loaded and warmed up
+    loop_before, process_before, _ = server_cpu(streamer.pid)
+    streamer.stdin.write(b"go\n")
+    done = orjson.loads(await reported(streamer, "DONE", timeout=600))
+    results = [orjson.loads(await reported(process, "DONE", timeout=600)) for process in processes]
+    loop_after, process_after, _ = server_cpu(streamer.pid)
+    streamer.stdin.close()
+    for process in (*processes, streamer):
+        await process.wait()
+    frames = (args.steps + 1) * count  # a frame a step, then the terminal one, to every subscriber
+    loop_cpu = loop_after - loop_before
+    return {
+        "task_seconds": done["task_seconds"],
+        **received(results, args.steps + 1),
+        "frames_sent": frames,
+        "loop_cpu_seconds": loop_cpu,
+        "process_cpu_seconds": process_after - process_before,
+        "loop_cpu_us_per_frame": 1e6 * loop_cpu / frames,
     }
 
 
@@ -208,12 +285,19 @@ async def run(args: Any, report: Report) -> None:
                 await one_run(server, http, min(1, max(args.counts)), args)
             for count in args.counts:
                 result = await one_run(server, http, count, args)
+                if count and args.minimal:
+                    result["minimal"] = await minimal_run(ensure_builtin(MODEL, server.data_dir), count, args)
                 runs.append(result)
                 report.line(
                     f"   {count:>5} subscribers: task {result['task_seconds']:.3f}s, p50 {_ms(result['p50_ms'])}, "
                     f"p99 {_ms(result['p99_ms'])}, complete {result['complete_subscribers']}/{count}"
                     + ("" if result["gate_held"] else " (the gate ended before every client was ready)")
                 )
+                if minimal := result.get("minimal"):
+                    report.line(
+                        f"          minimal streamer: task {minimal['task_seconds']:.3f}s, p50 {_ms(minimal['p50_ms'])}, "
+                        f"p99 {_ms(minimal['p99_ms'])}, complete {minimal['complete_subscribers']}/{count}"
+                    )
     bases = {n: _mean([r["task_seconds"] for r in runs if r["subscribers"] == n]) for n in (0, 1)}
     rows = []
     for r in runs:
@@ -229,14 +313,37 @@ async def run(args: Any, report: Report) -> None:
             f"{r['api_cpu_seconds']:.2f}", _us(r["api_cpu_us_per_frame"]), _us(bare and bare["cpu_us_per_frame"]),
             f"{r['cpu_per_frame_vs_bare']:.2f}x" if r["cpu_per_frame_vs_bare"] else "-",
             f"{r['worker_cpu_seconds']:.2f}", f"{r['client_cpu_seconds']:.2f}",
+            _kb(r["preview_bytes"] and r["preview_bytes"]["frame_bytes_mean"]),
         ])
     report.line()
     report.line(f"-- {args.size}x{args.size} px, {args.steps} steps, previews every step ({args.previews} on the socket)")
     report.table(
         ["subscribers", "task s", "vs none", "vs 1", "p50", "p99", "max", "got every event", "previews/sub",
-         "previews dropped", "API CPU s", "API us/frame", "bare us/frame", "vs bare", "worker CPU s", "clients CPU s"],
+         "previews dropped", "API CPU s", "API us/frame", "bare us/frame", "vs bare", "worker CPU s", "clients CPU s",
+         "KB/preview frame"],
         rows,
     )
+    side_by_side = [
+        [
+            r["subscribers"], r["run_seconds"], m["task_seconds"], f"{r['run_seconds'] / m['task_seconds']:.2f}x",
+            _ms(r["p99_ms"]), _ms(m["p99_ms"]), f"{r['complete_subscribers']}, {m['complete_subscribers']}",
+            _us(r["api_cpu_us_per_frame"]), _us(r["loop_cpu_us_per_frame"]), _us(m["loop_cpu_us_per_frame"]),
+            _us(r["bare"] and r["bare"]["cpu_us_per_frame"]),
+        ]
+        for r in runs
+        if (m := r.get("minimal"))
+    ]
+    if side_by_side:
+        report.line(
+            "-- side by side: the minimal streamer (bench/_minimal_streamer.py), the same task and subscribers; "
+            "run = prompt encoding to the stored picture"
+        )
+        report.table(
+            ["subscribers", "Latentcast run s", "minimal run s", "Latentcast vs minimal", "Latentcast p99",
+             "minimal p99", "got every event (L, m)", "API us/frame", "API loop us/frame", "minimal loop us/frame",
+             "bare us/frame"],
+            side_by_side,
+        )
     report.data["runs"] = runs
     report.data["settings"] = {"size": args.size, "steps": args.steps, "previews": args.previews}
     if not args.smoke:
@@ -261,6 +368,10 @@ def _us(value: float | None) -> str:
     return "-" if not value else f"{value:.1f}"
 
 
+def _kb(value: float | None) -> str:
+    return "-" if not value else f"{value / 1000:.2f}"
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
@@ -269,11 +380,15 @@ def main() -> None:
     parse = parser(__doc__.split("\n\n")[0])
     parse.add_argument("--counts", type=int, nargs="+", default=[0, 1, 100, 1000, 1, 100, 1000, 1, 0])
     parse.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare websockets broadcasts")
+    parse.add_argument(
+        "--no-minimal", dest="minimal", action="store_false", help="skip the minimal streamer's runs (binary previews only)"
+    )
     parse.add_argument("--size", type=int, default=256)
     parse.add_argument("--steps", type=int, default=28)
     parse.add_argument("--previews", default="binary", choices=PREVIEW_MODES)
     parse.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the uncounted first run")
     args = parse.parse_args()
+    args.minimal &= args.previews == "binary"  # the minimal streamer sends binary preview frames only
     if args.smoke:
         args.counts, args.size, args.steps, args.warmup = [0, 2], 64, 3, False
     report = Report("latency", "1c. event latency, step callback -> subscriber, by number of subscribers")

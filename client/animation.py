@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 FORMATS = {".webp": "WEBP", ".gif": "GIF"}
+MAX_SIDE = 512  # an animation larger than the server's largest previews would show no more detail
 
 
 def animation_format(path: str | Path) -> str:
@@ -27,8 +28,9 @@ def write_animation(
 ) -> Path:
     """Write `frames` (encoded images, e.g. preview bytes) as an animation looping forever.
 
-    `final`, when given, is appended (scaled to the frames' size) and shown for `hold_ms`.
-    Frames of another size than the first are scaled to it.
+    `final`, when given, is appended and shown for `hold_ms`. Every image is scaled smoothly to the
+    largest one's size (at most `MAX_SIDE` px a side): previews that travel at latent size (an
+    eighth of the image a side) are enlarged to the final image's.
     """
     from PIL import Image
 
@@ -40,8 +42,10 @@ def write_animation(
         images.append(last)
     if not images:
         raise ValueError("no frames to animate")
-    size = images[0].size
-    images = [im if im.size == size else im.resize(size, Image.Resampling.LANCZOS) for im in images]
+    largest = max((im.size for im in images), key=lambda size: size[0] * size[1])
+    scale = min(1.0, MAX_SIDE / max(largest))
+    size = (max(1, round(largest[0] * scale)), max(1, round(largest[1] * scale)))
+    images = [im if im.size == size else im.resize(size, Image.Resampling.BICUBIC) for im in images]
     durations = [frame_ms] * len(images)
     durations[-1] = hold_ms if final is not None else frame_ms
     options: dict[str, object] = {"save_all": True, "append_images": images[1:], "duration": durations, "loop": 0}

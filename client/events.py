@@ -2,8 +2,9 @@
 
 Every event has the envelope's `type`, `task_id`, `seq`, `time` and raw `message`; each type adds
 its message's fields (`ProgressEvent.step`, `QueueEvent.position`, ...). A `ProgressEvent` may
-carry a `Preview`: the decoded image bytes with their format and size (`preview.image()` gives a
-PIL image). A type this client does not know yet arrives as a plain `Event`.
+carry a `Preview`: the decoded image bytes with their format and size, and the size of the image
+they preview (`preview.image()` gives a PIL image, `preview.image(enlarged=True)` one at that
+size). A type this client does not know yet arrives as a plain `Event`.
 
 The frames themselves (JSON text, or a binary preview frame), the terminal rule and the event
 type names are the wire protocol, `latentcast.client.wire`; this module only types what it decodes.
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentcast.client.models import Output, decode_image
-from latentcast.client.wire import EventType, decode_frame, is_terminal, split_preview
+from latentcast.client.wire import EventType, decode_frame, is_terminal, preview_image_size, split_preview
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -25,11 +26,18 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Preview:
-    """A preview image of the denoised estimate after a step: encoded bytes, format and size."""
+    """A preview image of the denoised estimate after a step: encoded bytes, format and size.
+
+    It comes at the resolution it carries (`width` x `height`): a `latent2rgb` preview has one
+    pixel per latent cell, an eighth of the image a side; `image_width` x `image_height` is the
+    size of the image it previews, which `image(enlarged=True)` scales it to.
+    """
 
     format: str  # "webp" | "jpeg"
     width: int
     height: int
+    image_width: int
+    image_height: int
     data: bytes = dataclasses.field(repr=False)
 
     @property
@@ -40,9 +48,16 @@ class Preview:
     def extension(self) -> str:
         return ".jpg" if self.format == "jpeg" else f".{self.format}"
 
-    def image(self) -> Image.Image:
-        """The preview decoded as a PIL image."""
-        return decode_image(self.data)
+    def image(self, *, enlarged: bool = False) -> Image.Image:
+        """The preview decoded as a PIL image (needs Pillow); `enlarged`: scaled smoothly (bicubic)
+        to the image's size, as the pages show it."""
+        from PIL import Image
+
+        image = decode_image(self.data)
+        size = (self.image_width, self.image_height)
+        if enlarged and image.size != size and min(size) > 0:
+            return image.resize(size, Image.Resampling.BICUBIC)
+        return image
 
     def save(self, path: str | Path) -> Path:
         """Write the encoded bytes as they came (no re-encoding)."""
@@ -280,10 +295,14 @@ def event_from_envelope(envelope: dict[str, Any], image: bytes | None = None) ->
     message, parts = split_preview(envelope.get("message"), image)
     preview = None
     if parts is not None:
+        width, height = _get(parts.meta, "width", int) or 0, _get(parts.meta, "height", int) or 0
+        image_width, image_height = preview_image_size(parts.meta) or (width, height)
         preview = Preview(
             format=str(parts.meta.get("format", "webp")),
-            width=_get(parts.meta, "width", int) or 0,
-            height=_get(parts.meta, "height", int) or 0,
+            width=width,
+            height=height,
+            image_width=image_width,
+            image_height=image_height,
             data=parts.data,
         )
     cls = EVENT_TYPES.get(type_, Event)

@@ -5,7 +5,8 @@ lightest layer there is: standard library and orjson only, no I/O. It holds
 
 - the event types (Wiro's lifecycle names plus `task_progress`), the task statuses, and the one
   rule that says which event ends a task's stream;
-- the envelope `{"type", "id", "seq", "time", "message"}` and the preview description inside it;
+- the envelope `{"type", "id", "seq", "time", "message"}` and the preview description inside it
+  (its own size and the size of the image it previews, which a viewer scales it to);
 - the binary preview frame: a 4-byte big-endian length N, N bytes of JSON envelope, the image;
 - the seq cursor that lets a subscriber through each event exactly once, in order;
 - the enumerations a request may name: preview delivery modes, preview methods and formats, and
@@ -167,12 +168,34 @@ def envelope(type_: str, task_id: str, seq: int, time: float, message: Any) -> d
     return {"type": type_, "id": task_id, "seq": seq, "time": time, "message": message}
 
 
-def describe_preview(format: str, width: int, height: int, data: bytes | None = None) -> dict[str, Any]:
-    """`message.preview`: the image's format and size, and, in `json` mode, its bytes in base64."""
-    described: dict[str, Any] = {"format": format, "width": width, "height": height}
+def describe_preview(
+    format: str, width: int, height: int, image_width: int, image_height: int, data: bytes | None = None
+) -> dict[str, Any]:
+    """`message.preview`: the preview's format and its own size, the size of the image it previews
+    (what a viewer scales it to), and, in `json` mode, its bytes in base64.
+
+    A preview travels at the resolution it carries: a `latent2rgb` preview is one pixel per latent
+    cell (an eighth of the image a side), a decoded one (`taesd`, `vae`) at most 512 px a side.
+    """
+    described: dict[str, Any] = {
+        "format": format, "width": width, "height": height, "image_width": image_width, "image_height": image_height,
+    }
     if data is not None:
         described["data"] = base64.b64encode(data).decode("ascii")
     return described
+
+
+def preview_image_size(meta: Any) -> tuple[int, int] | None:
+    """The size to show a preview at, from its description: `image_width` x `image_height`, or its
+    own `width` x `height` when those are absent (a preview as large as its image); None when
+    neither is a pair of whole numbers from 1."""
+    if not isinstance(meta, dict):
+        return None
+    for width_key, height_key in (("image_width", "image_height"), ("width", "height")):
+        width, height = _whole(meta.get(width_key)), _whole(meta.get(height_key))
+        if width is not None and height is not None:
+            return width, height
+    return None
 
 
 class PreviewParts(NamedTuple):
@@ -257,15 +280,23 @@ def _checked(message: Any) -> dict[str, Any]:
     if not isinstance(message.get("type"), str):
         raise FrameError("frame has no string 'type'")
     if "seq" in message:
-        seq = message["seq"]
-        # JSON has one number type: 3.0 is 3 to a browser, so it is 3 here too
-        if isinstance(seq, float) and seq.is_integer():
-            seq = message["seq"] = int(seq)
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SAFE_INTEGER:
-            raise FrameError(f"event 'seq' must be a whole number from 1, not {seq!r}")
+        seq = _whole(message["seq"])
+        if seq is None:
+            raise FrameError(f"event 'seq' must be a whole number from 1, not {message['seq']!r}")
+        message["seq"] = seq
         if not isinstance(message.get("id"), str):
             raise FrameError("event has no string 'id'")
     return message
+
+
+def _whole(value: Any) -> int | None:
+    """`value` if it is a whole number from 1 that a browser's JSON.parse keeps exactly, else None.
+    JSON has one number type: 3.0 is 3 to a browser, so it is 3 here too."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SAFE_INTEGER:
+        return None
+    return value
 
 
 # -- the seq cursor ---------------------------------------------------------------------------

@@ -218,7 +218,7 @@ export class LatentcastPreview extends HTMLElement {
     const before = state.status;
     if (!state.apply(event)) return;
     if (event.type === "task_start" && state.width && state.height) this.#setRatio(state.width, state.height);
-    if (image) this.#surface.showBlob(image);
+    if (image) this.#surface.showBlob(image, event.message.preview);
     this.#render(state);
     if (state.status !== before) this.#emit("status", { id: state.id, status: state.status });
     if (event.type === "task_progress" || event.type === "task_queue") {

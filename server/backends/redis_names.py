@@ -5,7 +5,8 @@
     {p}:token:{token}    the task id a token opens
     {p}:tasks            zset of every task id by created_at; {p}:status:{status} per status
     {p}:events:{id}      stream of the task's events, entry id 0-{seq} (XRANGE replays from a seq)
-    {p}:preview:{id}     hash: the newest preview (seq, format, width, height, data)
+    {p}:preview:{id}     hash: the newest preview: seq, meta (JSON [format, width, height,
+                         image_width, image_height]), data
     {p}:feed             capped stream of every event, previews included: what front-ends follow
     {p}:jobs             stream of jobs read by the consumer group "workers"
     {p}:queue            zset of waiting task ids by arrival: the queue positions

@@ -71,9 +71,17 @@ def event_from_fields(task_id: str, seq: int, fields: dict[bytes, bytes], previe
     )
 
 
+def preview_meta(preview: Preview) -> bytes:
+    """What the preview hash and the feed keep beside a preview's bytes: a JSON list."""
+    return orjson.dumps([preview.format, preview.width, preview.height, preview.image_width, preview.image_height])
+
+
 def preview_from_fields(meta: bytes, data: bytes) -> Preview:
-    fmt, width, height = orjson.loads(meta)
-    return Preview(fmt, width, height, data)
+    """A preview from `preview_meta` and its bytes. A meta of three (format, width, height), as an
+    earlier release wrote it, is of a preview as large as its image."""
+    fmt, width, height, *image_size = orjson.loads(meta)
+    image_width, image_height = image_size or (width, height)
+    return Preview(fmt, width, height, image_width, image_height, data)
 
 
 class RedisStore:
@@ -182,7 +190,7 @@ class RedisStore:
                     str(record.status),
                     fence.owner if fence else "",
                     str(fence.attempt) if fence else "",
-                    orjson.dumps([preview.format, preview.width, preview.height]) if preview else "",
+                    preview_meta(preview) if preview else "",
                     task_id,
                     repr(record.created_at),
                     str(int(self.retention)) if event.terminal else "0",

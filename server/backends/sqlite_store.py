@@ -55,9 +55,15 @@ CREATE TABLE IF NOT EXISTS previews (
     format TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    image_width INTEGER,
+    image_height INTEGER
 );
 """
+# Columns a database made by an earlier release lacks, added in place when it is opened (SQLite adds
+# a column without rewriting the table). NULL in them is what such a database holds: a preview
+# stored before previews carried their image's size was as large as its image, so it reads as that.
+_ADDED_COLUMNS = (("previews", "image_width", "INTEGER"), ("previews", "image_height", "INTEGER"))
 
 _FINAL = tuple(str(s) for s in TaskStatus if s.is_final)
 # Less free space than this under the database and no new task is taken (`check`).
@@ -78,6 +84,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA wal_autocheckpoint=100")
             self._db.execute(f"PRAGMA journal_size_limit={1 << 20}")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
         # Records of unfinished tasks stay in memory: every event updates one, and this process
         # is the only writer, so the cache cannot go stale.
         self._active: dict[str, TaskRecord] = {}
@@ -183,8 +190,11 @@ class SQLiteStore:
                 )
             if preview is not None:
                 db.execute(
-                    "INSERT OR REPLACE INTO previews (task_id, seq, format, width, height, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    (task_id, event.seq, preview.format, preview.width, preview.height, preview.data),
+                    "INSERT OR REPLACE INTO previews"
+                    " (task_id, seq, format, width, height, image_width, image_height, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task_id, event.seq, preview.format, preview.width, preview.height, preview.image_width,
+                     preview.image_height, preview.data),
                 )
         self._unwritten.pop(task_id, None)
         if record.status.is_final:
@@ -203,11 +213,13 @@ class SQLiteStore:
                 (task_id, since, -1 if limit is None else limit),
             ).fetchall()
             newest = self._db.execute(
-                "SELECT seq, format, width, height, data FROM previews WHERE task_id = ? AND seq > ?", (task_id, since)
+                "SELECT seq, format, width, height, image_width, image_height, data FROM previews"
+                " WHERE task_id = ? AND seq > ?",
+                (task_id, since),
             ).fetchone()
         events = []
         for seq, type_, time, message in rows:
-            preview = Preview(*newest[1:]) if newest is not None and newest[0] == seq else None
+            preview = _preview(*newest[1:]) if newest is not None and newest[0] == seq else None
             events.append(Event(task_id, seq, type_, time, orjson.loads(message), preview))
         return events
 
@@ -265,3 +277,16 @@ class SQLiteStore:
 
     async def close(self) -> None:
         self._db.close()
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _preview(
+    format: str, width: int, height: int, image_width: int | None, image_height: int | None, data: bytes
+) -> Preview:
+    """A stored preview; one stored without its image's size (`_ADDED_COLUMNS`) was its image's size."""
+    return Preview(format, width, height, image_width or width, image_height or height, data)

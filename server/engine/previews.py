@@ -67,7 +67,8 @@ def denoised_estimate(
 
 class Previewer(Protocol):
     def __call__(self, x0: torch.Tensor) -> list[Image.Image]:
-        """One RGB image per batch item of the model-space latent `x0` (B, C, h, w), at most 512 px a side."""
+        """One RGB image per batch item of the model-space latent `x0` (B, C, h, w), at the
+        resolution the method carries and at most 512 px a side."""
         ...
 
 
@@ -88,20 +89,16 @@ def shrink_to_fit(image: Image.Image, max_side: int = MAX_PREVIEW_SIDE) -> Image
 class Latent2RGB:
     """A per-pixel linear map from SD3's 16 latent channels to RGB: crude colours, almost free.
 
-    The map runs at latent resolution; the result is enlarged to the size the preview would have had
-    from a real decode (image size, at most 512 px a side). Nearest-neighbour enlargement because it
-    costs a tenth of bilinear and adds no detail a smoother filter would have had to invent.
+    The picture stays at latent resolution (one pixel per latent cell: 32x32 for a 256 px image,
+    128x128 for 1024 px). Enlarging it here would add no detail, only bytes on every subscriber's
+    socket; the pages and `Preview.image(enlarged=True)` scale it smoothly to the image's size.
     """
 
     def __init__(
         self,
-        vae_scale_factor: int = 8,
-        max_side: int = MAX_PREVIEW_SIDE,
         factors: Sequence[Sequence[float]] = SD3_LATENT_RGB_FACTORS,
         bias: Sequence[float] = SD3_LATENT_RGB_BIAS,
     ) -> None:
-        self.vae_scale_factor = vae_scale_factor
-        self.max_side = max_side
         # Folded in once: [-1, 1] -> [0, 255], plus 0.5 so the uint8 cast (which truncates) rounds.
         self._weight = torch.tensor(factors).T.contiguous() * 127.5  # (3, 16)
         self._bias = (torch.tensor(bias)[:, None] + 1.0) * 127.5 + 0.5  # (3, 1)
@@ -116,11 +113,7 @@ class Latent2RGB:
         # makes this about 1.4x faster than a linear over channels-last.
         rgb = torch.matmul(self._weight, x0.float().flatten(2)).add_(self._bias)
         pixels = rgb.clamp_(0, 255).to(torch.uint8).view(batch, 3, height, width)
-        images = _to_images(pixels)
-        size = fit_size(width * self.vae_scale_factor, height * self.vae_scale_factor, self.max_side)
-        if size == (width, height):
-            return images
-        return [image.resize(size, Image.Resampling.NEAREST) for image in images]
+        return _to_images(pixels)
 
 
 class VaePreview:
@@ -179,8 +172,8 @@ def make_previewer(
     `settings`: the model folder's own (its latent -> RGB factors); None: SD3's."""
     if method == "latent2rgb":
         if settings is None:
-            return Latent2RGB(vae_scale_factor=pipe.vae_scale_factor)
-        return Latent2RGB(pipe.vae_scale_factor, factors=settings.latent_rgb_factors, bias=settings.latent_rgb_bias)
+            return Latent2RGB()
+        return Latent2RGB(factors=settings.latent_rgb_factors, bias=settings.latent_rgb_bias)
     if method == "vae":
         return VaePreview(pipe)
     if method == "taesd":

@@ -90,6 +90,7 @@ class _StepWatcher:
         stop: StopSignal,
         steps: int,
         latents: torch.Tensor,
+        image_size: tuple[int, int],
         previewer: Previewer | None,
         preview: PreviewSettings,
         time_preview: PreviewTimer,
@@ -99,6 +100,7 @@ class _StepWatcher:
         self.stop = stop
         self.steps = steps
         self.previous = latents
+        self.image_size = image_size  # (width, height) of the task's images: what a preview stands for
         self.previewer = previewer
         self.preview = preview
         self.time_preview = time_preview
@@ -123,7 +125,8 @@ class _StepWatcher:
             sigmas = pipe.scheduler.sigmas
             x0 = denoised_estimate(self.previous, latents, float(sigmas[i]), float(sigmas[i + 1]))
             image = self.previewer(x0[:1])[0]  # the first image of a batch is the one shown
-            preview = Preview(self.preview.format, image.width, image.height, encode_image(image, self.preview.format))
+            data = encode_image(image, self.preview.format)
+            preview = Preview(self.preview.format, image.width, image.height, *self.image_size, data)
             self.last_preview = now
             self.time_preview(self.preview.method, time.perf_counter() - now)
         self.previous = latents
@@ -186,7 +189,7 @@ def run_generation(
         log.line(f"Generating {count} image(s) of {width}x{height} in {steps} steps with seed {record.seed}")
         configure_scheduler(pipe, params.scheduler, params.shift)
         previewer = previewer_for(preview.method)
-        watcher = _StepWatcher(emit, log, stop, steps, latents, previewer, preview, time_preview)
+        watcher = _StepWatcher(emit, log, stop, steps, latents, (width, height), previewer, preview, time_preview)
         began = time.perf_counter()
         with torch.inference_mode():
             final = pipe(

@@ -61,11 +61,14 @@ def status_after(type_: str, message: Any) -> TaskStatus | None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Preview:
-    """An encoded preview image of the denoised estimate."""
+    """An encoded preview image of the denoised estimate, at the resolution it carries
+    (`width` x `height`), of an image of `image_width` x `image_height` (wire.describe_preview)."""
 
     format: str  # one of wire.PREVIEW_FORMATS
     width: int
     height: int
+    image_width: int
+    image_height: int
     data: bytes
 
 
@@ -102,7 +105,8 @@ class Event:
         message = self.message
         if self.preview is not None and previews != "none":
             p = self.preview
-            described = describe_preview(p.format, p.width, p.height, p.data if previews == "json" else None)
+            data = p.data if previews == "json" else None
+            described = describe_preview(p.format, p.width, p.height, p.image_width, p.image_height, data)
             message = {**message, "preview": described}
         return envelope(self.type, self.task_id, self.seq, self.time, message)
 

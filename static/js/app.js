@@ -263,7 +263,7 @@ function onEvent(task, event, image) {
   if (task !== current || !task.state.apply(event)) return;
   const { state } = task;
   if (event.type === "task_start") setAspect(state.width, state.height);
-  if (image && !task.drawnFinal) surface.showBlob(image);
+  if (image && !task.drawnFinal) surface.showBlob(image, event.message.preview);
   if (event.type === "task_postprocess_end") showResults(task);
   render(event.type !== "task_progress");
 }

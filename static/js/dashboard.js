@@ -16,6 +16,7 @@ const RECENT_LIMIT = 24;
 const LOAD_LIMIT = 100;
 const THROUGHPUT_WINDOW = 600; // seconds
 const KEEP_FINISHED = 300; // finished tasks kept in memory (the newest)
+const THUMBNAIL_SIDE = 256; // px: a thumbnail (at most 128 CSS px) on a 2x screen
 
 const ui = {
   connection: $("#connection"),
@@ -171,7 +172,7 @@ function apply(event, image) {
     fetchDetail(event.id);
   }
   if (!state.apply(event)) return;
-  if (image) cardFor(state)?.surface.showBlob(image);
+  if (image) cardFor(state)?.surface.showBlob(image, event.message.preview);
   schedule();
 }
 
@@ -228,7 +229,8 @@ function cardFor(state) {
     h("div", { class: "run-body" }, prompt, meta, bar, stats, h("div", { class: "run-actions" }, cancel,
       h("a", { class: "button small ghost", href: `/t/${encodeURIComponent(state.id)}`, "aria-label": `Open task ${state.id}` }, "Open"))),
   );
-  card = { element, surface: new PreviewSurface(canvas), fill, bar, prompt, meta, stats, cancel };
+  const surface = new PreviewSurface(canvas, { maxSide: THUMBNAIL_SIDE });
+  card = { element, surface, fill, bar, prompt, meta, stats, cancel };
   cards.set(state.id, card);
   return card;
 }

@@ -5,8 +5,9 @@
 // TERMINAL_TYPES and isTerminal (the one rule for the event that ends a stream), decodeFrame and
 // FrameError (a text frame is JSON; a binary frame is a 4-byte big-endian length N, N bytes of the
 // JSON envelope, then the preview image bytes, returned as a Blob typed from message.preview.format),
-// and Cursor and Gap (each seq delivered once, in order). tests/protocol/test_mirror.py runs the same
-// recorded frames through both and requires the same results: change one, change the other.
+// previewImageSize (preview_image_size: the size a preview is shown at), and Cursor and Gap (each
+// seq delivered once, in order). tests/protocol/test_mirror.py runs the same recorded frames
+// through both and requires the same results: change one, change the other.
 //
 // LatentcastSocket: one socket carrying any number of subscriptions. It reconnects by itself
 // (backoff with jitter) and resubscribes every unfinished task with `since` = the last seq it
@@ -31,6 +32,27 @@ export function endsStream(envelope) {
   return isTerminal(envelope.type, envelope.message);
 }
 
+/**
+ * The size to show a preview at, from its description (message.preview): [image_width, image_height],
+ * or its own [width, height] when those are absent (a preview as large as its image); null when
+ * neither is a pair of whole numbers from 1. A latent2rgb preview travels at latent size (an eighth
+ * of the image a side): the pages scale it smoothly to this size.
+ */
+export function previewImageSize(preview) {
+  if (!isObject(preview)) return null;
+  for (const [widthKey, heightKey] of [["image_width", "image_height"], ["width", "height"]]) {
+    const width = preview[widthKey];
+    const height = preview[heightKey];
+    if (isWhole(width) && isWhole(height)) return [width, height];
+  }
+  return null;
+}
+
+/** A whole number from 1 that JSON.parse keeps exactly. */
+function isWhole(value) {
+  return Number.isInteger(value) && value >= 1 && value <= Number.MAX_SAFE_INTEGER;
+}
+
 /** A frame that is not a valid protocol message. */
 export class FrameError extends Error {
   name = "FrameError";
@@ -38,7 +60,6 @@ export class FrameError extends Error {
 
 // Strict, as the Python side's orjson is: bytes that are not UTF-8 are refused, not replaced.
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-const MAX_SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
 
 /**
  * One WebSocket message (string or ArrayBuffer/view) as {envelope, image}; image is a Blob or null.
@@ -78,7 +99,7 @@ function checked(message) {
   if (typeof message.type !== "string") throw new FrameError("frame has no string 'type'");
   if (!("seq" in message)) return;
   const seq = message.seq;
-  if (!Number.isInteger(seq) || seq < 1 || seq > MAX_SAFE_INTEGER) {
+  if (!isWhole(seq)) {
     throw new FrameError(`event 'seq' must be a whole number from 1, not ${JSON.stringify(seq)}`);
   }
   if (typeof message.id !== "string") throw new FrameError("event has no string 'id'");

@@ -17,7 +17,7 @@ from latentcast.server.tasks.record import TaskRecord
 from tests.small_disk import SmallDisk
 
 # A page of preview bytes an event: a full disk shows within a few dozen appends.
-PREVIEW = Preview("jpeg", 64, 64, bytes(range(256)) * 16)
+PREVIEW = Preview("jpeg", 64, 64, 512, 512, bytes(range(256)) * 16)
 
 
 def new_record(task_id: str) -> TaskRecord:

@@ -61,7 +61,8 @@ async def test_submit_and_iterate_every_event_with_binary_previews(api: AsyncCli
         if p.preview is not None:
             image = p.preview.image()
             assert p.preview.format in ("webp", "jpeg") and image.format == p.preview.format.upper()
-            assert image.size == (p.preview.width, p.preview.height) == (64, 64)
+            assert image.size == (p.preview.width, p.preview.height) == (8, 8)  # latent size
+            assert p.preview.image(enlarged=True).size == (p.preview.image_width, p.preview.image_height) == (64, 64)
     assert [e.text for e in events if isinstance(e, OutputEvent)][1] == "Step 1/4"
     last = events[-1]
     assert isinstance(last, PostprocessEndEvent) and last.terminal and task.last_seq == last.seq
@@ -84,7 +85,8 @@ async def test_previews_json_and_none(api: AsyncClient) -> None:
     task = await api.submit("a red apple", **SMALL)
     with_json = [e async for e in task.events(previews="json") if isinstance(e, ProgressEvent)]
     # after the end, only the newest preview keeps its image in the replay
-    assert with_json[-1].preview is not None and with_json[-1].preview.image().size == (64, 64)
+    newest = with_json[-1].preview
+    assert newest is not None and newest.image().size == (8, 8) and newest.image(enlarged=True).size == (64, 64)
     without = [e async for e in task.events(previews="none") if isinstance(e, ProgressEvent)]
     assert [p.step for p in without] == [p.step for p in with_json] and all(p.preview is None for p in without)
     later = [e async for e in task.events(previews="none", since=10)]

@@ -94,9 +94,9 @@ def test_generate_saves_previews_and_an_animation(server: ServerProcess, tmp_pat
     # a preview per step (flow control may leave an older one out; the last step always has one)
     frames = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert "step-005.webp" in frames and set(frames) <= {f"step-{i:03d}.webp" for i in range(1, 6)}
-    assert _image(tmp_path / "frames" / "step-005.webp") == ("WEBP", (64, 64))
+    assert _image(tmp_path / "frames" / "step-005.webp") == ("WEBP", (8, 8))  # as it came: latent size
     assert animation == "denoise.webp"
-    with Image.open(tmp_path / animation) as anim:
+    with Image.open(tmp_path / animation) as anim:  # the previews enlarged to the picture's size
         assert anim.format == "WEBP" and anim.size == (64, 64) and anim.n_frames >= 2
         # the previews (120 ms each), then the result held 1.5 s (identical neighbours may be merged)
         durations = []

@@ -41,25 +41,55 @@ def _progress(preview: dict | None = None) -> dict:
     return {"type": "task_progress", "id": "t1", "seq": 9, "time": 1.5, "message": message}
 
 
+HEADER = {"format": "webp", "width": 8, "height": 6, "image_width": 64, "image_height": 48}
+
+
 def test_binary_frame_gives_a_progress_event_with_the_image() -> None:
     image = _webp()
-    event = event_from_frame(encode_frame(_progress({"format": "webp", "width": 8, "height": 6}), image))
+    event = event_from_frame(encode_frame(_progress(HEADER), image))
     assert isinstance(event, ProgressEvent)
     assert (event.task_id, event.id, event.seq, event.step, event.steps, event.percent) == ("t1", "t1", 9, 3, 8, 37.5)
     assert (event.eta_seconds, event.it_per_s, event.terminal) == (1.2, 4.5, False)
     assert event.preview is not None
-    assert (event.preview.format, event.preview.width, event.preview.height) == ("webp", 8, 6)
-    assert event.preview.data == image and event.preview.mime_type == "image/webp"
-    assert event.preview.image().size == (8, 6)
+    preview = event.preview
+    assert (preview.format, preview.width, preview.height, preview.image_width, preview.image_height) == (
+        "webp", 8, 6, 64, 48
+    )
+    assert preview.data == image and preview.mime_type == "image/webp"
+    assert preview.image().size == (8, 6)
+
+
+def test_a_preview_enlarged_is_scaled_smoothly_to_its_images_size() -> None:
+    # two halves, red and blue: enlarged eightfold, the border between them is a gradient
+    small = Image.new("RGB", (8, 6), (255, 0, 0))
+    small.paste((0, 0, 255), (4, 0, 8, 6))
+    buffer = io.BytesIO()
+    small.save(buffer, format="WEBP", lossless=True)
+    event = event_from_frame(encode_frame(_progress(HEADER), buffer.getvalue()))
+    assert isinstance(event, ProgressEvent) and event.preview is not None
+    enlarged = event.preview.image(enlarged=True)
+    assert enlarged.size == (64, 48) and enlarged.mode == "RGB"
+    row = [enlarged.getpixel((x, 24)) for x in range(64)]
+    assert row[0] == (255, 0, 0) and row[-1] == (0, 0, 255)
+    reds = [red for red, _, _ in row[24:40]]
+    assert len(set(reds)) >= 8 and reds == sorted(reds, reverse=True)  # no hard edge: many steps down
+
+
+def test_a_preview_without_its_images_size_is_as_large_as_its_image() -> None:
+    image = _webp()
+    event = event_from_frame(encode_frame(_progress({"format": "webp", "width": 8, "height": 6}), image))
+    assert isinstance(event, ProgressEvent) and event.preview is not None
+    assert (event.preview.image_width, event.preview.image_height) == (8, 6)
+    assert event.preview.image(enlarged=True).size == (8, 6)
 
 
 def test_json_preview_is_decoded_from_base64_and_left_out_of_the_message() -> None:
     image = _webp()
-    raw = _progress({"format": "webp", "width": 8, "height": 6, "data": base64.b64encode(image).decode()})
+    raw = _progress({**HEADER, "data": base64.b64encode(image).decode()})
     event = event_from_frame(json.dumps(raw))
     assert isinstance(event, ProgressEvent) and event.preview is not None
-    assert event.preview.data == image
-    assert event.message["preview"] == {"format": "webp", "width": 8, "height": 6}
+    assert event.preview.data == image and event.preview.image_width == 64
+    assert event.message["preview"] == HEADER
 
 
 def test_events_without_previews_and_of_every_kind() -> None:

@@ -31,7 +31,8 @@ async def test_a_task_with_each_scheduler_completes(
     assert types(events)[-1] == "task_postprocess_end"
     # one progress event per step, whatever the solver, each step previewing its denoised estimate
     previews = [e["message"]["preview"] for e in previewed_steps(events, SMALL["num_inference_steps"])]
-    assert {image_of(p["data"]).size for p in previews} == {(SMALL["width"], SMALL["height"])}
+    latent_size = (SMALL["width"] // 8, SMALL["height"] // 8)  # latent2rgb: one pixel per latent cell
+    assert {image_of(p["data"]).size for p in previews} == {latent_size}
     detail = (await client.get(f"/v1/tasks/{task['id']}")).json()
     assert detail["params"]["scheduler"] == name and detail["params"]["shift"] is None
 

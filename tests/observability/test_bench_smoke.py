@@ -58,6 +58,13 @@ def test_latency_smoke():
     assert runs[0]["status"] == "completed"
     assert runs[2]["all_complete"] and runs[2]["complete_subscribers"] == 2
     assert runs[2]["p50_ms"] is not None and runs[2]["p99_ms"] >= runs[2]["p50_ms"]
+    sizes = runs[2]["preview_bytes"]  # what one subscriber received, the envelope beside each image
+    assert sizes["previews"] >= 1 and sizes["frame_bytes_mean"] > sizes["image_bytes_mean"] > 0
+    # the baseline: the minimal streamer ran the same task for as many subscribers, a preview a step
+    minimal = runs[2]["minimal"]
+    assert minimal["all_complete"] and minimal["complete_subscribers"] == 2
+    assert minimal["previews_received_mean"] == result["settings"]["steps"]
+    assert minimal["task_seconds"] > 0 and minimal["p99_ms"] >= minimal["p50_ms"] > 0
 
 
 def test_connections_smoke():

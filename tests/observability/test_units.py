@@ -99,7 +99,7 @@ def test_drop_counter_reports_previews_dropped_for_a_slow_subscriber():
     queue = OutboundQueue(16)
     dropped = metrics.DropCounter(metrics.WS_PREVIEWS_DROPPED)
     start = counter(metrics.WS_PREVIEWS_DROPPED)
-    image = Preview("jpeg", 8, 8, b"x")
+    image = Preview("jpeg", 8, 8, 64, 64, b"x")
     for seq in range(1, 4):
         queue.push(Event("f" * 16, seq, "task_progress", 1.0, {}, image))
     dropped.update(queue)

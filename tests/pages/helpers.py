@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.async_api import ConsoleMessage, Page
+from playwright.async_api import ConsoleMessage, Locator, Page
 
 from tests.support import ROOT
 
@@ -125,6 +125,60 @@ async def start_canvas_sampler(page: Page, canvas: str, active: str) -> None:
 async def canvas_samples(page: Page) -> int:
     """How many different pictures the sampled canvas showed."""
     return await page.evaluate("() => window.__samples.size")
+
+
+# Watches a preview canvas: at every paint while `active` matches (the task runs, so what is painted
+# is a preview, not the final image), measures how horizontally neighbouring pixels differ inside the
+# cells of the latent grid (`cell` canvas pixels a side) and across the cells' borders. A preview
+# enlarged by nearest neighbour is flat inside every cell and jumps at its borders (a mosaic); one
+# scaled smoothly changes about as much inside a cell as across. Read them with `preview_paints`.
+PAINT_WATCHER = """
+(canvas, [active, cell]) => {
+  const context = canvas.getContext("2d");
+  const paints = (window.__paints = []);
+  const measure = () => {
+    const { width, height } = canvas;
+    const pixels = context.getImageData(0, 0, width, height).data;
+    let inside = 0, insidePairs = 0, differing = 0, border = 0, borderPairs = 0;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x + 1 < width; x++) {
+        const i = 4 * (y * width + x);
+        const step = Math.abs(pixels[i] - pixels[i + 4]) + Math.abs(pixels[i + 1] - pixels[i + 5]) + Math.abs(pixels[i + 2] - pixels[i + 6]);
+        if (Math.floor(x / cell) === Math.floor((x + 1) / cell)) {
+          inside += step;
+          insidePairs += 1;
+          differing += step > 0;
+        } else {
+          border += step;
+          borderPairs += 1;
+        }
+      }
+    }
+    return { width, height, inside: inside / insidePairs, border: border / borderPairs, differing: differing / insidePairs };
+  };
+  new MutationObserver(() => {
+    if (canvas.dataset.frames !== "0" && document.querySelector(active)) paints.push(measure());
+  }).observe(canvas, { attributes: true, attributeFilter: ["data-frames"] });
+}
+"""
+
+
+async def watch_preview_paints(canvas: Locator, active: str, cell: int) -> None:
+    await canvas.evaluate(PAINT_WATCHER, [active, cell])
+
+
+async def preview_paints(page: Page) -> list[dict[str, float]]:
+    """What `watch_preview_paints` measured, one entry per preview painted."""
+    return await page.evaluate("() => window.__paints")
+
+
+def assert_drawn_smoothly(paints: list[dict[str, float]], size: tuple[int, int]) -> None:
+    """Every preview painted filled a canvas of the image's `size` with no mosaic: neighbouring
+    pixels inside one latent cell differ, and change there about as much as across the cells' borders."""
+    assert paints, "no preview was painted while the task ran"
+    for paint in paints:
+        assert (paint["width"], paint["height"]) == size, paint
+        assert paint["differing"] > 0.9 and paint["inside"] > 0.5 * paint["border"], paint
 
 
 async def screenshot(page: Page, name: str, tmp_path: Path, *, full_page: bool = True, docs: bool = True) -> Path:

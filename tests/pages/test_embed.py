@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx
 from playwright.async_api import Page, expect
 
-from tests.pages.helpers import create_task, partner_site
+from tests.pages.helpers import (
+    assert_drawn_smoothly,
+    cancel_task,
+    create_task,
+    partner_site,
+    preview_paints,
+    watch_preview_paints,
+)
 from tests.support import ServerProcess, free_port
 
 # Computed styles on both sides of the component's shadow boundary.
@@ -59,6 +66,21 @@ async def test_the_example_page_embeds_a_task_that_reaches_done(server: ServerPr
     framed = page.frame_locator("#frame").locator("latentcast-preview")
     await expect(framed).to_have_attribute("data-status", "completed")
     await expect(framed.locator("img")).to_have_js_property("naturalWidth", 384)
+
+
+async def test_the_component_draws_a_latent_size_preview_smoothly_at_the_images_size(
+    server: ServerProcess, page: Page
+) -> None:
+    blocker = await create_task(server.base_url, width=512, height=512, num_inference_steps=100)
+    task = await create_task(server.base_url, width=256, height=128, num_inference_steps=12)
+    await page.goto(f"{server.base_url}/embed/{task['id']}?token={task['token']}")
+    component = page.locator("latentcast-preview")
+    await expect(component).to_have_attribute("data-status", "queued")  # behind the blocker: nothing painted yet
+    # 256x128 px: the latent2rgb previews are 32x16, a latent cell is 8 canvas pixels a side
+    await watch_preview_paints(component.locator("canvas"), "latentcast-preview[data-status=running]", 8)
+    await cancel_task(server.base_url, blocker["id"])
+    await expect(component).to_have_attribute("data-status", "completed")
+    assert_drawn_smoothly(await preview_paints(page), (256, 128))
 
 
 async def test_the_component_works_on_a_third_party_origin(start_server, page: Page) -> None:

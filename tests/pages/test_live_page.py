@@ -9,12 +9,15 @@ from playwright.async_api import Page, expect
 
 from tests.pages.helpers import (
     LIFECYCLE,
+    assert_drawn_smoothly,
     canvas_samples,
     cancel_task,
     create_task,
     fill_form,
+    preview_paints,
     start_canvas_sampler,
     timeline_titles,
+    watch_preview_paints,
 )
 from tests.support import ServerProcess
 
@@ -69,6 +72,16 @@ async def test_form_submit_streams_previews_into_the_canvas_and_ends_in_the_gall
     await expect(watcher.locator("#gallery figure img")).to_have_js_property("naturalWidth", 256)
     assert await timeline_titles(watcher) == LIFECYCLE
     await expect(watcher.locator("#task-prompt")).to_have_text("a red fox in fresh snow, golden hour")
+
+
+async def test_a_latent_size_preview_is_drawn_smoothly_at_the_images_size(server: ServerProcess, page: Page) -> None:
+    await page.goto(server.base_url + "/")
+    await fill_form(page, "a lighthouse on a cliff at dusk", size="256x256", steps=12)
+    # 256 px: the latent2rgb previews are 32x32, a latent cell is 8 canvas pixels a side
+    await watch_preview_paints(page.locator("#preview"), "#status[data-status=running]", 8)
+    await page.get_by_role("button", name="Generate").click()
+    await expect(page.locator("#status")).to_have_attribute("data-status", "completed")
+    assert_drawn_smoothly(await preview_paints(page), (256, 256))
 
 
 async def test_queue_position_then_cancel_from_the_page(server: ServerProcess, page: Page) -> None:

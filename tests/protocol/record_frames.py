@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from latentcast.client.wire import EventType
+from latentcast.client.wire import EventType, envelope
 from latentcast.server.engine.previews import encode_image
 from latentcast.server.protocol.events import Event, Preview, encode_for
 
@@ -36,8 +36,8 @@ def _picture(width: int, height: int) -> Image.Image:
     return image
 
 
-def _preview(fmt: str, width: int, height: int) -> Preview:
-    return Preview(fmt, width, height, encode_image(_picture(width, height), fmt))
+def _preview(fmt: str, width: int, height: int, image_width: int, image_height: int) -> Preview:
+    return Preview(fmt, width, height, image_width, image_height, encode_image(_picture(width, height), fmt))
 
 
 def _lifecycle() -> list[tuple[str, Any, Preview | None]]:
@@ -53,10 +53,10 @@ def _lifecycle() -> list[tuple[str, Any, Preview | None]]:
         (EventType.START, {"steps": 2, "seed": 7, "width": 64, "height": 48, "images": 1}, None),
         (EventType.OUTPUT, "Generating 1 image(s) of 64x48 in 2 steps with seed 7", None),
         (EventType.PROGRESS, {"step": 1, "steps": 2, "percent": 50.0, "eta_seconds": 0.2, "it_per_s": 4.5},
-         _preview("jpeg", 64, 48)),
+         _preview("jpeg", 8, 6, 64, 48)),  # latent2rgb: one pixel per latent cell
         (EventType.OUTPUT, "Step 1/2", None),
         (EventType.PROGRESS, {"step": 2, "steps": 2, "percent": 100.0, "eta_seconds": 0.0, "it_per_s": 4.61},
-         _preview("webp", 64, 48)),
+         _preview("webp", 64, 48, 64, 48)),  # a decoded preview: as large as its image (<= 512 px)
         (EventType.OUTPUT, "Step 2/2", None),
         (EventType.OUTPUT_FULL, "Generating ...\nStep 1/2\nStep 2/2", None),
         (EventType.END, {"seconds": 0.43}, None),
@@ -94,10 +94,23 @@ def record() -> list[dict[str, Any]]:
         frames += [_frame(f"{event.type} #{event.seq} ({mode})", encode_for(event, mode)) for mode in modes]
     text = "Étape 3/8 — phare au crépuscule, 灯台, 🌅 \"quoted\" \\ \u2028"
     frames.append(_frame("task_output, not ASCII", encode_for(Event(TASK, 40, EventType.OUTPUT, T0 + 5, text), "json")))
-    drawn = Event(TASK, 41, EventType.PROGRESS, T0 + 6, {"step": 3, "note": "naïve ✓"}, _preview("jpeg", 16, 16))
+    preview = _preview("jpeg", 16, 16, 128, 128)
+    drawn = Event(TASK, 41, EventType.PROGRESS, T0 + 6, {"step": 3, "note": "naïve ✓"}, preview)
     frames.append(_frame("binary preview, not ASCII in its envelope", encode_for(drawn, "binary")))
     frames.append(_frame("seq written as 3.0 (JSON has one number type)",
                          '{"type":"task_end","id":"t","seq":3.0,"time":1.5,"message":{"seconds":1}}'))
+    # Descriptions a viewer must size either way: previewImageSize and preview_image_size agree on each.
+    latent = {"format": "jpeg", "width": 8, "height": 8}
+    descriptions = {
+        "a preview without its image's size": {"format": "jpeg", "width": 64, "height": 48},
+        "an image size written as 64.0": {**latent, "image_width": 64.0, "image_height": 64},
+        "an image size that is no number": {**latent, "image_width": "64", "image_height": 64},
+        "an image size of zero": {**latent, "image_width": 0, "image_height": 64},
+        "a preview with no size at all": {"format": "jpeg"},
+    }
+    for seq, (name, preview) in enumerate(descriptions.items(), start=50):
+        message = {"step": 1, "steps": 1, "preview": preview}
+        frames.append(_frame(name, orjson.dumps(envelope(EventType.PROGRESS, TASK, seq, T0 + 7, message)).decode()))
     controls = [
         {"type": "subscribed", "id": TASK, "since": 0},
         {"type": "subscribed", "id": "*", "since": None},
@@ -107,7 +120,7 @@ def record() -> list[dict[str, Any]]:
     frames += [_frame(f"control {c['type']} (id {c['id']})", orjson.dumps(c).decode()) for c in controls]
 
     header = orjson.dumps({"type": "task_progress", "id": TASK, "seq": 9, "time": T0, "message": {}})
-    image = _preview("jpeg", 8, 8).data
+    image = _preview("jpeg", 8, 8, 64, 64).data
     frames += [
         _bad("binary shorter than its length prefix", b"\x00\x00\x01"),
         _bad("binary length beyond the frame", struct.pack(">I", len(header) + 1) + header),

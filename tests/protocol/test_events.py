@@ -19,7 +19,8 @@ from latentcast.server.protocol.events import (
     status_after,
 )
 
-PREVIEW = Preview("webp", 64, 48, b"RIFF....WEBP")
+PREVIEW = Preview("webp", 8, 6, 64, 48, b"RIFF....WEBP")  # latent size, of a 64x48 image
+HEADER = {"format": "webp", "width": 8, "height": 6, "image_width": 64, "image_height": 48}
 
 
 def progress(seq: int, preview: Preview | None = PREVIEW) -> Event:
@@ -60,8 +61,21 @@ def test_binary_frame_is_length_prefixed_envelope_then_image():
         "id": "t1",
         "seq": 3,
         "time": 1.5,
-        "message": {"step": 1, "steps": 4, "preview": {"format": "webp", "width": 64, "height": 48}},
+        "message": {"step": 1, "steps": 4, "preview": HEADER},
     }
+
+
+def test_the_preview_header_is_the_same_on_every_transport_and_only_json_carries_the_bytes():
+    event = progress(5)
+    binary, _ = decode_frame(encode_for(event, "binary"))
+    as_json = orjson.loads(encode_for(event, "json"))
+    data = base64.b64encode(PREVIEW.data).decode()
+    assert binary["message"]["preview"] == HEADER
+    assert as_json["message"]["preview"] == {**HEADER, "data": data}
+    for mode, preview in (("json", {**HEADER, "data": data}), ("binary", {**HEADER, "data": data}), ("none", None)):
+        block = encode_sse(event, mode).decode().split("\n")
+        sent = orjson.loads(block[2].removeprefix("data: "))["message"]
+        assert sent.get("preview") == preview, mode  # SSE is text: a binary subscriber gets base64
 
 
 def test_each_preview_mode_encodes_the_same_event_its_own_way():
@@ -123,5 +137,6 @@ def test_a_ready_made_websocket_frame_carries_exactly_encode_for_s_message(mode,
 
 
 def test_a_large_preview_gets_the_long_length_header():
-    event = Event("t1", 1, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, Preview("jpeg", 512, 512, bytes(70_000)))
+    large = Preview("jpeg", 512, 512, 1024, 1024, bytes(70_000))
+    event = Event("t1", 1, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, large)
     assert parse_server_frame(encode_ws_frame(event, "binary")).data == encode_for(event, "binary")

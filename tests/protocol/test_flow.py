@@ -3,7 +3,7 @@ from latentcast.server.protocol.flow import OutboundQueue
 
 
 def progress(task: str, seq: int, image: bool = True) -> Event:
-    preview = Preview("jpeg", 8, 8, f"{task}{seq}".encode()) if image else None
+    preview = Preview("jpeg", 8, 8, 64, 64, f"{task}{seq}".encode()) if image else None
     return Event(task, seq, "task_progress", 0.0, {"step": seq}, preview)
 
 

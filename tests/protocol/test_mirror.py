@@ -1,7 +1,7 @@
 """The two implementations of the wire protocol agree: latentcast.client.wire (Python) and
 static/js/protocol.js (browsers, as a real server serves it) decode the same recorded frames
-(tests/protocol/frames.json, from record_frames.py) into the same envelopes and image bytes, and
-refuse the same malformed ones."""
+(tests/protocol/frames.json, from record_frames.py) into the same envelopes and image bytes, show
+each preview at the same size, and refuse the same malformed ones."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from latentcast.client.wire import FrameError, decode_frame, encode_frame, ends_stream
+from latentcast.client.wire import FrameError, decode_frame, encode_frame, ends_stream, preview_image_size
 from tests.support import ServerProcess
 
 FRAMES: list[dict[str, Any]] = orjson.loads(Path(__file__).with_name("frames.json").read_bytes())["frames"]
@@ -21,7 +21,7 @@ FRAMES: list[dict[str, Any]] = orjson.loads(Path(__file__).with_name("frames.jso
 # Runs in the page: imports the module the server serves and decodes every frame with it.
 DECODE_IN_BROWSER = """
 async (frames) => {
-  const { decodeFrame, endsStream, FrameError } = await import("/static/js/protocol.js");
+  const { decodeFrame, endsStream, FrameError, previewImageSize } = await import("/static/js/protocol.js");
   const results = {};
   for (const frame of frames) {
     const data = frame.kind === "text" ? frame.data : Uint8Array.from(atob(frame.data), (c) => c.charCodeAt(0)).buffer;
@@ -33,7 +33,8 @@ async (frames) => {
         sha256 = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
       }
       const terminal = "seq" in envelope ? endsStream(envelope) : null;
-      results[frame.name] = { envelope, sha256, mime: image?.type ?? null, terminal };
+      const imageSize = previewImageSize(envelope.message?.preview);
+      results[frame.name] = { envelope, sha256, mime: image?.type ?? null, terminal, imageSize };
     } catch (error) {
       results[frame.name] = { refused: error instanceof FrameError };
     }
@@ -53,11 +54,14 @@ def decode_in_python(frame: dict[str, Any]) -> dict[str, Any]:
         envelope, image = decode_frame(_raw(frame))
     except FrameError:
         return {"refused": True}
+    message = envelope.get("message")
+    size = preview_image_size(message.get("preview") if isinstance(message, dict) else None)
     return {
         "envelope": envelope,
         "sha256": hashlib.sha256(image).hexdigest() if image is not None else None,
         "mime": f"image/{envelope['message']['preview']['format']}" if image is not None else None,
         "terminal": ends_stream(envelope) if "seq" in envelope else None,
+        "imageSize": list(size) if size is not None else None,
     }
 
 
@@ -67,6 +71,11 @@ def test_the_recording_covers_the_protocol() -> None:
     binary = [f for f in FRAMES if f["valid"] and f["kind"] == "binary"]
     formats = {decode_frame(_raw(f)).envelope["message"]["preview"]["format"] for f in binary}
     assert formats == {"jpeg", "webp"}
+    # the previews' descriptions: latent size with the image's beside it, as the server sends them
+    headers = [decode_frame(_raw(f)).envelope["message"]["preview"] for f in binary]
+    assert {"format": "jpeg", "width": 8, "height": 6, "image_width": 64, "image_height": 48} in headers
+    sizes = [decode_in_python(f)["imageSize"] for f in FRAMES if f["valid"]]
+    assert [64, 48] in sizes and [64, 64] in sizes and [8, 8] in sizes and None in sizes
     assert sum(not f["valid"] for f in FRAMES) >= 15
 
 

@@ -56,9 +56,12 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
             assert events[-1]["type"] == "task_postprocess_end", events[-1]
             picture = Image.open(io.BytesIO((await http.get(events[-1]["message"][0]["url"])).content))
             assert picture.size == (200, 136)
-            last_preview = Image.open(io.BytesIO(previewed_steps(events, 5)[-1]["_image"]))
+            last = previewed_steps(events, 5)[-1]
+            last_preview = Image.open(io.BytesIO(last["_image"]))
             step = 8 * DRAWING.patch  # a latent patch in pixels: sizes are generated at its next multiple
-            assert last_preview.size == (-(-200 // step) * step, -(-136 // step) * step) == (208, 144)
+            # latent2rgb: one pixel per latent cell of the generated size, previewing the task's image
+            assert last_preview.size == (-(-200 // step) * step // 8, -(-136 // step) * step // 8) == (26, 18)
+            assert (last["message"]["preview"]["image_width"], last["message"]["preview"]["image_height"]) == (200, 136)
     finally:
         server.stop()
 
