@@ -9,7 +9,8 @@
                 print(event.step, event.steps)
         print(await task.download("out"))
 
-`Client` is the same without `await`. The command line (`latentcast generate`, `latentcast
+`Client` is the same without `await`; `verify_webhook` checks a webhook the server sent (a
+receiver's side, docs/webhooks.md). The command line (`latentcast generate`, `latentcast
 watch`) is in `latentcast.client.cli`. See docs/client.md.
 """
 
@@ -52,8 +53,9 @@ from latentcast.client.events import (
     QueueEvent,
     StartEvent,
 )
-from latentcast.client.models import Output, TaskInfo, TaskPage
+from latentcast.client.models import Delivery, Output, TaskInfo, TaskPage
 from latentcast.client.sync import Client, SyncTask
+from latentcast.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -68,6 +70,7 @@ __all__ = [
     "CancelEvent",
     "Client",
     "ConflictError",
+    "Delivery",
     "EndEvent",
     "ErrorEvent",
     "ErrorFullEvent",
@@ -97,4 +100,6 @@ __all__ = [
     "TaskInfo",
     "TaskPage",
     "ValidationError",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

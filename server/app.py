@@ -24,8 +24,11 @@ from latentcast.server.api.context import Context
 from latentcast.server.api.operations import operations as api_operations
 from latentcast.server.api.routes import routes as api_routes
 from latentcast.server.backends.factory import Backend, open_backend
+from latentcast.server.compat import wiro_detail
 from latentcast.server.compat.operations import operations as compat_operations
 from latentcast.server.config import Settings
+from latentcast.server.deliveries.bodies import event_body
+from latentcast.server.deliveries.loop import DeliveryLoop
 from latentcast.server.engine.fleet import DeviceWorker, announce, announce_forever, build_workers, worker_names
 from latentcast.server.errors import APIError, error_response, handle_api_error, store_unavailable
 from latentcast.server.observability import attach as observe
@@ -34,6 +37,7 @@ from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.security.body import BodyLimit
 from latentcast.server.security.browser import protect
 from latentcast.server.security.keyring import KeyRing
+from latentcast.server.security.webhook_secrets import Signers
 from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
@@ -71,6 +75,12 @@ async def _refresh_catalog(backend: Backend, catalog: ModelCatalog) -> None:
 async def _follow_workers(backend: Backend, catalog: ModelCatalog) -> None:
     await asyncio.sleep(CATALOG_REFRESH_SECONDS)
     await every(CATALOG_REFRESH_SECONDS, lambda: _refresh_catalog(backend, catalog), Backoff("model catalog", log))
+
+
+def _deliveries(settings: Settings, backend: Backend, service: TaskService) -> DeliveryLoop:
+    """The webhook sender, with the body of each format: the native event, and Wiro's callback."""
+    bodies = {"native": event_body, "wiro": wiro_detail.callback_body}
+    return DeliveryLoop(settings, service, backend.outbox, Signers(backend.keys), bodies)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -125,6 +135,7 @@ def create_app(settings: Settings) -> Starlette:
         background = [
             asyncio.create_task(service.announce_positions()),
             asyncio.create_task(announce_forever(settings, publish, workers)),
+            asyncio.create_task(_deliveries(settings, backend, service).run()),
         ]
         if settings.broker is not None:
             background.append(asyncio.create_task(_follow_workers(backend, service.catalog)))
@@ -137,7 +148,6 @@ def create_app(settings: Settings) -> Starlette:
                 await worker.shutdown(settings.shutdown_grace)
             for task in background:
                 task.cancel()
-            await context.background.close()  # e.g. Wiro callbacks still waiting for their task
             observability.close()
             await backend.close()
 

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from latentcast.server.api import files, meta, metrics, pages, sse, tasks, websocket
+from latentcast.server.api import deliveries, files, meta, metrics, pages, sse, tasks, websocket
 from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply
 from latentcast.server.protocol.events import EventType, TaskStatus
-from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.params import TaskParams, TaskRequest
 
 
 class Answer(BaseModel):
@@ -78,6 +78,7 @@ class TaskUrls(Answer):
     self: str
     cancel: str
     events: str = Field(description="the task's Server-Sent Events")
+    deliveries: str = Field(description="the task's webhook deliveries")
     socket: str = Field(description="the WebSocket that streams every task")
     page: str = Field(description="the browser page that follows (or replays) the task; carries its token")
 
@@ -87,7 +88,7 @@ class TaskDetail(Answer):
     status: TaskStatus
     model: str = Field(description="the served model's own name")
     seed: int = Field(description="the seed used, also when it was random")
-    params: TaskParams = Field(description="the request, with every default filled in")
+    params: TaskParams = Field(description="the task's parameters, with every default filled in (its webhook is not one)")
     created_at: float = Field(description="Unix seconds")
     times: dict[str, float] = Field(description="Unix seconds of each lifecycle event that happened, by type")
     attempt: int = Field(description="how many times a worker took it (more after a restart)")
@@ -106,6 +107,29 @@ class CreatedTask(TaskDetail):
 class TaskPage(Answer):
     data: list[TaskDetail] = Field(description="newest first")
     next_cursor: str | None = Field(description="`cursor` for the next page; null on the last")
+
+
+class Delivery(Answer):
+    """One webhook delivery: one event of one task, to the task's webhook (docs/webhooks.md)."""
+
+    id: str = Field(description="the `webhook-id` header of every attempt of it")
+    task_id: str
+    seq: int = Field(description="the seq of the event it delivers")
+    event: EventType
+    state: Literal["pending", "delivered", "failed"] = Field(description="failed: given up")
+    attempts: int
+    last_status_code: int | None = Field(description="the receiver's HTTP status at the last attempt")
+    last_error: str | None = Field(description="what went wrong at the last attempt (no answer, a redirect, ...)")
+    next_attempt_at: float | None = Field(
+        description="Unix seconds when it is tried next, while pending (null while an earlier delivery of its task waits)"
+    )
+    delivered_at: float | None
+    failed_at: float | None = Field(description="when it was given up")
+    created_at: float = Field(description="the time of its event")
+
+
+class DeliveryList(Answer):
+    data: list[Delivery]
 
 
 class ServedModel(Answer):
@@ -167,14 +191,16 @@ TASK_ID = Param("task_id", "path", "the task's id")
 HTML_PAGE = Reply(
     "The page (static HTML; its script reads the address bar).", media_type="text/html", schema={"type": "string"}
 )
-_TASKS, _EVENTS, _FILES, _SERVICE, _PAGES = "Tasks", "Events", "Files", "Models, workers, health", "Pages"
+_TASKS, _EVENTS, _WEBHOOKS, _FILES = "Tasks", "Events", "Webhooks", "Files"
+_SERVICE, _PAGES = "Models, workers, health", "Pages"
 
 operations: dict[Callable[..., Any], Operation] = {
     tasks.create_task: Operation(
         summary="Create a task",
         tag=_TASKS,
-        description="Queue a text-to-image task; follow it with `urls.events`, `urls.socket` or `urls.page`.",
-        body=TaskParams,
+        description="Queue a text-to-image task; follow it with `urls.events`, `urls.socket` or `urls.page`, or "
+        "have its events POSTed to `webhook`.",
+        body=TaskRequest,
         replies={
             201: Reply("Queued.", CreatedTask, headers={"Location": "the task's address"}),
             400: refused("Not JSON, or a model not served here (rule `served_model`; the message lists those served)."),
@@ -265,6 +291,27 @@ operations: dict[Callable[..., Any], Operation] = {
             401: refused("A bad key in the handshake's headers."),
             403: refused("A page of an origin not allowed (`--cors-origin`)."),
         },
+    ),
+    deliveries.task_deliveries: Operation(
+        summary="A task's webhook deliveries",
+        tag=_WEBHOOKS,
+        description="Each event delivered (or being delivered) to the task's webhook, in seq order.",
+        params=(TASK_ID,),
+        replies={200: Reply("The deliveries.", DeliveryList), 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND},
+        security=KEY_OR_TOKEN,
+    ),
+    deliveries.recent_deliveries: Operation(
+        summary="The newest webhook deliveries",
+        tag=_WEBHOOKS,
+        description="Every task's (a key that is not an admin: its own tasks'), newest first.",
+        params=(
+            Param(
+                "limit", "query", "at most this many",
+                {"type": "integer", "minimum": 1, "maximum": deliveries.MAX_LIMIT, "default": 50},
+            ),
+        ),
+        replies={200: Reply("The deliveries.", DeliveryList), 401: UNAUTHORIZED, 422: INVALID},
+        security=KEY,
     ),
     files.get_file: Operation(
         summary="An output image",
