@@ -37,7 +37,6 @@ from latentcast.server.observability.metrics import observe_preview
 from latentcast.server.security.body import BodyLimit
 from latentcast.server.security.browser import protect
 from latentcast.server.security.keyring import KeyRing
-from latentcast.server.security.webhook_secrets import Signers
 from latentcast.server.security.throttle import RateLimit, Throttle
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
@@ -80,7 +79,7 @@ async def _follow_workers(backend: Backend, catalog: ModelCatalog) -> None:
 def _deliveries(settings: Settings, backend: Backend, service: TaskService) -> DeliveryLoop:
     """The webhook sender, with the body of each format: the native event, and Wiro's callback."""
     bodies = {"native": event_body, "wiro": wiro_detail.callback_body}
-    return DeliveryLoop(settings, service, backend.outbox, Signers(backend.keys), bodies)
+    return DeliveryLoop(settings, service, backend.outbox, backend.keys, bodies)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -50,7 +50,7 @@ class Receiver:
                     receiver.requests.append(
                         {
                             "path": self.path, "headers": dict(self.headers), "raw": raw, "body": orjson.loads(raw),
-                            "status": reply.status, "at": time.time(),
+                            "status": reply.status, "at": time.time(), "client": self.client_address,
                         }
                     )
                     receiver.arrived.notify_all()

@@ -26,7 +26,8 @@ from latentcast.server.deliveries import sender
 from latentcast.server.deliveries.policy import RetryPolicy
 from latentcast.server.observability import metrics
 from latentcast.server.security import webhooks
-from latentcast.server.security.webhook_secrets import Signers
+from latentcast.server.security.keys import KeyStore
+from latentcast.server.security.webhook_secrets import signing_secrets
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.outbox import Claim, Outcome
 from latentcast.server.tasks.ports import Outbox
@@ -38,6 +39,7 @@ log = logging.getLogger("latentcast.webhooks")
 Render = Callable[[TaskService, Claim], Awaitable[bytes | None]]
 
 MAX_IN_FLIGHT = 64
+LEASE_MARGIN_SECONDS = 2.0
 _OUTCOME_COUNTS = {"delivered": "delivered", "retry": "retried", "failed": "given_up"}
 
 
@@ -47,19 +49,19 @@ class DeliveryLoop:
         settings: Settings,
         service: TaskService,
         outbox: Outbox,
-        signers: Signers,
+        keys: KeyStore,
         bodies: Mapping[str, Render],
     ) -> None:
         self._service = service
         self._outbox = outbox
-        self._signers = signers
+        self._keys = keys
         self._bodies = bodies
         self._policy = RetryPolicy.from_settings(settings)
         self._timeout = settings.webhook_timeout
         self._per_host = settings.webhook_per_host
         self._allow_private = settings.webhook_allow_private
         # A claim outlasts the attempt it is for, and the reading and recording around it.
-        self._lease = 2 * settings.webhook_timeout + 2.0
+        self._lease = settings.webhook_timeout + sender.ANSWER_BODY_SECONDS + LEASE_MARGIN_SECONDS
         self._poll = min(1.0, max(0.05, settings.webhook_first_retry))
         self._backoff = Backoff("webhook deliveries", log)
         self._wake = asyncio.Event()
@@ -122,7 +124,7 @@ class DeliveryLoop:
         body = await until_reachable(lambda: render(self._service, claim), self._backoff)
         if body is None:
             return Outcome("failed", time.time(), error="its task no longer exists")
-        secrets = await until_reachable(lambda: self._signers.secrets_for(claim.owner), self._backoff)
+        secrets = await until_reachable(lambda: signing_secrets(self._keys, claim.owner), self._backoff)
         now = time.time()
         answer = await sender.attempt(client, claim, body, secrets, timeout=self._timeout, now=now)
         return self._policy.outcome(claim, answer, time.time())

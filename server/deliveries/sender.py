@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 
 import httpx
 
@@ -55,7 +56,7 @@ async def attempt(
     except TimeoutError:
         return Answer(error=f"no answer within {timeout:g} s")
     except Exception as failure:  # whatever one attempt meets is that attempt's failure, never the sender's
-        return Answer(error=f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__)
+        return Answer(error=_describe(failure))
 
 
 async def _read_some(answer: httpx.Response) -> None:
@@ -64,3 +65,17 @@ async def _read_some(answer: httpx.Response) -> None:
         read += len(part)
         if read >= MAX_ANSWER_BYTES:
             return
+
+
+def _describe(failure: Exception) -> str:
+    """The failure as a receiver's operator reads it: its type, its words, and the system's reason
+    underneath (`ConnectError: All connection attempts failed (Connection refused)`)."""
+    text = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+    root: BaseException = failure
+    while (underneath := root.__cause__ or root.__context__) is not None:
+        root = underneath
+    if root is not failure and isinstance(root, OSError) and root.errno:
+        reason = os.strerror(root.errno)
+        if reason not in text:
+            text += f" ({reason})"
+    return text

@@ -25,9 +25,6 @@ from latentcast.server.security.keys import KeyStore
 SERVER = "server"
 # How long a rotated secret still signs, unless told otherwise.
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
-# Seconds a sender keeps an owner's secrets before reading them again: a rotation reaches every
-# front-end within this time.
-CACHE_SECONDS = 1.0
 
 
 def new_secret() -> str:
@@ -63,21 +60,9 @@ async def server_secrets(store: KeyStore) -> WebhookSecrets:
     return await store.put_webhook_secrets(SERVER, WebhookSecrets(new_secret()), replace=False)
 
 
-class Signers:
-    """Which secrets sign a task's deliveries: its key's, or the server's for a task made without
-    one (or by a key older than webhook secrets, which has none until it is given one)."""
-
-    def __init__(self, store: KeyStore, cache_seconds: float = CACHE_SECONDS) -> None:
-        self.store = store
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[WebhookSecrets, float]] = {}
-
-    async def secrets_for(self, owner: str | None) -> list[str]:
-        now = time.monotonic()
-        name = owner or SERVER
-        cached = self._cache.get(name)
-        if cached is None or now - cached[1] > self.cache_seconds:
-            found = await self.store.webhook_secrets(name) if owner else None
-            cached = (found or await server_secrets(self.store), now)
-            self._cache[name] = cached
-        return cached[0].signing(time.time())
+async def signing_secrets(store: KeyStore, owner: str | None) -> list[str]:
+    """The secrets that sign a delivery of `owner`'s task now: its key's, or the server's for a task
+    made without a key (or by a key older than webhook secrets, which has none until it is given
+    one). Read at each delivery, so a rotation counts from the next one on, on every front-end."""
+    found = await store.webhook_secrets(owner) if owner else None
+    return (found or await server_secrets(store)).signing(time.time())
