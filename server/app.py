@@ -147,6 +147,8 @@ def create_app(settings: Settings) -> Starlette:
                 await worker.shutdown(settings.shutdown_grace)
             for task in background:
                 task.cancel()
+            # stopped before the backend closes: a webhook being sent is left unrecorded, sent again later
+            await asyncio.gather(*background, return_exceptions=True)
             observability.close()
             await backend.close()
 
