@@ -58,6 +58,13 @@ def _elapsed(record: TaskRecord) -> float:
     return max(0.0, stopped - began)
 
 
+def _callback_url(record: TaskRecord) -> str:
+    """The task's `callbackUrl`: a Wiro webhook's URL. A native webhook's is not shown (its URL may
+    hold its receiver's secret, and Task/Detail opens to the task's token)."""
+    hook = record.webhook
+    return hook.url if hook is not None and hook.format == "wiro" else ""
+
+
 def parameters(record: TaskRecord) -> dict[str, str]:
     """The task's parameters with the Wiro tool's names, as strings (Wiro's form values are)."""
     p = record.params
@@ -129,7 +136,7 @@ async def task_detail(service: TaskService, record: TaskRecord) -> dict[str, Any
         "runtype": "model",
         "modelfolderid": "",
         "modelfileid": "",
-        "callbackurl": record.webhook.url if record.webhook is not None else "",
+        "callbackurl": _callback_url(record),
         "marketplaceid": None,
         "createtime": _seconds(record.created_at),
         "canceltime": at(EventType.CANCEL),

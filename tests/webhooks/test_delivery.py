@@ -40,6 +40,10 @@ async def test_a_task_s_end_arrives_as_the_stream_s_event_signed_and_listed(
     assert standardwebhooks.Webhook(secret).verify(request["raw"], headers) == end
     assert verify_webhook(headers, request["raw"], secret) == end
     assert task["token"].encode() not in request["raw"], "a native body never carries the task's token"
+    # the URL (which may hold the receiver's secret) is not shown to the task's token, at either door
+    detail = await client.get(f"/v1/tasks/{task['id']}", params={"token": task["token"]})
+    wiro = await client.post("/v1/Task/Detail", json={"tasktoken": task["token"]})
+    assert hook.url not in detail.text and wiro.json()["tasklist"][0]["callbackurl"] == ""
 
     [delivery] = await all_ended(client, task, 1)
     assert delivery == {
