@@ -88,7 +88,9 @@ class TaskDetail(Answer):
     status: TaskStatus
     model: str = Field(description="the served model's own name")
     seed: int = Field(description="the seed used, also when it was random")
-    params: TaskParams = Field(description="the task's parameters, with every default filled in (its webhook is not one)")
+    params: TaskParams = Field(
+        description="the task's parameters, with every default filled in (its webhook is not one)"
+    )
     created_at: float = Field(description="Unix seconds")
     times: dict[str, float] = Field(description="Unix seconds of each lifecycle event that happened, by type")
     attempt: int = Field(description="how many times a worker took it (more after a restart)")
@@ -121,7 +123,8 @@ class Delivery(Answer):
     last_status_code: int | None = Field(description="the receiver's HTTP status at the last attempt")
     last_error: str | None = Field(description="what went wrong at the last attempt (no answer, a redirect, ...)")
     next_attempt_at: float | None = Field(
-        description="Unix seconds when it is tried next, while pending (null while an earlier delivery of its task waits)"
+        description="Unix seconds when it is tried next, while pending (null while an earlier delivery of its "
+        "task waits)"
     )
     delivered_at: float | None
     failed_at: float | None = Field(description="when it was given up")

@@ -2,8 +2,9 @@
 
 In order: the API key; the body validated into `TaskParams` and its webhook; the operator's limits
 and where a webhook may go (server.security.webhooks); a model this server serves; room in the
-queue and in the caller's in-flight allowance (429s); then `TaskService.submit`. Each refusal is an `APIError` naming the field and the rule, which the
-providers' endpoints re-word in their own shape (server.compat.common).
+queue and in the caller's in-flight allowance (429s); then `TaskService.submit`. Each refusal is an
+`APIError` naming the field and the rule, which the providers' endpoints re-word in their own
+shape (server.compat.common).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ async def submit(request: Request, body: Mapping[str, Any], *, webhook_format: F
         return track(await ctx.service.submit(params, owner=caller.owner, webhook=webhook))
 
 
-async def _validated(ctx: Context, body: Mapping[str, Any], webhook_format: Format) -> tuple[TaskParams, Webhook | None]:
+async def _validated(
+    ctx: Context, body: Mapping[str, Any], webhook_format: Format
+) -> tuple[TaskParams, Webhook | None]:
     """The body as `TaskParams` within this server's limits and models, and its webhook, or the 4xx
     that says why."""
     try:

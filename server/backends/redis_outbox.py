@@ -67,7 +67,8 @@ return claimed
 
 _SETTLE = """
 local delivery, outbox, pending, index, task = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id, lease, state, at, status, err, retention, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local id, lease, state, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local status, err, retention, prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if redis.call('HGET', delivery, 'lease') ~= lease then return 0 end
 redis.call('HINCRBY', delivery, 'attempts', 1)
 redis.call('HDEL', delivery, 'lease', 'last_status', 'last_error')
@@ -82,7 +83,8 @@ redis.call('HSET', delivery, 'state', state, 'done_at', at)
 redis.call('HDEL', delivery, 'next_at')
 redis.call('ZREM', outbox, id)
 redis.call('ZREM', pending, id)
-local next_one = redis.call('ZRANGEBYSCORE', index, '(' .. redis.call('HGET', delivery, 'seq'), '+inf', 'LIMIT', 0, 1)[1]
+local seq = redis.call('HGET', delivery, 'seq')
+local next_one = redis.call('ZRANGEBYSCORE', index, '(' .. seq, '+inf', 'LIMIT', 0, 1)[1]
 if redis.call('EXISTS', task) == 1 then redis.call('HSET', task, 'delivery_head', next_one or '') end
 if next_one then
   redis.call('HSET', prefix .. next_one, 'next_at', at)
@@ -137,7 +139,8 @@ class RedisOutbox:
         rows = await self._claim(keys=[self.names.outbox], args=args)
         claims = []
         for row in rows:
-            delivery_id, task_id, seq, type_, url, format_, owner, host, attempts, created_at = (v.decode() for v in row)
+            fields = (value.decode() for value in row)
+            delivery_id, task_id, seq, type_, url, format_, owner, host, attempts, created_at = fields
             claims.append(
                 Claim(
                     delivery_id, task_id, int(seq), type_, url, format_, owner or None, host, float(created_at),

@@ -140,6 +140,7 @@ def _log(claim: Claim, outcome: Outcome) -> None:
     if outcome.state == "delivered":
         log.debug("%s delivered (attempt %d)", what, attempt)
     elif outcome.state == "retry":
-        log.info("%s: attempt %d failed (%s); next in %.1f s", what, attempt, result, max(0.0, outcome.at - time.time()))
+        wait = max(0.0, outcome.at - time.time())
+        log.info("%s: attempt %d failed (%s); next in %.1f s", what, attempt, result, wait)
     else:
         log.warning("%s: given up after attempt %d (%s)", what, attempt, result)

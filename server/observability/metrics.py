@@ -27,9 +27,9 @@ The names (all `latentcast_`):
 | worker_ready / worker_busy | gauge | worker | a live worker has its model loaded / is running a task |
 | worker_events_total | counter | worker | events of the tasks a worker ran (each step is one) |
 | worker_last_event_timestamp_seconds | gauge | worker | Unix time of the newest such event: stalls when a device hangs |
-| webhook_deliveries_total | counter | outcome | webhook attempts this process made, by what came of them: delivered, retried, given_up |
+| webhook_deliveries_total | counter | outcome | webhook attempts this process made: delivered, retried, given_up |
 | webhook_pending | gauge | | webhook deliveries not yet delivered nor given up, everywhere (refreshed at each scrape) |
-| webhook_oldest_pending_seconds | gauge | | age of the oldest of them, 0 when there is none (refreshed at each scrape) |
+| webhook_oldest_pending_seconds | gauge | | age of the oldest of them, 0 when there is none (at each scrape) |
 """
 
 from __future__ import annotations

@@ -48,5 +48,6 @@ async def test_the_task_page_and_the_dashboard_show_deliveries(
     await expect(row).to_contain_text("Given up")
     await expect(row).to_contain_text("attempt 1 · HTTP 410 · 410 Gone: the receiver wants no more deliveries")
     await expect(row.get_by_role("link")).to_have_attribute("href", f"/t/{refused['id']}")
-    await expect(row.get_by_role("link")).to_have_text(f"its receiver is gone · task_postprocess_end · seq {given_up['seq']}")
+    title = f"its receiver is gone · task_postprocess_end · seq {given_up['seq']}"
+    await expect(row.get_by_role("link")).to_have_text(title)
     await expect(dashboard.locator("#webhooks .delivery", has_text="task_start")).not_to_have_count(0)

@@ -44,7 +44,9 @@ async def test_the_async_and_the_sync_client_ask_for_a_webhook_and_read_its_deli
     assert [d.event for d in await asyncio.to_thread(sync)] == ["task_postprocess_end"]
 
 
-def test_generate_asks_for_a_webhook(hooks_server: ServerProcess, receiver: Callable[..., Receiver], tmp_path: Path) -> None:
+def test_generate_asks_for_a_webhook(
+    hooks_server: ServerProcess, receiver: Callable[..., Receiver], tmp_path: Path
+) -> None:
     hook = receiver()
     done = latentcast(
         "generate", "hooked from the shell", "--size", "64x64", "--steps", "2", "-o", "out.png", "-q",

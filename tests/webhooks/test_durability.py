@@ -37,7 +37,8 @@ async def test_a_delivery_outlives_kill_9_and_is_sent_again_with_the_same_id(
     restarted = start_server(*HOOK_FLAGS)
     async with httpx.AsyncClient(base_url=restarted.base_url, timeout=60) as client:
         [_, again] = await asyncio.to_thread(hook.wait_for, 2)
-        assert again["headers"]["webhook-id"] == first["headers"]["webhook-id"] == f"msg_{task['id']}_{first['body']['seq']}"
+        same_id = f"msg_{task['id']}_{first['body']['seq']}"
+        assert again["headers"]["webhook-id"] == first["headers"]["webhook-id"] == same_id
         assert again["raw"] == first["raw"] and first["body"]["type"] == "task_postprocess_end"
         [delivery] = await all_ended(client, task, 1)
         assert (delivery["state"], delivery["attempts"]) == ("delivered", 1), "the killed attempt left no record"
@@ -46,8 +47,8 @@ async def test_a_delivery_outlives_kill_9_and_is_sent_again_with_the_same_id(
         gone = receiver([500, 410])
         await all_ended(client, await submit(client, gone.url, "counted"), 1)
         samples = await scrape(client)
-        counted = {o: value(samples, "latentcast_webhook_deliveries_total", outcome=o) for o in ("delivered", "retried",
-                                                                                             "given_up")}
+        outcomes = ("delivered", "retried", "given_up")
+        counted = {o: value(samples, "latentcast_webhook_deliveries_total", outcome=o) for o in outcomes}
         assert counted == {"delivered": 1, "retried": 1, "given_up": 1}
     assert "Traceback" not in restarted.log(), restarted.log()[-3000:]
 
