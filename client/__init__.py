@@ -9,7 +9,8 @@
                 print(event.step, event.steps)
         print(await task.download("out"))
 
-`Client` is the same without `await`. The command line (`latentcast generate`, `latentcast
+`Client` is the same without `await`; `verify_webhook` checks a webhook the server sent (a
+receiver's side, docs/webhooks.md). The command line (`latentcast generate`, `latentcast
 watch`) is in `latentcast.client.cli`. See docs/client.md.
 """
 
@@ -53,8 +54,9 @@ from latentcast.client.events import (
     StartEvent,
 )
 from latentcast.client.image_info import GenerationInfo, read_info
-from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
+from latentcast.client.models import Delivery, GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.sync import Client, SyncTask
+from latentcast.client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -69,6 +71,7 @@ __all__ = [
     "CancelEvent",
     "Client",
     "ConflictError",
+    "Delivery",
     "EndEvent",
     "ErrorEvent",
     "ErrorFullEvent",
@@ -100,5 +103,7 @@ __all__ = [
     "TaskInfo",
     "TaskPage",
     "ValidationError",
+    "WebhookVerificationError",
     "read_info",
+    "verify_webhook",
 ]

@@ -45,7 +45,7 @@ from latentcast.client.errors import (
     error_from_socket,
 )
 from latentcast.client.events import CancelEvent, ErrorEvent, Event, PostprocessEndEvent, event_from_envelope
-from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
+from latentcast.client.models import Delivery, GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions, submit_body
 from latentcast.client.version import __version__
 from latentcast.client.wire import PREVIEW_MODES, Cursor, FrameError, Gap, PreviewMode, decode_frame
@@ -419,6 +419,11 @@ class Task:
         response = await self.client._request("POST", f"/v1/tasks/{self.id}/cancel", token=self.token, idempotent=True)
         self.info = TaskInfo.from_dict(response.json())
         return self.info
+
+    async def deliveries(self) -> list[Delivery]:
+        """The task's webhook deliveries, in seq order (`GET .../deliveries`): how each went."""
+        response = await self.client._request("GET", f"/v1/tasks/{self.id}/deliveries", token=self.token)
+        return [Delivery.from_dict(d) for d in response.json().get("data") or []]
 
     async def read_output(self, output: Output | str) -> bytes:
         """The bytes of one output (an `Output` or its name)."""

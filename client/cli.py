@@ -51,7 +51,7 @@ from latentcast.client.events import (
 from latentcast.client.info_command import add_command as add_info_command
 from latentcast.client.models import Output
 from latentcast.client.progress import ProgressBar, format_seconds
-from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
+from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS, EventType
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -124,6 +124,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     generate.add_argument("--preview-method", default=None, choices=PREVIEW_METHODS)
     generate.add_argument("--preview-every", type=int, default=None, metavar="N", help="a preview every N steps")
     generate.add_argument("--preview-format", default=None, choices=PREVIEW_FORMATS, help="how previews are encoded")
+    generate.add_argument(
+        "--webhook", default=None, metavar="URL",
+        help="also POST the task's end (or the --webhook-event events) to this URL, signed (docs/webhooks.md)",
+    )
+    generate.add_argument(
+        "--webhook-event", action="append", default=None, choices=list(EventType), metavar="TYPE",
+        help="an event type the webhook gets (repeatable; default: the one that ends the task)",
+    )
     _follow_options(generate)
     _connection_options(generate)
     generate.set_defaults(run=run_generate)
@@ -344,6 +352,8 @@ async def generate(args: argparse.Namespace) -> int:
         "preview_format": args.preview_format,
         "scheduler": args.scheduler,
         "shift": args.shift,
+        "webhook": args.webhook,
+        "webhook_events": args.webhook_event,
     }
     bar = ProgressBar(enabled=not args.quiet)
     frames = Frames(args.previews, keep=args.animation is not None)

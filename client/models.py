@@ -1,5 +1,5 @@
 """What the HTTP API returns, as typed objects: a task's detail, a page of tasks, an output (and
-an output with its bytes, `GeneratedImage`).
+an output with its bytes, `GeneratedImage`), a webhook delivery.
 
 Each keeps the server's JSON in `raw`, so a field added to the server is never out of reach.
 """
@@ -157,3 +157,37 @@ class TaskPage:
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery of a task (`GET /v1/tasks/{id}/deliveries`): which event, and how its
+    attempts went. `state` is `pending`, `delivered` or `failed` (given up)."""
+
+    id: str
+    seq: int
+    event: str
+    state: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: float | None
+    delivered_at: float | None
+    failed_at: float | None
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delivery:
+        return cls(
+            id=str(data["id"]),
+            seq=int(data.get("seq") or 0),
+            event=str(data.get("event", "")),
+            state=str(data.get("state", "")),
+            attempts=int(data.get("attempts") or 0),
+            last_status_code=data.get("last_status_code"),
+            last_error=data.get("last_error"),
+            next_attempt_at=data.get("next_attempt_at"),
+            delivered_at=data.get("delivered_at"),
+            failed_at=data.get("failed_at"),
+            raw=data,
+        )

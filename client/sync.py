@@ -26,7 +26,7 @@ import httpx
 from latentcast.client._loop import LoopThread
 from latentcast.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Task
 from latentcast.client.events import Event
-from latentcast.client.models import GeneratedImage, Output, TaskInfo, TaskPage
+from latentcast.client.models import Delivery, GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions
 from latentcast.client.wire import PreviewMode
 
@@ -203,6 +203,10 @@ class SyncTask:
     def cancel(self) -> TaskInfo:
         """Ask the server to cancel the task (`ConflictError` once it has ended)."""
         return self.client.run_coroutine(self._task.cancel())
+
+    def deliveries(self) -> list[Delivery]:
+        """The task's webhook deliveries, in seq order."""
+        return self.client.run_coroutine(self._task.deliveries())
 
     def read_output(self, output: Output | str) -> bytes:
         return self.client.run_coroutine(self._task.read_output(output))

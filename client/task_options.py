@@ -6,6 +6,7 @@ cannot drift apart, and type checkers and editors still see every name and type.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 __all__ = ["TaskOptions", "submit_body"]
@@ -45,6 +46,11 @@ class TaskOptions(TypedDict, total=False):
     """The sampler (docs/protocol.md lists the names)."""
     shift: float | None
     """The sigma shift; default: the model's own."""
+    webhook: str | None
+    """An http(s) URL the server POSTs the task's events to, signed (docs/webhooks.md;
+    `verify_webhook` checks them); by default only the event that ends the task."""
+    webhook_events: Sequence[str] | None
+    """Which events the webhook gets (event types; `task_progress` at most once a second)."""
     extra_body: dict[str, Any] | None
     """Fields added to the request as they are (the server refuses unknown ones)."""
 
@@ -57,5 +63,9 @@ def submit_body(prompt: str, options: TaskOptions) -> dict[str, Any]:
     unknown = sorted(set(options) - TaskOptions.__optional_keys__)
     if unknown:
         raise TypeError(f"submit() got unexpected keyword argument(s): {', '.join(unknown)}")
-    given = {name: value for name, value in options.items() if name != "extra_body" and value is not None}
+    given = {
+        name: list(value) if name == "webhook_events" else value
+        for name, value in options.items()
+        if name != "extra_body" and value is not None
+    }
     return {"prompt": prompt, **given, **(options.get("extra_body") or {})}

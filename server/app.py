@@ -25,8 +25,11 @@ from latentcast.server.api.context import Context
 from latentcast.server.api.operations import operations as api_operations
 from latentcast.server.api.routes import routes as api_routes
 from latentcast.server.backends.factory import Backend, open_backend
+from latentcast.server.compat import wiro_detail
 from latentcast.server.compat.operations import operations as compat_operations
 from latentcast.server.config import Settings
+from latentcast.server.deliveries.bodies import event_body
+from latentcast.server.deliveries.loop import DeliveryLoop
 from latentcast.server.engine.fleet import DeviceWorker, announce, announce_forever, build_workers, worker_names
 from latentcast.server.errors import APIError, error_response, handle_api_error, store_unavailable
 from latentcast.server.observability import attach as observe
@@ -88,6 +91,12 @@ async def _delete_expired(service: TaskService, retention: float) -> None:
     await every(RETENTION_SWEEP_SECONDS, sweep, Backoff("retention", log))
 
 
+def _deliveries(settings: Settings, backend: Backend, service: TaskService) -> DeliveryLoop:
+    """The webhook sender, with the body of each format: the native event, and Wiro's callback."""
+    bodies = {"native": event_body, "wiro": wiro_detail.callback_body}
+    return DeliveryLoop(settings, service, backend.outbox, backend.keys, bodies)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, wrong method) in the API's JSON shape too."""
     assert isinstance(exc, HTTPException)
@@ -141,6 +150,7 @@ def create_app(settings: Settings) -> Starlette:
             asyncio.create_task(service.announce_positions()),
             asyncio.create_task(announce_forever(settings, publish, workers)),
             asyncio.create_task(_delete_expired(service, settings.retention)),
+            asyncio.create_task(_deliveries(settings, backend, service).run()),
         ]
         if settings.broker is not None:
             background.append(asyncio.create_task(_follow_workers(service.catalog)))
@@ -153,7 +163,8 @@ def create_app(settings: Settings) -> Starlette:
                 await worker.shutdown(settings.shutdown_grace)
             for task in background:
                 task.cancel()
-            await context.background.close()  # e.g. Wiro callbacks still waiting for their task
+            # stopped before the backend closes: a webhook being sent is left unrecorded, sent again later
+            await asyncio.gather(*background, return_exceptions=True)
             observability.close()
             await backend.close()
 

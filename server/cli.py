@@ -13,15 +13,17 @@ import logging
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 # A module of plain constants: the client-only install (no pydantic, no torch) reads it too.
 from latentcast.server.tasks.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from latentcast.server.config import Settings
+
+T = TypeVar("T")
 
 # What `pip install "latentcast[server]"` adds; a server command checks for them before it starts.
 SERVER_MODULES = ("torch", "diffusers", "transformers", "starlette", "uvicorn", "pydantic")
@@ -72,11 +74,19 @@ def _backend_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
+def _positive(convert: Callable[[str], T], unit: str = "") -> Callable[[str], T]:
+    """An argument type: `convert`ed, and more than 0."""
+
+    def parse(text: str) -> T:
+        value = convert(text)
+        if not value > 0:  # type: ignore[operator]
+            raise argparse.ArgumentTypeError(f"must be more than 0{unit}, got {text}")
+        return value
+
+    return parse
+
+
+_seconds = _positive(float, " seconds")
 
 
 def _pool_problem(args: argparse.Namespace) -> str | None:
@@ -119,6 +129,35 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--ws-ping-timeout", type=float, default=20.0, help="seconds a socket has to answer a ping")
 
 
+def _webhook_options(parser: argparse.ArgumentParser) -> None:
+    hooks = parser.add_argument_group("webhooks (docs/webhooks.md)")
+    hooks.add_argument(
+        "--webhook-allow-private", action="store_true",
+        help="let webhooks (and Wiro's callbackUrl) reach loopback, private, link-local and metadata addresses "
+        "(for tests and internal networks; default: public addresses only)",
+    )
+    hooks.add_argument(
+        "--webhook-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        help="seconds one delivery attempt may take until the receiver's status arrives (default: 10)",
+    )
+    hooks.add_argument(
+        "--webhook-first-retry", type=_seconds, default=5.0, metavar="SECONDS",
+        help="seconds before the first retry of a failed delivery; each next waits about twice as long (default: 5)",
+    )
+    hooks.add_argument(
+        "--webhook-max-retry-delay", type=_seconds, default=3600.0, metavar="SECONDS",
+        help="the longest wait between two attempts of a delivery (default: 3600)",
+    )
+    hooks.add_argument(
+        "--webhook-retry-for", type=_seconds, default=24 * 3600.0, metavar="SECONDS",
+        help="how long after its event a delivery is still retried before it is given up (default: 86400)",
+    )
+    hooks.add_argument(
+        "--webhook-per-host", type=_positive(int), default=4, metavar="N",
+        help="deliveries in flight at once to one receiver (host:port), per front-end (default: 4)",
+    )
+
+
 def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = commands.add_parser("serve", help="run the API with an in-process worker (the default setup)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
@@ -144,11 +183,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
         help="seconds a provider's synchronous endpoint waits for its task before cancelling it "
         f"(default: ${COMPAT_WAIT_ENV}, else 900)",
     )
-    serve.add_argument(
-        "--webhook-allow-private", action="store_true",
-        help="let webhooks (Wiro's callbackUrl) reach loopback, private, link-local and metadata addresses "
-        "(for tests and internal networks; default: public addresses only)",
-    )
+    _webhook_options(serve)
     serve.add_argument("--max-pixels", type=int, default=2048 * 2048)
     serve.add_argument("--max-steps", type=int, default=100)
     serve.add_argument(
@@ -215,6 +250,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         send_timeout=args.send_timeout,
         compat_wait=args.compat_wait,
         webhook_allow_private=args.webhook_allow_private,
+        webhook_timeout=args.webhook_timeout,
+        webhook_first_retry=args.webhook_first_retry,
+        webhook_max_retry_delay=args.webhook_max_retry_delay,
+        webhook_retry_for=args.webhook_retry_for,
+        webhook_per_host=args.webhook_per_host,
         cors_origins=tuple(origin.rstrip("/") for origin in args.cors_origin),
         limits=Limits(
             max_pixels=args.max_pixels, max_steps=args.max_steps,

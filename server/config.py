@@ -50,8 +50,13 @@ class Settings:
     subscriber_queue: int = 1024
     send_timeout: float = 10.0
     compat_wait: float = 900.0  # seconds a provider's synchronous endpoint waits for its task
-    # True: webhooks (Wiro's callbackUrl) may go to loopback, private and other inward addresses
+    # webhooks (docs/webhooks.md). True: they may go to loopback, private and other inward addresses
     webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0  # seconds one attempt may take, from connecting to the answer's status
+    webhook_first_retry: float = 5.0  # seconds before the first retry; each next waits about twice as long
+    webhook_max_retry_delay: float = 3600.0  # the longest wait between two attempts
+    webhook_retry_for: float = 24 * 3600.0  # seconds after its event a delivery is still retried
+    webhook_per_host: int = 4  # deliveries in flight to one receiver (host:port) per front-end
     # hostile clients (docs/security.md, "Limits and hostile input"); a rate or timeout of 0 is off
     max_body_bytes: int = 1024 * 1024
     min_body_rate: float = 1024.0  # bytes/s a body must average, after header_timeout seconds

@@ -1,7 +1,9 @@
-"""`latentcast keys create|list|revoke`, and what `serve` may expose without keys.
+"""`latentcast keys create|list|revoke|rotate-webhook-secret|server-webhook-secret`, and what
+`serve` may expose without keys.
 
 The commands work on the store the server uses (the SQLite database in --data-dir, or Redis with
---broker), so they run while the server runs: it sees a new or revoked key within a second.
+--broker), so they run while the server runs: it sees a new or revoked key, or a rotated webhook
+secret, within a second.
 
 Part of the command line (server/cli.py): it loads with the standard library and orjson only, and
 opens the backend when a command runs.
@@ -54,7 +56,9 @@ def _without_password(url: str) -> str:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    keys = commands.add_parser("keys", help="API keys: create, list, revoke (docs/security.md)")
+    keys = commands.add_parser(
+        "keys", help="API keys and webhook secrets: create, list, revoke, rotate (docs/security.md)"
+    )
     actions = keys.add_subparsers(dest="action", required=True)
 
     create = actions.add_parser("create", help="make a key; prints it and its secret once")
@@ -73,7 +77,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     revoke.add_argument("key_id", help="the key's id, as `keys list` shows it (key_...)")
     revoke.set_defaults(run=_run, action_run=_revoke, needs_server=True)
 
-    for action in (create, listing, revoke):
+    rotate = actions.add_parser(
+        "rotate-webhook-secret",
+        help="give a key (or, with --server, the server) a new webhook secret; prints it once",
+        description="The old secret still signs every webhook beside the new one for --grace seconds, so that "
+        "receivers can be told the new one meanwhile.",
+    )
+    owner = rotate.add_mutually_exclusive_group(required=True)
+    owner.add_argument("key_id", nargs="?", help="the key's id, as `keys list` shows it (key_...)")
+    owner.add_argument("--server", action="store_true", help="the server's secret (tasks made without a key)")
+    rotate.add_argument(
+        "--grace", type=_seconds, default=None, metavar="SECONDS",
+        help="how long the old secret still signs (default: 86400)",
+    )
+    rotate.set_defaults(run=_run, action_run=_rotate_webhook_secret, needs_server=True)
+
+    server = actions.add_parser(
+        "server-webhook-secret",
+        help="print the secret that signs the webhooks of tasks made without a key (made on first use)",
+    )
+    server.set_defaults(run=_run, action_run=_server_webhook_secret, needs_server=True)
+
+    for action in (create, listing, revoke, rotate, server):
         where = action.add_argument_group("where the server keeps its keys")
         where.add_argument(
             "--data-dir", type=Path, default=None, help="the server's --data-dir (default: ~/.latentcast)"
@@ -86,6 +111,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
     return value
 
 
@@ -108,18 +140,58 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _create(store: KeyStore, args: argparse.Namespace) -> int:
     from latentcast.server.security.keys import new_key
+    from latentcast.server.security.webhook_secrets import WebhookSecrets, new_secret
 
     made = new_key(args.name, admin=args.admin, rate_per_minute=args.rate_per_minute, max_in_flight=args.max_in_flight)
     await store.add(made.record)
     key = made.record
+    signing = await store.put_webhook_secrets(key.id, WebhookSecrets(new_secret()), replace=True)
     if args.json:
-        shown = {"id": key.id, "name": key.name, "key": made.key, "secret": made.secret, "admin": key.admin}
+        shown = {
+            "id": key.id, "name": key.name, "key": made.key, "secret": made.secret,
+            "webhook_secret": signing.current, "admin": key.admin,
+        }
         print(orjson.dumps(shown).decode())
         return 0
     print(f"Created {key.id} ({_describe(key)})")
-    print(f"  API key: {made.key}")
-    print(f"  Secret:  {made.secret}   (only for Wiro's x-signature)")
-    print("Shown once: the server keeps a hash of the key, and the secret sealed with the key.")
+    print(f"  API key:        {made.key}")
+    print(f"  Secret:         {made.secret}   (only for Wiro's x-signature)")
+    print(f"  Webhook secret: {signing.current}   (verifies the webhooks of this key's tasks)")
+    print("Shown once: the server keeps a hash of the key, the secret sealed with the key, and the webhook secret")
+    print("as it is, to sign with (docs/security.md).")
+    return 0
+
+
+async def _rotate_webhook_secret(store: KeyStore, args: argparse.Namespace) -> int:
+    from latentcast.server.security.webhook_secrets import (
+        DEFAULT_GRACE_SECONDS,
+        SERVER,
+        WebhookSecrets,
+        new_secret,
+        server_secrets,
+    )
+
+    grace = DEFAULT_GRACE_SECONDS if args.grace is None else args.grace
+    if args.server:
+        owner, old = SERVER, await server_secrets(store)
+    else:
+        if not any(key.id == args.key_id for key in await store.all()):
+            print(f"latentcast keys rotate-webhook-secret: no key {args.key_id!r} (see `latentcast keys list`)",
+                  file=sys.stderr)
+            return 1
+        owner, old = args.key_id, await store.webhook_secrets(args.key_id)
+    rotated = old.rotated(grace, time.time()) if old is not None else WebhookSecrets(new_secret())
+    await store.put_webhook_secrets(owner, rotated, replace=True)
+    print(f"New webhook secret of {'the server' if args.server else args.key_id}: {rotated.current}")
+    if rotated.previous is not None:
+        print(f"The old one signs every webhook beside it for {grace:g} more seconds; tell your receivers the new one.")
+    return 0
+
+
+async def _server_webhook_secret(store: KeyStore, args: argparse.Namespace) -> int:
+    from latentcast.server.security.webhook_secrets import server_secrets
+
+    print((await server_secrets(store)).current)
     return 0
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import RedisServer, ServerProcess
+from tests.receiver import Receiver, Reply
+from tests.support import HOOK_FLAGS, RedisServer, ServerProcess
 
 
 class _SharedServers:
@@ -79,3 +80,30 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 async def client(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         yield http
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def hooks_server(request: pytest.FixtureRequest, _shared_servers: _SharedServers) -> ServerProcess:
+    """`server` whose webhooks may reach the tests' receivers on loopback (a server without
+    `--webhook-allow-private` refuses them) and are retried within a fraction of a second."""
+    return _shared_servers.get(request.param, *HOOK_FLAGS)
+
+
+@pytest.fixture
+async def hooks_client(hooks_server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hooks_server.base_url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    """Make receivers (`Receiver`'s arguments); all closed at the end of the test."""
+    made: list[Receiver] = []
+
+    def make(script: list[Reply | int] | None = None, *, port: int = 0) -> Receiver:
+        made.append(Receiver(script, port=port))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()

@@ -4,6 +4,8 @@ here because most tests import everything they need from this one module)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -17,6 +19,42 @@ from latentcast.client.wire import ends_stream as is_terminal
 from tests.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
+# A server whose webhooks may reach receivers on loopback, retried within a fraction of a second.
+HOOK_FLAGS = (
+    "--webhook-allow-private", "--webhook-first-retry", "0.05", "--webhook-max-retry-delay", "0.5",
+    "--webhook-timeout", "3",
+)
+
+
+# Webhook URLs of each inward address class, and how a refusal names it (a regular expression):
+# a server without --webhook-allow-private refuses each, whichever door it is given at.
+INWARD_URLS = [
+    ("http://127.0.0.1:9/hook", r"127\.0\.0\.1 is a loopback address"),
+    ("http://[::1]:9/hook", r"::1 is a loopback address"),
+    ("http://10.0.0.8/hook", r"10\.0\.0\.8 is a private address"),
+    ("http://172.16.5.4/hook", r"172\.16\.5\.4 is a private address"),
+    ("http://172.31.0.9/hook", r"172\.31\.0\.9 is a private address"),
+    ("http://192.168.1.20/hook", r"192\.168\.1\.20 is a private address"),
+    ("http://169.254.10.10/hook", r"169\.254\.10\.10 is a link-local address"),
+    ("http://169.254.169.254/latest/meta-data/", r"169\.254\.169\.254 is a cloud metadata address"),
+    ("http://[fd00:ec2::254]/latest", r"fd00:ec2::254 is a cloud metadata address"),
+    ("http://[fc00::5]/hook", r"fc00::5 is a unique-local address"),
+    ("http://[fdab:cdef::1]/hook", r"fdab:cdef::1 is a unique-local address"),
+    ("http://localhost:9/hook", r"localhost resolves to (127\.0\.0\.1|::1), which is a loopback address"),
+]
+
+
+def server_webhook_secret(server: ServerProcess) -> str:
+    """The secret that signs the webhooks of `server`'s tasks made without a key, as its operator
+    reads it (`latentcast keys server-webhook-secret`, pointed at the server's store)."""
+    where = ["--data-dir", str(server.data_dir)]
+    if "--broker" in server.args:
+        where += ["--broker", server.args[server.args.index("--broker") + 1]]
+    shown = subprocess.run(
+        [sys.executable, "-m", "latentcast", "keys", "server-webhook-secret", *where],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    return shown.stdout.strip()
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 120) -> float:

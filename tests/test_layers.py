@@ -29,6 +29,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
     {"server.backends": ("latentcast.server.backends",), "server.engine": ("latentcast.server.engine",)},
     {"server.training": ("latentcast.server.training",)},
     {"server.observability": ("latentcast.server.observability",)},
+    {"server.deliveries": ("latentcast.server.deliveries",)},
     {"server.api": ("latentcast.server.api",)},
     {"server.compat": ("latentcast.server.compat",)},
     {

@@ -6,7 +6,6 @@ import dataclasses
 
 from starlette.requests import HTTPConnection
 
-from latentcast.server.api.background import BackgroundJobs
 from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
 from latentcast.server.engine.fleet import DeviceWorker
@@ -24,7 +23,6 @@ class Context:
     workers: list[DeviceWorker]
     keys: KeyRing
     throttle: Throttle
-    background: BackgroundJobs = dataclasses.field(default_factory=BackgroundJobs)
 
     @property
     def files(self) -> FileStore:

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from latentcast.server.api import files, meta, metrics, sse, tasks
+from latentcast.server.api import deliveries, files, meta, metrics, sse, tasks
 from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply
 from latentcast.server.protocol.events import EventType, TaskStatus
-from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.params import TaskParams, TaskRequest
 
 
 class Answer(BaseModel):
@@ -78,6 +78,7 @@ class TaskUrls(Answer):
     self: str
     cancel: str
     events: str = Field(description="the task's Server-Sent Events")
+    deliveries: str = Field(description="the task's webhook deliveries")
     socket: str = Field(description="the WebSocket that streams every task")
     page: str = Field(description="the browser page that follows (or replays) the task; carries its token")
 
@@ -87,7 +88,9 @@ class TaskDetail(Answer):
     status: TaskStatus
     model: str = Field(description="the served model's own name")
     seed: int = Field(description="the seed used, also when it was random")
-    params: TaskParams = Field(description="the request, with every default filled in")
+    params: TaskParams = Field(
+        description="the task's parameters, with every default filled in (its webhook is not one)"
+    )
     created_at: float = Field(description="Unix seconds")
     times: dict[str, float] = Field(description="Unix seconds of each lifecycle event that happened, by type")
     attempt: int = Field(description="how many times a worker took it (more after a restart)")
@@ -106,6 +109,30 @@ class CreatedTask(TaskDetail):
 class TaskPage(Answer):
     data: list[TaskDetail] = Field(description="newest first")
     next_cursor: str | None = Field(description="`cursor` for the next page; null on the last")
+
+
+class Delivery(Answer):
+    """One webhook delivery: one event of one task, to the task's webhook (docs/webhooks.md)."""
+
+    id: str = Field(description="the `webhook-id` header of every attempt of it")
+    task_id: str
+    seq: int = Field(description="the seq of the event it delivers")
+    event: EventType
+    state: Literal["pending", "delivered", "failed"] = Field(description="failed: given up")
+    attempts: int
+    last_status_code: int | None = Field(description="the receiver's HTTP status at the last attempt")
+    last_error: str | None = Field(description="what went wrong at the last attempt (no answer, a redirect, ...)")
+    next_attempt_at: float | None = Field(
+        description="Unix seconds when it is tried next, while pending (null while an earlier delivery of its "
+        "task waits)"
+    )
+    delivered_at: float | None
+    failed_at: float | None = Field(description="when it was given up")
+    created_at: float = Field(description="the time of its event")
+
+
+class DeliveryList(Answer):
+    data: list[Delivery]
 
 
 class ServedModel(Answer):
@@ -164,7 +191,7 @@ NOT_FOUND = refused("No such task, or another key's task.")
 FORBIDDEN = refused("The token is not this task's.")
 INVALID = refused("A field breaks a rule: each is named in `fields` with its rule.")
 TASK_ID = Param("task_id", "path", "the task's id")
-_TASKS, _EVENTS, _FILES, _SERVICE = "Tasks", "Events", "Files", "Models, workers, health"
+_TASKS, _EVENTS, _WEBHOOKS, _FILES, _SERVICE = "Tasks", "Events", "Webhooks", "Files", "Models, workers, health"
 
 
 def _bytes(media_type: str) -> dict[str, str]:
@@ -177,8 +204,9 @@ operations: dict[Callable[..., Any], Operation] = {
     tasks.create_task: Operation(
         summary="Create a task",
         tag=_TASKS,
-        description="Queue a text-to-image task; follow it with `urls.events`, `urls.socket` or `urls.page`.",
-        body=TaskParams,
+        description="Queue a text-to-image task; follow it with `urls.events`, `urls.socket` or `urls.page`, or "
+        "have its events POSTed to `webhook`.",
+        body=TaskRequest,
         examples={
             "A prompt, with every other field the server's default (1024x1024, 28 steps, PNG)": {
                 "prompt": "a lighthouse at dusk",
@@ -193,6 +221,10 @@ operations: dict[Callable[..., Any], Operation] = {
                 "seed": 42,
                 "output_format": "jpeg",
                 "preview_every": 2,
+            },
+            "Told by a webhook when it ends": {
+                "prompt": "a lighthouse at dusk",
+                "webhook": "https://example.com/hooks/latentcast",
             },
         },
         replies={
@@ -285,6 +317,27 @@ operations: dict[Callable[..., Any], Operation] = {
             422: INVALID,
         },
         security=KEY_OR_TOKEN,
+    ),
+    deliveries.task_deliveries: Operation(
+        summary="A task's webhook deliveries",
+        tag=_WEBHOOKS,
+        description="Each event delivered (or being delivered) to the task's webhook, in seq order.",
+        params=(TASK_ID,),
+        replies={200: Reply("The deliveries.", DeliveryList), 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND},
+        security=KEY_OR_TOKEN,
+    ),
+    deliveries.recent_deliveries: Operation(
+        summary="The newest webhook deliveries",
+        tag=_WEBHOOKS,
+        description="Every task's (a key that is not an admin: its own tasks'), newest first.",
+        params=(
+            Param(
+                "limit", "query", "at most this many",
+                {"type": "integer", "minimum": 1, "maximum": deliveries.MAX_LIMIT, "default": 50},
+            ),
+        ),
+        replies={200: Reply("The deliveries.", DeliveryList), 401: UNAUTHORIZED, 422: INVALID},
+        security=KEY,
     ),
     files.get_file: Operation(
         summary="An output image",

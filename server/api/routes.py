@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from latentcast.server.api import files, meta, metrics, sse, tasks, websocket
+from latentcast.server.api import deliveries, files, meta, metrics, sse, tasks, websocket
 
 routes: list[BaseRoute] = [
     Route("/v1/tasks", tasks.create_task, methods=["POST"]),
@@ -14,6 +14,8 @@ routes: list[BaseRoute] = [
     Route("/v1/tasks/{task_id}", tasks.delete_task, methods=["DELETE"]),
     Route("/v1/tasks/{task_id}/cancel", tasks.cancel_task, methods=["POST"]),
     Route("/v1/tasks/{task_id}/events", sse.task_events, methods=["GET"]),
+    Route("/v1/tasks/{task_id}/deliveries", deliveries.task_deliveries, methods=["GET"]),
+    Route("/v1/deliveries", deliveries.recent_deliveries, methods=["GET"]),
     Route("/v1/files/{task_id}/{name}", files.get_file, methods=["GET"]),
     Route("/v1/models", meta.list_models, methods=["GET"]),
     Route("/v1/workers", meta.list_workers, methods=["GET"]),

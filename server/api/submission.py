@@ -1,9 +1,10 @@
 """Submitting a task, the one path every endpoint that creates one takes (native and providers').
 
-In order: the API key; the body validated into `TaskParams`; the operator's limits; a model this
-server serves; room in the queue and in the caller's in-flight allowance (429s); then
-`TaskService.submit`. Each refusal is an `APIError` naming the field and the rule, which the
-providers' endpoints re-word in their own shape (server.compat.common).
+In order: the API key; the body validated into `TaskParams` and its webhook; the operator's limits
+and where a webhook may go (server.security.webhooks); a model this server serves; room in the
+queue and in the caller's in-flight allowance (429s); then `TaskService.submit`. Each refusal is an
+`APIError` naming the field and the rule, which the providers' endpoints re-word in their own
+shape (server.compat.common).
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from latentcast.server.api.access import require_key
 from latentcast.server.api.context import Context, context
 from latentcast.server.api.errors import field_error, invalid, pydantic_fields
 from latentcast.server.errors import APIError
+from latentcast.server.security import webhooks
 from latentcast.server.tasks.catalog import UnknownModel
-from latentcast.server.tasks.params import TaskParams, check_limits
+from latentcast.server.tasks.outbox import TERMINAL_EVENTS, Format, Webhook
+from latentcast.server.tasks.params import TaskParams, TaskRequest, check_limits
 from latentcast.server.tasks.record import TaskRecord
 
 # A worker that comes alive beats within a second or two (--heartbeat).
 NO_WORKER_RETRY_SECONDS = 2
 
 
-async def submit(request: Request, body: Mapping[str, Any], *, callback_url: str | None = None) -> TaskRecord:
-    """Queue the task `body` (native fields) asks for, owned by the request's key, or refuse."""
+async def submit(request: Request, body: Mapping[str, Any], *, webhook_format: Format = "native") -> TaskRecord:
+    """Queue the task `body` (native fields) asks for, owned by the request's key, or refuse. Its
+    `webhook` gets bodies of `webhook_format` (a door's provider's shape, for its callback)."""
     ctx = context(request)
     caller = await require_key(request)
-    params = _validated(ctx, body)
+    params, webhook = await _validated(ctx, body, webhook_format)
     await _served(ctx, params.model)
     if await ctx.service.queue_length() >= ctx.settings.max_queue:
         raise APIError(
@@ -38,21 +42,27 @@ async def submit(request: Request, body: Mapping[str, Any], *, callback_url: str
             headers={"Retry-After": "5"},
         )
     with ctx.throttle.in_flight(request, caller) as track:
-        return track(await ctx.service.submit(params, owner=caller.owner, callback_url=callback_url))
+        return track(await ctx.service.submit(params, owner=caller.owner, webhook=webhook))
 
 
-def _validated(ctx: Context, body: Mapping[str, Any]) -> TaskParams:
-    """The body as `TaskParams` within this server's limits and models, or the 4xx that says why."""
+async def _validated(
+    ctx: Context, body: Mapping[str, Any], webhook_format: Format
+) -> tuple[TaskParams, Webhook | None]:
+    """The body as `TaskParams` within this server's limits and models, and its webhook, or the 4xx
+    that says why."""
     try:
-        params = TaskParams.model_validate(body)
+        asked = TaskRequest.model_validate(body)
     except ValidationError as exc:
         raise invalid(pydantic_fields(exc)) from None
+    params = asked.task_params()
     problems = check_limits(params, ctx.settings.limits)
     if params.preview_method == "taesd" and ctx.settings.taesd is None:
         problems.append(("preview_method", "taesd_weights", "preview_method taesd needs a server started with --taesd"))
+    webhook, refused = await _webhook(ctx, asked, webhook_format)
+    problems += refused
     if problems:
         raise invalid([field_error(*p) for p in problems])
-    return params
+    return params, webhook
 
 
 async def _served(ctx: Context, model: str | None) -> None:
@@ -63,6 +73,24 @@ async def _served(ctx: Context, model: str | None) -> None:
     except UnknownModel as exc:
         if not exc.served:
             raise APIError(
-                503, "no_worker", f"{exc}; retry after Retry-After seconds", headers={"Retry-After": str(NO_WORKER_RETRY_SECONDS)}
+                503, "no_worker", f"{exc}; retry after Retry-After seconds",
+                headers={"Retry-After": str(NO_WORKER_RETRY_SECONDS)},
             ) from None
         raise invalid([field_error("model", "served_model", str(exc))], status=400) from None
+
+
+async def _webhook(
+    ctx: Context, asked: TaskRequest, webhook_format: Format
+) -> tuple[Webhook | None, list[tuple[str, str, str]]]:
+    """The request's webhook, if it asks for one, or the problems with it: its URL must lead to a
+    public host (unless `--webhook-allow-private`), its events need it."""
+    if asked.webhook is None:
+        if asked.webhook_events is not None:
+            return None, [("webhook_events", "requires_webhook", "webhook_events: needs a webhook to deliver them to")]
+        return None, []
+    try:
+        await webhooks.check(asked.webhook, allow_private=ctx.settings.webhook_allow_private)
+    except webhooks.RefusedURL as refused:
+        return None, [("webhook", refused.rule, f"webhook: {refused}")]
+    events = tuple(dict.fromkeys(asked.webhook_events)) if asked.webhook_events is not None else TERMINAL_EVENTS
+    return Webhook(asked.webhook, events, webhook_format), []

@@ -24,6 +24,7 @@ def urls(request: Request, record: TaskRecord) -> dict[str, str]:
         "self": f"{base}/v1/tasks/{record.id}",
         "cancel": f"{base}/v1/tasks/{record.id}/cancel",
         "events": f"{base}/v1/tasks/{record.id}/events",
+        "deliveries": f"{base}/v1/tasks/{record.id}/deliveries",
         "socket": f"{socket}/v1/ws",
         "page": f"{base}/t/{record.id}?token={record.token}",
     }

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from latentcast.server.config import Settings
 from latentcast.server.security.keys import KeyStore
 from latentcast.server.tasks.catalog import ModelCatalog
-from latentcast.server.tasks.ports import EventBus, FileStore, JobQueue, TaskStore
+from latentcast.server.tasks.ports import EventBus, FileStore, JobQueue, Outbox, TaskStore
 from latentcast.server.tasks.service import TaskService
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class Backend:
     bus: EventBus
     files: FileStore
     keys: KeyStore
+    outbox: Outbox  # the webhook deliveries the store writes with their events
     # True when the queue outlives the process (Redis): nothing to rebuild at start.
     durable_queue: bool
     start: Callable[[], Awaitable[None]]
@@ -40,7 +41,7 @@ class Backend:
 
     def task_service(self, catalog: ModelCatalog) -> TaskService:
         """The service over this backend's store, queue and bus: the one way to them."""
-        return TaskService(self.store, self.queue, self.bus, self.files, catalog)
+        return TaskService(self.store, self.queue, self.bus, self.files, catalog, self.outbox)
 
 
 def open_backend(settings: Settings, *, follow_feed: bool = True) -> Backend:
@@ -127,6 +128,7 @@ def _local(settings: Settings) -> Backend:
         bus=LocalBus(),
         files=open_files(settings),
         keys=keys,
+        outbox=store.outbox,
         durable_queue=False,
         start=nothing,
         close=close,
@@ -173,6 +175,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
         bus=bus,
         files=files,
         keys=RedisKeyStore(client, names),  # shares the client, closed with the store
+        outbox=store.outbox,
         durable_queue=True,
         start=start,
         close=close,

@@ -1,8 +1,9 @@
-"""API keys and used nonces in Redis, shared by every front-end and by `latentcast keys`.
+"""API keys, used nonces and webhook secrets in Redis, shared by every front-end and by `latentcast keys`.
 
 Layout in `redis_names`: one string per key (its record as JSON) under the key's digest, a hash of
 id -> digest for listing and revoking by id, and one expiring string per used nonce, set with
-`SET NX EX` so two front-ends racing on the same nonce cannot both accept it.
+`SET NX EX` so two front-ends racing on the same nonce cannot both accept it; one string per owner
+of webhook secrets, first set with `SET NX`, so front-ends that make the server's at once agree.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.security.keys import ApiKey
+from latentcast.server.security.webhook_secrets import WebhookSecrets
 
 
 def _dump(key: ApiKey) -> bytes:
@@ -54,6 +56,17 @@ class RedisKeyStore:
 
     async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
         return bool(await self.redis.set(self.names.nonce(key_id, nonce), b"1", nx=True, ex=max(1, int(window))))
+
+    async def webhook_secrets(self, owner: str) -> WebhookSecrets | None:
+        raw = await self.redis.get(self.names.webhook_secret(owner))
+        return WebhookSecrets(**orjson.loads(raw)) if raw else None
+
+    async def put_webhook_secrets(self, owner: str, secrets: WebhookSecrets, *, replace: bool) -> WebhookSecrets:
+        name = self.names.webhook_secret(owner)
+        await self.redis.set(name, orjson.dumps(dataclasses.asdict(secrets)), nx=not replace)
+        kept = await self.webhook_secrets(owner)
+        assert kept is not None
+        return kept
 
     async def close(self) -> None:
         await self.redis.aclose()

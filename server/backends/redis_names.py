@@ -15,6 +15,15 @@
     {p}:worker:{name}    a live worker's heartbeat (expires when it stops beating)
     {p}:file:{id}:{name} an output file
     {p}:files:{id}       set of the task's output file keys (dropped with them if it fails or is cancelled)
+    {p}:delivery:{id}    hash: a webhook delivery (task, seq, type, url, format, owner, host,
+                         created_at, state, attempts, last_status, last_error, next_at, done_at, lease)
+    {p}:deliveries:{id}  zset of a task's delivery ids by seq (its task hash's `delivery_head` is
+                         the one pending now: the next waits for it)
+    {p}:outbox           zset of the deliveries that are their task's head, by when they are due
+                         (a claim moves one to the end of its lease)
+    {p}:outbox:pending   zset of every pending delivery by created_at (the backlog)
+    {p}:outbox:recent    zset of the newest deliveries by created_at, capped (what the dashboard lists)
+    {p}:webhook_secret:{owner}  a key's webhook signing secrets (JSON); owner `server` when keys are off
     {p}:apikey:{digest}  an API key's record (JSON), by the SHA-256 of the key
     {p}:apikeys          hash: key id -> digest, every key ever created
     {p}:nonce:{key id}:{nonce}  a Wiro nonce that key used (expires after the replay window)
@@ -88,6 +97,27 @@ class RedisNames:
 
     def files(self, task_id: str) -> str:
         return f"{self.prefix}:files:{task_id}"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}:delivery:{delivery_id}"
+
+    def deliveries(self, task_id: str) -> str:
+        return f"{self.prefix}:deliveries:{task_id}"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.prefix}:outbox"
+
+    @property
+    def outbox_pending(self) -> str:
+        return f"{self.prefix}:outbox:pending"
+
+    @property
+    def outbox_recent(self) -> str:
+        return f"{self.prefix}:outbox:recent"
+
+    def webhook_secret(self, owner: str) -> str:
+        return f"{self.prefix}:webhook_secret:{owner}"
 
     def apikey(self, digest: str) -> str:
         return f"{self.prefix}:apikey:{digest}"

@@ -3,8 +3,10 @@
 An event is appended by one Lua script that checks, atomically, that the writer still owns the
 task (the fence) and that nobody appended since it read the record (compare-and-set on
 `last_seq`), then writes the event to the task's stream and to the feed, the folded record, the
-status index and the newest preview. The record is folded in Python by `TaskRecord.apply`, the
-same code the SQLite store uses, so both backends describe a task identically.
+status index, the newest preview and the webhook delivery the event causes
+(server.backends.redis_outbox). The record is folded in Python by `TaskRecord.apply`, and the
+delivery planned by `plan_delivery`, the same code the SQLite store uses, so both backends
+describe a task identically.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import redis.asyncio as aioredis
 
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends.redis_names import RedisNames
+from latentcast.server.backends.redis_outbox import APPEND_DELIVERY, RECENT_MAX, RedisOutbox
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.outbox import NewDelivery, plan_delivery
 from latentcast.server.tasks.ports import Fence, NewEvent, Page, StaleWrite, append_each
 from latentcast.server.tasks.record import TaskRecord
 
-_APPEND = """
+_APPEND = APPEND_DELIVERY + """
 local task, events, preview, feed, old_index, new_index, token_key, files = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 if redis.call('EXISTS', task) == 0 then return 'missing' end
 local owner, attempt = ARGV[8], ARGV[9]
@@ -51,12 +55,24 @@ if ARGV[10] ~= '' then
   table.insert(entry, 'data'); table.insert(entry, ARGV[15])
 end
 redis.call('XADD', feed, 'MAXLEN', '~', ARGV[16], '*', unpack(entry))
+if ARGV[18] ~= '' then
+  add_delivery(task, KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13],
+    {ARGV[18], ARGV[11], seq, ARGV[3], ARGV[19], ARGV[20], ARGV[21], ARGV[22], ARGV[23], ARGV[24]})
+end
 local retention = tonumber(ARGV[13])
 if retention > 0 then
   for _, key in ipairs({task, events, preview, token_key}) do redis.call('EXPIRE', key, retention) end
 end
 return 'ok'
 """
+
+
+def _delivery_args(delivery: NewDelivery | None) -> list[str]:
+    """ARGV 18-24 of `_APPEND`: the delivery the event causes, or an empty id for none."""
+    if delivery is None:
+        return [""] * 7
+    d = delivery
+    return [d.id, d.url, d.format, d.owner or "", d.host, repr(d.created_at), str(RECENT_MAX)]
 
 
 def _load(fields: dict[bytes, bytes]) -> TaskRecord:
@@ -100,6 +116,7 @@ class RedisStore:
         self.event_maxlen = event_maxlen
         self.feed_maxlen = feed_maxlen
         self._append = client.register_script(_APPEND)
+        self.outbox = RedisOutbox(client, names, retention=retention)
 
     async def create(self, record: TaskRecord) -> None:
         k = self.names
@@ -169,6 +186,7 @@ class RedisStore:
             before = record.status
             event = Event(task_id, record.last_seq + 1, type_, time, message, preview)
             record.apply(event)
+            delivery = plan_delivery(record, event)  # (before the record is written: it may note it)
             result = await self._append(
                 keys=[
                     k.task(task_id),
@@ -179,6 +197,11 @@ class RedisStore:
                     k.status(str(record.status)),
                     k.token(record.token),
                     k.files(task_id),
+                    k.delivery(delivery.id if delivery else ""),
+                    k.deliveries(task_id),
+                    k.outbox,
+                    k.outbox_pending,
+                    k.outbox_recent,
                 ],
                 args=[
                     str(event.seq - 1),
@@ -198,6 +221,7 @@ class RedisStore:
                     preview.data if preview else b"",
                     str(self.feed_maxlen),
                     write_id or "",
+                    *_delivery_args(delivery),
                 ],
             )
             if result == b"ok":
@@ -247,10 +271,15 @@ class RedisStore:
         if record is None:
             return
         k = self.names
+        deliveries = [d.decode() for d in await self.redis.zrange(k.deliveries(task_id), 0, -1)]
         async with self.redis.pipeline(transaction=True) as tx:
-            tx.delete(k.task(task_id), k.events(task_id), k.preview(task_id), k.token(record.token))
+            tx.delete(k.task(task_id), k.events(task_id), k.preview(task_id), k.token(record.token), k.deliveries(task_id))
             tx.zrem(k.tasks, task_id)
             tx.zrem(k.status(str(record.status)), task_id)
+            if deliveries:
+                tx.delete(*(k.delivery(d) for d in deliveries))
+                for index in (k.outbox, k.outbox_pending, k.outbox_recent):
+                    tx.zrem(index, *deliveries)
             await tx.execute()
 
     async def expired(self, before: float, limit: int) -> list[str]:

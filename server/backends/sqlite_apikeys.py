@@ -1,4 +1,4 @@
-"""API keys and used nonces in the server's SQLite database (the same file as the tasks).
+"""API keys, used nonces and webhook secrets in the server's SQLite database (the same file as the tasks).
 
 A connection of its own: `latentcast keys` writes here while the server runs, and WAL lets the
 two processes share the file. Rows are read on every lookup, so a key created or revoked by the
@@ -17,6 +17,7 @@ import orjson
 
 from latentcast.server.backends.sqlite_disk import disk_errors
 from latentcast.server.security.keys import ApiKey
+from latentcast.server.security.webhook_secrets import WebhookSecrets
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -31,6 +32,10 @@ CREATE TABLE IF NOT EXISTS api_nonces (
     expires_at REAL NOT NULL,
     PRIMARY KEY (key_id, nonce)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_secrets (
+    owner TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
 """
 
 def _load(record: str) -> ApiKey:
@@ -90,6 +95,22 @@ class SQLiteKeyStore:
                 (key_id, nonce, now + window),
             )
             return cursor.rowcount == 1
+
+    async def webhook_secrets(self, owner: str) -> WebhookSecrets | None:
+        with disk_errors():
+            row = self._db.execute("SELECT record FROM webhook_secrets WHERE owner = ?", (owner,)).fetchone()
+        return WebhookSecrets(**orjson.loads(row[0])) if row else None
+
+    async def put_webhook_secrets(self, owner: str, secrets: WebhookSecrets, *, replace: bool) -> WebhookSecrets:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        with disk_errors():
+            self._db.execute(
+                f"{verb} INTO webhook_secrets (owner, record) VALUES (?, ?)",
+                (owner, orjson.dumps(dataclasses.asdict(secrets)).decode()),
+            )
+        kept = await self.webhook_secrets(owner)
+        assert kept is not None
+        return kept
 
     async def close(self) -> None:
         self._db.close()

@@ -27,3 +27,19 @@ def disk_errors() -> Iterator[None]:
         if isinstance(failure, _BUGS):
             raise
         raise StoreUnavailable(f"SQLite: {failure}") from failure
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write, all or nothing (`db` in autocommit mode); the disk's errors as `disk_errors` says."""
+    with disk_errors():
+        db.execute("BEGIN")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            # On a full disk SQLite has rolled back already; a second ROLLBACK would raise.
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise

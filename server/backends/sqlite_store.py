@@ -1,7 +1,8 @@
 """The embedded task store: SQLite in WAL mode, one connection owned by the event loop.
 
-Each event is one short transaction (event row + record row + newest preview), so an event a
-subscriber has seen is already on disk: after a crash (even kill -9) the log still holds it.
+Each event is one short transaction (event row + record row + newest preview + the webhook
+delivery it causes, server.backends.sqlite_outbox), so an event a subscriber has seen is already
+on disk, and so is its delivery: after a crash (even kill -9) the log still holds them.
 `synchronous=NORMAL` in WAL mode survives a process crash; only a power loss can drop the last
 commits, which is the trade every embedded queue makes for sub-millisecond writes.
 
@@ -25,8 +26,10 @@ from typing import Any
 import orjson
 
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
-from latentcast.server.backends.sqlite_disk import disk_errors
+from latentcast.server.backends import sqlite_outbox
+from latentcast.server.backends.sqlite_disk import disk_errors, transaction
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.outbox import plan_delivery
 from latentcast.server.tasks.ports import Fence, NewEvent, Page, StoreUnavailable, append_each
 from latentcast.server.tasks.record import TaskRecord
 
@@ -83,8 +86,9 @@ class SQLiteStore:
             # The cost is one checkpoint (one fsync) per 100 pages, about one per task.
             self._db.execute("PRAGMA wal_autocheckpoint=100")
             self._db.execute(f"PRAGMA journal_size_limit={1 << 20}")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + sqlite_outbox.SCHEMA)
             _add_missing_columns(self._db)
+        self.outbox = sqlite_outbox.SQLiteOutbox(self._db)
         # Records of unfinished tasks stay in memory: every event updates one, and this process
         # is the only writer, so the cache cannot go stale.
         self._active: dict[str, TaskRecord] = {}
@@ -97,19 +101,9 @@ class SQLiteStore:
     def _transaction(self, task_id: str) -> Iterator[sqlite3.Connection]:
         """One write, all or nothing. On any failure the task's cached record, which the caller
         may already have advanced, is dropped: the next read loads it as the table has it."""
-        db = self._db
         try:
-            with disk_errors():
-                db.execute("BEGIN")
-                try:
-                    yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    # On a full disk SQLite has rolled back already; a second ROLLBACK would raise.
-                    if db.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            db.execute("ROLLBACK")
-                    raise
+            with transaction(self._db) as db:
+                yield db
         except BaseException:
             self._active.pop(task_id, None)
             self._unwritten.pop(task_id, None)
@@ -174,6 +168,7 @@ class SQLiteStore:
         event = Event(task_id, record.last_seq + 1, type_, time, message, preview)
         with self._transaction(task_id) as db:
             record.apply(event)
+            delivery = plan_delivery(record, event)  # (before the record is written: it may note it)
             db.execute(
                 "INSERT INTO events (task_id, seq, type, time, message) VALUES (?, ?, ?, ?, ?)",
                 (task_id, event.seq, type_, time, orjson.dumps(message)),
@@ -188,6 +183,8 @@ class SQLiteStore:
                     "UPDATE tasks SET status = ?, record = ? WHERE id = ?",
                     (str(record.status), record.to_json(), task_id),
                 )
+            if delivery is not None:
+                sqlite_outbox.add(db, delivery)
             if preview is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO previews"
@@ -244,8 +241,8 @@ class SQLiteStore:
 
     async def delete(self, task_id: str) -> None:
         with self._transaction(task_id) as db:
-            db.execute("DELETE FROM events WHERE task_id = ?", (task_id,))
-            db.execute("DELETE FROM previews WHERE task_id = ?", (task_id,))
+            for table in ("events", "previews", "deliveries"):
+                db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
             db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
         self._active.pop(task_id, None)
 

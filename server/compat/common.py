@@ -27,6 +27,7 @@ from latentcast.server.api.errors import field_error, parse_json, pydantic_field
 from latentcast.server.api.submission import submit
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
+from latentcast.server.tasks.outbox import Format
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskService
 
@@ -122,14 +123,15 @@ def parse(model: type[M], body: Any, *, strict: bool = True, prefix: str = "") -
 
 
 async def start(
-    request: Request, params: dict[str, Any], names: Mapping[str, str], *, callback_url: str | None = None
+    request: Request, params: dict[str, Any], names: Mapping[str, str], *, webhook_format: Format = "native"
 ) -> TaskRecord:
-    """Validate `params` (native fields) against the server's rules and queue the task.
+    """Validate `params` (native fields) against the server's rules and queue the task; a provider's
+    callback URL is its `webhook`, sent in the provider's body shape (`webhook_format`).
 
     A native refusal is re-worded with the provider's field names (`names`: native -> provider).
     """
     try:
-        return await submit(request, params, callback_url=callback_url)
+        return await submit(request, params, webhook_format=webhook_format)
     except APIError as exc:
         raise _reworded(exc, names) from None
 

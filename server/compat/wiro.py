@@ -27,10 +27,9 @@ from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import parse_json
 from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
-from latentcast.server.compat.wiro_detail import deliver_when_done, detail_body
+from latentcast.server.compat.wiro_detail import detail_body
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
-from latentcast.server.security import webhooks
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskNotFound
 
@@ -39,6 +38,7 @@ NAMES = {
     "num_images": "samples",
     "num_inference_steps": "steps",
     "guidance_scale": "scale",
+    "webhook": "callbackUrl",
 }
 _CODES = {"not_found": 1, "model": 1, "conflict": 1, "queue_full": 96}
 
@@ -130,12 +130,6 @@ async def run(request: Request) -> Response:
     if not await ctx.service.catalog.serves_now(model):
         raise Refusal("model", f"slug-owner-project-not-exist: {model} is not served here")
     body = parse(RunRequest, await _fields(request), strict=False)
-    callback = body.callbackUrl.strip() or None
-    if callback is not None:
-        try:
-            await webhooks.check(callback, allow_private=ctx.settings.webhook_allow_private)
-        except webhooks.RefusedURL as refused:
-            raise invalid("callbackUrl", refused.rule, f"callbackUrl: {refused}") from None
     params = {
         "prompt": body.prompt,
         "negative_prompt": body.negativePrompt,
@@ -148,9 +142,9 @@ async def run(request: Request) -> Response:
         "height": body.height,
         "scheduler": WIRO_SCHEDULERS[body.scheduler],
     }
-    record = await start(request, params, NAMES, callback_url=callback)
-    if callback is not None:
-        deliver_when_done(ctx.background, ctx.service, record.id, callback, ctx.settings.webhook_allow_private)
+    if callback := body.callbackUrl.strip():  # its final Task/Detail, when the task ends
+        params["webhook"] = callback
+    record = await start(request, params, NAMES, webhook_format="wiro")
     return JSONResponse({"errors": [], "taskid": record.id, "socketaccesstoken": record.token, "result": True})
 
 

@@ -1,4 +1,5 @@
-"""A task as Wiro's `POST /Task/Detail` shows it (provider-docs 004), and its delivery to a `callbackUrl`.
+"""A task as Wiro's `POST /Task/Detail` shows it (provider-docs 004), which is also what its
+`callbackUrl` receives when it ends (a delivery of the durable webhook machinery, server.deliveries).
 
 The record is a projection of the native task and its event log, so it works for any task,
 whichever door it came in by. Wiro writes every number as a string and every time as Unix
@@ -9,22 +10,18 @@ and the error in `debugerror`; a cancelled or killed one with `task_cancel`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import time
 import uuid
 from typing import Any
 
-from latentcast.client.wire import WIRO_SCHEDULERS
-from latentcast.server.api.background import BackgroundJobs
-from latentcast.server.compat.common import wait_ended
-from latentcast.server.protocol.events import EventType, TaskStatus
-from latentcast.server.security import webhooks
-from latentcast.server.tasks.record import TaskRecord
-from latentcast.server.tasks.service import TaskService
+import orjson
 
-log = logging.getLogger("latentcast.compat.wiro")
+from latentcast.client.wire import WIRO_SCHEDULERS
+from latentcast.server.protocol.events import EventType, TaskStatus
+from latentcast.server.tasks.outbox import Claim
+from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.service import TaskNotFound, TaskService
 
 _LIFECYCLE = frozenset(
     {
@@ -35,8 +32,6 @@ _LIFECYCLE = frozenset(
 )
 # A native scheduler's Wiro name, for tasks created with one (others show none, as Wiro's own would)
 _SCHEDULER_NAMES = {native: wiro for wiro, native in WIRO_SCHEDULERS.items()}
-# seconds to wait before each delivery attempt to a callbackUrl: five attempts in about half a minute
-CALLBACK_DELAYS = (0.0, 1.0, 3.0, 9.0, 20.0)
 
 
 def task_uuid(task_id: str) -> str:
@@ -61,6 +56,13 @@ def _elapsed(record: TaskRecord) -> float:
     if stopped is None:
         stopped = times.get(EventType.ERROR, began) if record.status.is_final else time.time()
     return max(0.0, stopped - began)
+
+
+def _callback_url(record: TaskRecord) -> str:
+    """The task's `callbackUrl`: a Wiro webhook's URL. A native webhook's is not shown (its URL may
+    hold its receiver's secret, and Task/Detail opens to the task's token)."""
+    hook = record.webhook
+    return hook.url if hook is not None and hook.format == "wiro" else ""
 
 
 def parameters(record: TaskRecord) -> dict[str, str]:
@@ -134,7 +136,7 @@ async def task_detail(service: TaskService, record: TaskRecord) -> dict[str, Any
         "runtype": "model",
         "modelfolderid": "",
         "modelfileid": "",
-        "callbackurl": record.callback_url or "",
+        "callbackurl": _callback_url(record),
         "marketplaceid": None,
         "createtime": _seconds(record.created_at),
         "canceltime": at(EventType.CANCEL),
@@ -156,32 +158,11 @@ async def detail_body(service: TaskService, record: TaskRecord) -> dict[str, Any
     return {"total": "1", "errors": [], "tasklist": [await task_detail(service, record)], "result": True}
 
 
-def deliver_when_done(
-    background: BackgroundJobs, service: TaskService, task_id: str, url: str, allow_private: bool
-) -> None:
-    """POST the task's final detail to `url` once it ends, retrying on failure, as one of the app's
-    background jobs (a server that stops cancels the deliveries still waiting). Unless
-    `allow_private`, a `url` that now leads to an inward address is not sent to (server.security.webhooks)."""
-    background.start(deliver_callback(service, task_id, url, allow_private), name=f"callback-{task_id}")
-
-
-async def deliver_callback(service: TaskService, task_id: str, url: str, allow_private: bool) -> None:
-    """Wait for the task to end, then POST its final detail to `url`, up to len(CALLBACK_DELAYS) times."""
-    await wait_ended(service, task_id)
-    body = await detail_body(service, await service.get(task_id))
-    async with webhooks.client(allow_private=allow_private, timeout=10) as client:
-        for attempt, delay in enumerate(CALLBACK_DELAYS, start=1):
-            await asyncio.sleep(delay)
-            try:
-                answer = await client.post(url, json=body)
-            except webhooks.RefusedURL as refused:
-                log.warning("task %s: callback not sent to %s: %s", task_id, url, refused)
-                return
-            except Exception as exc:  # whatever one attempt meets is that attempt's failure, never the job's
-                log.warning("task %s: callback attempt %d failed: %s: %s", task_id, attempt, type(exc).__name__, exc)
-                continue
-            if answer.is_success:
-                log.info("task %s: callback delivered (attempt %d)", task_id, attempt)
-                return
-            log.warning("task %s: callback attempt %d got HTTP %d", task_id, attempt, answer.status_code)
-    log.error("task %s: gave up delivering its callback after %d attempts", task_id, len(CALLBACK_DELAYS))
+async def callback_body(service: TaskService, claim: Claim) -> bytes | None:
+    """What a `callbackUrl` receives when its task ends (the delivery of its terminal event): the
+    task's final Task/Detail answer. None once the task is gone."""
+    try:
+        record = await service.get(claim.task_id)
+    except TaskNotFound:
+        return None
+    return orjson.dumps(await detail_body(service, record))

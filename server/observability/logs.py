@@ -103,6 +103,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs each request with its whole URL, and a webhook's URL may hold its receiver's
+    # secret: the webhook sender logs each attempt itself, naming the host only.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     global _progress
     _progress = bar
     return bar

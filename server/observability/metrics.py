@@ -27,6 +27,9 @@ The names (all `latentcast_`):
 | worker_ready / worker_busy | gauge | worker | a live worker has its model loaded / is running a task |
 | worker_events_total | counter | worker | events of the tasks a worker ran (each step is one) |
 | worker_last_event_timestamp_seconds | gauge | worker | Unix time of the newest such event: stalls when a device hangs |
+| webhook_deliveries_total | counter | outcome | webhook attempts this process made: delivered, retried, given_up |
+| webhook_pending | gauge | | webhook deliveries not yet delivered nor given up, everywhere (refreshed at each scrape) |
+| webhook_oldest_pending_seconds | gauge | | age of the oldest of them, 0 when there is none (at each scrape) |
 """
 
 from __future__ import annotations
@@ -104,12 +107,25 @@ worker_last_event = Gauge(
     "latentcast_worker_last_event_timestamp_seconds", "Unix time of the newest event of a worker's task.", ["worker"],
     registry=REGISTRY,
 )
+webhook_deliveries = Counter(
+    "latentcast_webhook_deliveries", "Webhook attempts, by outcome: delivered, retried, given_up.", ["outcome"],
+    registry=REGISTRY,
+)
+webhook_pending = Gauge(
+    "latentcast_webhook_pending", "Webhook deliveries not yet delivered nor given up.", registry=REGISTRY
+)
+webhook_oldest_pending = Gauge(
+    "latentcast_webhook_oldest_pending_seconds", "Age of the oldest pending webhook delivery (0: none).",
+    registry=REGISTRY,
+)
 
 # Children bound once: the transports' hot paths then cost one locked add, no label lookup.
 for _status in UNFINISHED_STATUSES:
     tasks.labels(_status)
 for _status in FINAL_STATUSES:
     tasks_finished.labels(_status)
+for _outcome in ("delivered", "retried", "given_up"):
+    webhook_deliveries.labels(_outcome)
 for _method in (method for method in PREVIEW_METHODS if method != "none"):
     preview_duration.labels(_method)
 WS_SUBSCRIBERS = subscribers.labels("websocket")

@@ -189,11 +189,20 @@ class TaskObserver:
 
 
 async def refresh(service: TaskService, backend: Backend) -> None:
-    """Gauges read from their source at scrape time: the queue's length and the live workers."""
+    """Gauges read from their source at scrape time: the queue's length, the webhook backlog and
+    the live workers."""
     try:
         metrics.queue_length.set(await service.queue_length())
     except Exception:  # a broker that is briefly unreachable: keep the last known value
         log.debug("metrics: queue length unavailable", exc_info=True)
+    try:
+        backlog = await service.delivery_backlog()
+    except Exception:
+        log.debug("metrics: webhook backlog unavailable", exc_info=True)
+    else:
+        metrics.webhook_pending.set(backlog.pending)
+        oldest = backlog.oldest_created_at
+        metrics.webhook_oldest_pending.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
     try:
         beats = await backend.live_workers()
     except Exception:

@@ -20,7 +20,10 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from latentcast.server.security.webhook_secrets import WebhookSecrets
 
 KEY_PREFIX = "lc_"
 SECRET_PREFIX = "lcs_"
@@ -72,6 +75,14 @@ class KeyStore(Protocol):
 
     async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
         """Record the nonce for `window` seconds; False when the key already used it within that time."""
+        ...
+
+    async def webhook_secrets(self, owner: str) -> WebhookSecrets | None:
+        """The secrets that sign the webhooks of `owner`'s tasks (a key id, or `webhook_secrets.SERVER`)."""
+        ...
+
+    async def put_webhook_secrets(self, owner: str, secrets: WebhookSecrets, *, replace: bool) -> WebhookSecrets:
+        """Keep `secrets` for `owner` (unless it has some already and not `replace`); what is kept now."""
         ...
 
     async def close(self) -> None: ...

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 import httpcore
 import httpx
@@ -148,6 +148,22 @@ class _PublicOnly(httpcore.AnyIOBackend):
         return await super().connect_tcp(str(addresses[-1]), port, timeout, local_address, socket_options)
 
 
+class _Body(httpx.AsyncByteStream):
+    """An answer's body as it arrives, so that a caller may read as little of it as it wants."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)  # httpcore's: hands the connection back, or closes it
+        if close is not None:
+            await close()
+
+
 class _Transport(httpx.AsyncBaseTransport):
     """httpx over an httpcore pool with its own network backend (httpx's transport takes none)."""
 
@@ -158,10 +174,14 @@ class _Transport(httpx.AsyncBaseTransport):
         url = httpcore.URL(
             scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port, target=request.url.raw_path
         )
-        answer = await self._pool.request(
-            request.method, url, headers=request.headers.raw, content=await request.aread(), extensions=request.extensions
+        answer = await self._pool.handle_async_request(
+            httpcore.Request(
+                request.method, url, headers=request.headers.raw, content=await request.aread(),
+                extensions=request.extensions,
+            )
         )
-        return httpx.Response(answer.status, headers=answer.headers, content=answer.content)
+        assert isinstance(answer.stream, AsyncIterable)
+        return httpx.Response(answer.status, headers=answer.headers, stream=_Body(answer.stream))
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -170,6 +190,8 @@ class _Transport(httpx.AsyncBaseTransport):
 def client(*, allow_private: bool, timeout: float) -> httpx.AsyncClient:
     """An HTTP client for webhooks: no redirects, no proxy from the environment, and (unless
     `allow_private`) a `RefusedURL` instead of any connection to an inward address. A failed
-    request raises httpcore's errors (or `httpx.InvalidURL`), not httpx's `HTTPError`s."""
+    request raises httpcore's errors (or `httpx.InvalidURL`), not httpx's `HTTPError`s. With
+    `stream`, an answer's body is read only as far as the caller reads it: a receiver that sends
+    its status and then a body that never ends holds nobody up."""
     network = None if allow_private else _PublicOnly()
     return httpx.AsyncClient(transport=_Transport(network), timeout=timeout, follow_redirects=False)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from latentcast.client.wire import DEFAULT_SCHEDULER, PreviewFormat, PreviewMethod, SchedulerName
+from latentcast.client.wire import DEFAULT_SCHEDULER, EventType, PreviewFormat, PreviewMethod, SchedulerName
 
 MAX_SEED = 2**63 - 1
 # C0 control characters other than tab, newline and carriage return: no prompt needs them, and NUL
@@ -72,6 +72,23 @@ class TaskParams(BaseModel):
                 {"code": f"U+{ord(found.group()):04X}"},
             )
         return text
+
+
+class TaskRequest(TaskParams):
+    """The whole body of `POST /v1/tasks`: the task's parameters, and where its events go. Only the
+    parameters are the task's `params`; the webhook is kept beside them (server.tasks.outbox)."""
+
+    webhook: str | None = Field(
+        default=None, description="an http(s) URL of a public host: the task's events are POSTed there, signed "
+        "(docs/webhooks.md)",
+    )
+    webhook_events: list[EventType] | None = Field(
+        default=None, min_length=1, description="which events the webhook gets (a `task_error` only when it ends "
+        "the task; `task_progress` at most once a second, and the last step); default: the one that ends the task",
+    )
+
+    def task_params(self) -> TaskParams:
+        return TaskParams.model_validate(self.model_dump(exclude={"webhook", "webhook_events"}))
 
 
 def check_limits(params: TaskParams, limits: Limits) -> list[tuple[str, str, str]]:

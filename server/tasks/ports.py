@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.tasks.outbox import Backlog, Claim, Delivery, Outcome
 from latentcast.server.tasks.record import TaskRecord
 
 Listener = Callable[[Event], None]
@@ -156,6 +157,34 @@ async def append_each(store: TaskStore, task_id: str, events: Sequence[NewEvent]
         await store.append(task_id, e.type, e.message, time=e.time, preview=e.preview, fence=fence, write_id=e.write_id)
         for e in events
     ]
+
+
+class Outbox(Protocol):
+    """The webhook deliveries a `TaskStore` writes with their events (server.tasks.outbox), for
+    the senders of every API process to claim, send and settle."""
+
+    async def claim(
+        self, *, now: float, limit: int, lease_until: float, per_host: int, busy: dict[str, int]
+    ) -> list[Claim]:
+        """Up to `limit` deliveries due by `now`, each its task's head, claimed until `lease_until`:
+        no other claim gets them before then unless they are settled. A host with `per_host`
+        deliveries in flight (`busy` counts this sender's) gets no more."""
+        ...
+
+    async def settle(self, claim: Claim, outcome: Outcome) -> bool:
+        """Record the attempt's outcome; a delivery that ends makes its task's next one due at once.
+        False (and nothing recorded) when the claim lapsed and another sender holds it now."""
+        ...
+
+    async def of_task(self, task_id: str) -> list[Delivery]:
+        """The task's deliveries, in seq order."""
+        ...
+
+    async def recent(self, *, limit: int, owner: str | None) -> list[Delivery]:
+        """The newest deliveries of all tasks (only `owner`'s, unless None), newest first."""
+        ...
+
+    async def backlog(self) -> Backlog: ...
 
 
 class JobQueue(Protocol):

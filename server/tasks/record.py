@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
+from latentcast.server.tasks.outbox import Webhook
 from latentcast.server.tasks.params import TaskParams
 
 # Events that are log lines or progress, not lifecycle milestones: their times are not kept.
@@ -36,7 +37,8 @@ class TaskRecord:
     outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     error: dict[str, Any] | None = None
     cancel_requested: bool = False
-    callback_url: str | None = None
+    webhook: Webhook | None = None
+    webhook_progress_at: float = 0.0  # the time of the last task_progress given to the webhook
 
     def to_json(self) -> bytes:
         """How every store keeps a record; orjson serializes a dataclass natively, about nine
@@ -49,6 +51,11 @@ class TaskRecord:
         fields = orjson.loads(blob)
         fields["status"] = TaskStatus(fields["status"])
         fields["params"] = TaskParams.model_validate(fields["params"])  # (faster than model_construct)
+        if fields.get("webhook") is not None:
+            fields["webhook"] = Webhook.from_fields(fields["webhook"])
+        # Records of earlier versions name a Wiro callback `callback_url`.
+        if (callback := fields.pop("callback_url", None)) is not None:
+            fields["webhook"] = Webhook(callback, format="wiro")
         return cls(**{**fields, **overrides})
 
     def apply(self, event: Event) -> None:

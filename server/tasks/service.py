@@ -21,9 +21,10 @@ from latentcast.server.protocol.events import Event, EventType, Preview, TaskSta
 from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.feed import Deliver, TaskFeed
 from latentcast.server.tasks.outage import Backoff, until_reachable
+from latentcast.server.tasks.outbox import Backlog, Delivery, Webhook
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import (
-    EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Page, TaskStore,
+    EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Outbox, Page, TaskStore,
 )
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.shared_pages import SharedPages
@@ -69,9 +70,11 @@ def new_token() -> str:
 
 class TaskService:
     def __init__(
-        self, store: TaskStore, queue: JobQueue, bus: EventBus, files: FileStore, catalog: ModelCatalog
+        self, store: TaskStore, queue: JobQueue, bus: EventBus, files: FileStore, catalog: ModelCatalog,
+        outbox: Outbox | None = None,
     ) -> None:
         self._store = store
+        self._outbox = outbox  # the webhook deliveries the store writes (none in a worker process)
         self._pages = SharedPages(store)  # what many subscribers ask for at once is read once
         self._queue = queue
         self._bus = bus
@@ -82,7 +85,7 @@ class TaskService:
     # -- creating and reading -------------------------------------------------------------
 
     async def submit(
-        self, params: TaskParams, *, owner: str | None = None, callback_url: str | None = None
+        self, params: TaskParams, *, owner: str | None = None, webhook: Webhook | None = None
     ) -> TaskRecord:
         """Record a new task and queue it. `params` must already be valid (the model resolvable).
         Refused with `StoreUnavailable` (503), before anything is written, while the store could
@@ -98,7 +101,7 @@ class TaskService:
             seed=seed,
             created_at=time.time(),
             owner=owner,
-            callback_url=callback_url,
+            webhook=webhook,
         )
         await self._store.create(record)
         await self._enqueue(record)
@@ -122,9 +125,27 @@ class TaskService:
             raise TaskNotFound("no task has this token")  # (not the token: it is a secret)
         return record
 
-    async def events(self, task_id: str, since: int = 0) -> list[Event]:
-        """The task's recorded events after `since`, in order (only the newest preview keeps its image)."""
-        return await self._store.events(task_id, since)
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+        """The task's recorded events after `since` (the first `limit`), in order (only the newest
+        preview keeps its image)."""
+        return await self._store.events(task_id, since, limit=limit)
+
+    async def deliveries(self, task_id: str) -> list[Delivery]:
+        """The task's webhook deliveries, in seq order."""
+        return await self._deliveries().of_task(task_id)
+
+    async def recent_deliveries(self, *, limit: int, owner: str | None = None) -> list[Delivery]:
+        """The newest webhook deliveries of every task (of `owner`'s tasks only, when given)."""
+        return await self._deliveries().recent(limit=limit, owner=owner)
+
+    async def delivery_backlog(self) -> Backlog:
+        """How many deliveries wait, everywhere, and since when."""
+        return await self._deliveries().backlog()
+
+    def _deliveries(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("this process keeps no webhook deliveries")
+        return self._outbox
 
     async def unfinished(self) -> list[TaskRecord]:
         return await self._store.unfinished()

@@ -1,4 +1,5 @@
-// The HTTP side of the API (docs/protocol.md "HTTP"): create, read, list and cancel tasks.
+// The HTTP side of the API (docs/protocol.md "HTTP"): create, read, list and cancel tasks; read
+// their webhook deliveries.
 
 import { serverBase } from "./protocol.js";
 
@@ -57,6 +58,14 @@ export class Api {
     if (status) query.set("status", status);
     if (cursor) query.set("cursor", cursor);
     return this.request("GET", `/v1/tasks?${query}`);
+  }
+
+  taskDeliveries(id, token) {
+    return this.request("GET", `/v1/tasks/${encodeURIComponent(id)}/deliveries`, { token });
+  }
+
+  recentDeliveries({ limit = 20 } = {}) {
+    return this.request("GET", `/v1/deliveries?limit=${limit}`);
   }
 
   models() {

@@ -1,6 +1,7 @@
 // The live-preview page: `/` to create a task, `/t/{id}?token=` to follow or replay one.
 
 import { Api, ApiError } from "./api.js";
+import { DELIVERIES_REFRESH_MS, deliveryItem } from "./deliveries.js";
 import { $, h } from "./dom.js";
 import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
@@ -35,6 +36,8 @@ const ui = {
   timelineEmpty: $("#timeline-empty"),
   logDetails: $("#log-details"),
   log: $("#log"),
+  deliveriesBlock: $("#deliveries-block"),
+  deliveries: $("#deliveries"),
   formError: $("#form-error"),
   submit: $("#submit"),
   stage: $("#stage"),
@@ -210,7 +213,7 @@ function sharePath(id, token) {
 function openTask(id, token, { detail = null, push = false } = {}) {
   current?.subscription.close();
   const state = new TaskState(id);
-  current = { id, token, state, subscription: null, drawnFinal: false };
+  current = { id, token, state, subscription: null, drawnFinal: false, deliveries: [] };
   if (push) history.pushState({ id, token }, "", sharePath(id, token));
 
   ui.timeline.replaceChildren();
@@ -219,6 +222,8 @@ function openTask(id, token, { detail = null, push = false } = {}) {
   ui.galleryEmpty.hidden = false;
   ui.logDetails.hidden = true;
   ui.log.textContent = "";
+  ui.deliveriesBlock.hidden = true;
+  ui.deliveries.replaceChildren();
   ui.shareLink.value = new URL(sharePath(id, token), location.origin).href;
   ui.share.hidden = false;
   ui.placeholder.textContent = "Waiting for the first preview…";
@@ -234,6 +239,7 @@ function openTask(id, token, { detail = null, push = false } = {}) {
     onEvent: (event, image) => onEvent(task, event, image),
     onError: (error) => onSocketError(task, error),
   });
+  refreshDeliveries(task);
   if (!detail) {
     api.getTask(id, token).then(
       (fetched) => current === task && showDetail(fetched, { prefill: true }),
@@ -253,6 +259,28 @@ function showDetail(detail, { prefill = false } = {}) {
     ui.prompt.hidden = false;
     if (prefill) fillForm({ ...params, seed: params.seed ?? "" }); // no seed asked: random again
   }
+}
+
+/** The task's webhook deliveries, read again every few seconds while one may still change: the
+ * task runs on, or a delivery is pending. (They are no events: nothing pushes them.) */
+async function refreshDeliveries(task) {
+  if (task !== current) return;
+  try {
+    task.deliveries = (await api.taskDeliveries(task.id, task.token)).data;
+  } catch {
+    // the task's own errors show in the stage; a list that cannot be read stays as it was
+  }
+  if (task !== current) return;
+  renderDeliveries(task);
+  if (!task.state.final || task.deliveries.some((delivery) => delivery.state === "pending")) {
+    setTimeout(() => refreshDeliveries(task), DELIVERIES_REFRESH_MS);
+  }
+}
+
+function renderDeliveries(task) {
+  const now = Date.now() / 1000;
+  ui.deliveriesBlock.hidden = task.deliveries.length === 0;
+  ui.deliveries.replaceChildren(...task.deliveries.map((delivery) => deliveryItem(delivery, now)));
 }
 
 function setAspect(width, height) {
@@ -405,6 +433,8 @@ function resetStage() {
   ui.timelineEmpty.hidden = false;
   ui.gallery.replaceChildren(ui.galleryEmpty);
   ui.galleryEmpty.hidden = false;
+  ui.deliveriesBlock.hidden = true;
+  ui.deliveries.replaceChildren();
   ui.fill.style.width = "0%";
   for (const stat of [ui.step, ui.speed, ui.eta, ui.queue]) stat.textContent = "–";
   setAspect(Number(widthInput.value) || 1, Number(heightInput.value) || 1);

@@ -5,6 +5,7 @@
 // a reconnect the lists are loaded again (subscribe_all has no `since`).
 
 import { Api, ApiError } from "./api.js";
+import { DELIVERIES_REFRESH_MS, deliveryItem } from "./deliveries.js";
 import { $, ago, h, reconcile } from "./dom.js";
 import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
@@ -32,6 +33,9 @@ const ui = {
   recent: $("#recent"),
   recentEmpty: $("#recent-empty"),
   recentCount: $("#recent-count"),
+  webhooks: $("#webhooks"),
+  webhooksEmpty: $("#webhooks-empty"),
+  webhooksCount: $("#webhooks-count"),
 };
 
 const tasks = new Map(); // id -> TaskState (with .prompt)
@@ -360,6 +364,28 @@ async function cancelTask(id, button) {
   }
 }
 
+// -- webhooks ----------------------------------------------------------------------------------
+
+const WEBHOOKS_SHOWN = 20;
+
+/** The newest deliveries of every task the key sees, read again every few seconds: an attempt is
+ * no event, so nothing pushes it. */
+async function refreshWebhooks() {
+  try {
+    const { data } = await api.recentDeliveries({ limit: WEBHOOKS_SHOWN });
+    const now = Date.now() / 1000;
+    const pending = data.filter((delivery) => delivery.state === "pending").length;
+    const taskName = (delivery) => tasks.get(delivery.task_id)?.prompt || `Task ${delivery.task_id}`;
+    ui.webhooks.replaceChildren(...data.map((delivery) => deliveryItem(delivery, now, { task: taskName(delivery) })));
+    ui.webhooksEmpty.hidden = data.length > 0;
+    ui.webhooksCount.textContent = pending ? `${pending} pending` : "";
+  } catch {
+    // a key that is missing or wrong is said above the lists already
+  } finally {
+    setTimeout(refreshWebhooks, DELIVERIES_REFRESH_MS);
+  }
+}
+
 // -- start -------------------------------------------------------------------------------------
 
 ui.keyForm.addEventListener("submit", (event) => {
@@ -375,3 +401,4 @@ setInterval(schedule, 1000); // "waiting 12 s", "3 min ago"
 const savedKey = sessionStorage.getItem(KEY_STORAGE);
 if (savedKey) ui.keyInput.value = savedKey;
 connect(savedKey);
+refreshWebhooks();

@@ -1,42 +1,12 @@
-"""Fixtures of the compatibility tests: servers set up for one provider case, and real HTTP
-receivers for Wiro's callbackUrl."""
+"""Fixtures of the compatibility tests: servers set up for one provider case."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.compat.receiver import Receiver
 from tests.support import ServerProcess
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def hooks_server(request: pytest.FixtureRequest, _shared_servers: Any) -> ServerProcess:
-    """`server` started with `--webhook-allow-private`, so that Wiro callbacks may reach the tests'
-    receivers on loopback (a server without it refuses them: test_wiro)."""
-    return _shared_servers.get(request.param, "--webhook-allow-private")
-
-
-@pytest.fixture
-async def hooks_client(hooks_server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=hooks_server.base_url, timeout=60) as http:
-        yield http
-
-
-@pytest.fixture
-def receiver() -> Iterator[Callable[[list[int]], Receiver]]:
-    made: list[Receiver] = []
-
-    def make(statuses: list[int]) -> Receiver:
-        made.append(Receiver(list(statuses)))
-        return made[-1]
-
-    yield make
-    for one in made:
-        one.close()
 
 
 def _server(factory: pytest.TempPathFactory, name: str, *args: str) -> Iterator[ServerProcess]:

@@ -22,6 +22,7 @@ async def test_created_task_detail_and_urls(server, client):
         "self": f"{server.base_url}/v1/tasks/{task['id']}",
         "cancel": f"{server.base_url}/v1/tasks/{task['id']}/cancel",
         "events": f"{server.base_url}/v1/tasks/{task['id']}/events",
+        "deliveries": f"{server.base_url}/v1/tasks/{task['id']}/deliveries",
         "socket": f"ws://127.0.0.1:{server.port}/v1/ws",
         "page": f"{server.base_url}/t/{task['id']}?token={task['token']}",
     }

@@ -166,6 +166,11 @@ async def test_native_answers_are_the_ones_described(server, client):
         ],
         "/v1/tasks/{task_id}/cancel": [await client.post(f"/v1/tasks/{task['id']}/cancel")],
         "/v1/tasks/{task_id}/events": [await client.get(url, params={"previews": "binary"})],
+        "/v1/tasks/{task_id}/deliveries": [
+            await client.get(f"/v1/tasks/{task['id']}/deliveries"),
+            await client.get("/v1/tasks/no-such-task/deliveries"),
+        ],
+        "/v1/deliveries": [await client.get("/v1/deliveries"), await client.get("/v1/deliveries", params={"limit": 0})],
         "/v1/files/{task_id}/{name}": [
             await client.get(f"/v1/files/{task['id']}/{file['name']}"),
             await client.get(f"/v1/files/{task['id']}/{file['name']}", headers={"Accept": "application/octet-stream"}),

@@ -67,6 +67,9 @@ async def test_metrics_parse_and_name_every_family(client):
         "latentcast_worker_last_heartbeat_timestamp_seconds",
         "latentcast_workers_live",
         "latentcast_worker_ready",
+        "latentcast_webhook_deliveries_total",
+        "latentcast_webhook_pending",
+        "latentcast_webhook_oldest_pending_seconds",
         "process_resident_memory_bytes",
     ):
         assert family in names, family

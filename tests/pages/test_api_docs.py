@@ -43,9 +43,12 @@ async def test_the_api_reference_lists_every_endpoint_with_its_models(
     await screenshot(page, "api-docs", tmp_path, full_page=False)
 
     # from the request body to its model, whose limits are the server's own
-    await create.get_by_role("link", name="TaskParams").click()
-    params = page.locator("#schema-TaskParams")
+    await create.get_by_role("link", name="TaskRequest").click()
+    params = page.locator("#schema-TaskRequest")
     await expect(params).to_be_in_viewport()
+    await expect(params.locator("tr", has=page.locator("code", has_text="webhook_events"))).to_contain_text(
+        "which events the webhook gets"
+    )
     width = params.locator("tr", has=page.locator("code", has_text="width"))
     await expect(width).to_contain_text("≥ 64")
     await expect(width).to_contain_text("multiple of 8")

@@ -22,8 +22,10 @@ import websockets
 
 from tests.scaleout.outage import KILLS, follow_sse, start_answering
 from tests.support import (
-    ServerProcess, collect, decode_frame, eventually, is_terminal, seqs, subscribe, types, wait_status,
+    HOOK_FLAGS, ServerProcess, collect, decode_frame, eventually, free_port, is_terminal, seqs, subscribe, types,
+    wait_status,
 )
+from tests.webhooks.helpers import all_ended, deliveries_when, submit
 
 SLOW = {"prompt": "busy through the outage", "width": 256, "height": 256, "num_inference_steps": 60}
 QUICK = {"prompt": "after the outage", "width": 64, "height": 64, "num_inference_steps": 4}
@@ -113,16 +115,25 @@ def _outage_lines(process: ServerProcess) -> tuple[Counter[str], Counter[str]]:
     return Counter(LOST.findall(log)), Counter(BACK.findall(log))
 
 
-async def test_each_loop_logs_an_outage_once_when_it_begins_and_once_when_it_ends(cluster):
-    front, worker = cluster.frontend(), cluster.worker("w1")
+async def test_each_loop_logs_an_outage_once_when_it_begins_and_once_when_it_ends(cluster, receiver):
+    front, worker = cluster.frontend(*HOOK_FLAGS), cluster.worker("w1")
     cluster.wait_workers({"w1"})
     # the loops that read Redis all the time, so see any outage; others may see it too
-    always = {front: {"feed reader", "cancel listener", "model catalog"}, worker: {"cancel listener", "worker w1"}}
+    always = {
+        front: {"feed reader", "cancel listener", "model catalog", "webhook deliveries"},
+        worker: {"cancel listener", "worker w1"},
+    }
 
     async def lost_by(process: ServerProcess, loops: set[str]) -> bool:
         return loops <= set(_outage_lines(process)[0])
 
+    # a webhook delivery retried across the outage: its receiver comes up while Redis is down
+    port = free_port()
+    async with httpx.AsyncClient(base_url=front.base_url, timeout=30) as client:
+        hooked = await submit(client, f"http://127.0.0.1:{port}/hook", "delivered after the outage")
+        await deliveries_when(client, hooked, lambda found: found[0]["attempts"] >= 1, "retried")
     cluster.redis.stop()
+    hook = receiver(port=port)
     await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for something to happen
     for process, loops in always.items():
         await eventually(functools.partial(lost_by, process, loops), f"{loops} lost Redis")
@@ -131,6 +142,8 @@ async def test_each_loop_logs_an_outage_once_when_it_begins_and_once_when_it_end
     await asyncio.to_thread(cluster.wait_workers, {"w1"})
     async with httpx.AsyncClient(base_url=front.base_url, timeout=30) as client:
         assert (await client.post("/v1/tasks", json=QUICK)).status_code == 201
+        [delivery] = await all_ended(client, hooked, 1)
+    assert delivery["state"] == "delivered" and [r["body"]["id"] for r in hook.requests] == [hooked["id"]]
 
     async def all_back(process: ServerProcess) -> bool:
         lost, back = _outage_lines(process)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from latentcast.server.security import webhooks
-from tests.compat.receiver import Receiver
+from tests.receiver import Receiver
 
 
 @pytest.fixture
