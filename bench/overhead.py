@@ -216,7 +216,7 @@ def main() -> None:
     elif len(args.repeats) == 1:
         args.repeats = args.repeats * len(args.sizes)
     args.repeats_per_size = args.repeats
-    from latentcast.server.cli import quiet_libraries
+    from latentcast.server.engine.loader import quiet_libraries
 
     quiet_libraries()
     report = Report("overhead", "1a. service overhead: a task through the service vs the bare pipe(...) call")

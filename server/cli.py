@@ -277,6 +277,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
+    from latentcast.server.engine.loader import quiet_libraries
     from latentcast.server.worker_process import run_worker_process
 
     if args.broker is None:
@@ -285,16 +286,6 @@ def _worker(args: argparse.Namespace) -> int:
     quiet_libraries()
     asyncio.run(run_worker_process(_settings(args)))
     return 0
-
-
-def quiet_libraries() -> None:
-    """diffusers and transformers print loading bars and advice; the service reports through events."""
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    for library in (diffusers.utils.logging, transformers.utils.logging):
-        library.disable_progress_bar()
-        library.set_verbosity_error()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -308,6 +299,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = dataclasses.replace(_settings(args), log_format=args.log_format)
     if settings.worker_threads:  # else the models load in worker processes, which quiet them there
+        from latentcast.server.engine.loader import quiet_libraries
+
         quiet_libraries()
     from latentcast.server.app import create_app
 

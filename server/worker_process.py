@@ -119,7 +119,7 @@ async def _beat(channel: Channel, seconds: float) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from latentcast.server.cli import quiet_libraries
+    from latentcast.server.engine.loader import quiet_libraries
 
     quiet_libraries()
     asyncio.run(run_channel_worker(int(argv[1])))

@@ -139,6 +139,7 @@ class ServedModel(Answer):
     id: str
     object: Literal["model"]
     aliases: list[str] = Field(description="other names that reach it (the providers' model names)")
+    description: str | None = Field(default=None, description="a builtin model's: what it draws, in one sentence")
 
 
 class ModelList(Answer):
@@ -153,6 +154,7 @@ class Worker(Answer):
     aliases: list[str]
     task: str | None = Field(description="the task it is running")
     ready: bool
+    live: bool = Field(description="it beat within the last three heartbeats (a stopped process has not)")
     started_at: float
     pid: int
     host: str
@@ -170,6 +172,7 @@ class Health(Answer):
 class WorkerReadiness(Answer):
     name: str
     ready: bool
+    live: bool = Field(description="it beat within the last three heartbeats")
     task: str | None
 
 

@@ -23,6 +23,16 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
+def quiet_libraries() -> None:
+    """diffusers and transformers print loading bars and advice; the service reports through events."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    for library in (diffusers.utils.logging, transformers.utils.logging):
+        library.disable_progress_bar()
+        library.set_verbosity_error()
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message names the model and the cause."""
 

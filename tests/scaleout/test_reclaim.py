@@ -7,7 +7,6 @@ able to tell which happened: `task_error interrupted`, `task_queue`, then `task_
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
