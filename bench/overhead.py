@@ -91,6 +91,7 @@ def bare_run(pipe: Any, size: int, steps: int, guidance: float) -> tuple[float, 
     """The bare call's seconds; then the seconds to also save its picture as the service does (PNG)."""
     import torch
 
+    from latentcast.client.image_info import GenerationInfo
     from latentcast.server.engine.runner import _encode_output
 
     generator = torch.Generator(device="cpu").manual_seed(SEED)
@@ -103,7 +104,9 @@ def bare_run(pipe: Any, size: int, steps: int, guidance: float) -> tuple[float, 
     seconds = time.perf_counter() - began
     saving = time.perf_counter()
     with tempfile.NamedTemporaryFile(suffix=".png") as file:
-        file.write(_encode_output(image, "png"))
+        # the same metadata the service writes into its files, so that saving costs the same on both sides
+        info = GenerationInfo(PROMPT, "", steps, guidance, SEED, size, size, "euler", "bench")
+        file.write(_encode_output(image, "png", info))
     return seconds, time.perf_counter() - saving, image
 
 

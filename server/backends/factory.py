@@ -117,7 +117,7 @@ def _local(settings: Settings) -> Backend:
         await store.close()
 
     async def announce(beat: dict[str, Any]) -> None:
-        heartbeats[beat["name"]] = {**beat, "beat_at": time.time()}  # as the Redis backend records it
+        heartbeats[beat["name"]] = _stamped(beat)
 
     async def live_workers() -> list[dict[str, Any]]:
         return list(heartbeats.values())
@@ -162,7 +162,7 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
     beat_ttl = settings.silence_limit
 
     async def announce(beat: dict[str, Any]) -> None:
-        await client.set(names.worker(beat["name"]), json.dumps({**beat, "beat_at": time.time()}), ex=int(beat_ttl))
+        await client.set(names.worker(beat["name"]), json.dumps(_stamped(beat)), ex=int(beat_ttl))
 
     async def live_workers() -> list[dict[str, Any]]:
         found = [name async for name in client.scan_iter(match=names.workers, count=500)]
@@ -182,3 +182,9 @@ def _redis(settings: Settings, *, follow_feed: bool) -> Backend:
         announce=announce,
         live_workers=live_workers,
     )
+
+
+def _stamped(beat: dict[str, Any]) -> dict[str, Any]:
+    """The beat with its `beat_at`: the worker's own last sign of life where it says (a stopped worker
+    process is announced by its host, which must not make it look fresh), else the time of announcing."""
+    return {**beat, "beat_at": beat.get("beat_at") or time.time()}

@@ -86,9 +86,10 @@ async def test_binary_previews_decode_as_images_of_the_promised_size(server, cli
     assert all("_image" in e for e in previews)
     for event in previews:
         meta = event["message"]["preview"]
-        assert meta == {"format": "jpeg", "width": 128, "height": 96}
+        # latent2rgb's preview is one pixel per latent cell (an eighth a side) of a 128 x 96 picture
+        assert meta == {"format": "jpeg", "width": 16, "height": 12, "image_width": 128, "image_height": 96}
         image = Image.open(io.BytesIO(event["_image"]))
-        assert (image.format, image.size) == ("JPEG", (128, 96))
+        assert (image.format, image.size) == ("JPEG", (16, 12))
 
 
 async def test_json_previews_carry_base64_webp(server, client):
@@ -97,7 +98,8 @@ async def test_json_previews_carry_base64_webp(server, client):
     previews = [e["message"]["preview"] for e in previewed_steps(events, 4)]
     for preview in previews:
         image = Image.open(io.BytesIO(base64.b64decode(preview["data"])))
-        assert (image.format, image.size) == ("WEBP", (96, 64))
+        assert (image.format, image.size) == ("WEBP", (12, 8))
+        assert (preview["image_width"], preview["image_height"]) == (96, 64)
     assert len(events[-1]["message"]) == 2
     assert [o["name"] for o in events[-1]["message"]] == ["0.png", "1.png"]
 

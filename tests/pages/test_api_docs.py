@@ -35,6 +35,7 @@ async def test_the_api_reference_lists_every_endpoint_with_its_models(
     await expect(examples.locator("figcaption")).to_have_text([
         "A prompt, with every other field the server's default (1024x1024, 28 steps, PNG)",
         "Small and quick, with a fixed seed and fewer previews",
+        "Told by a webhook when it ends",
     ])
     await expect(examples.first.locator("pre")).to_have_text('{\n  "prompt": "a lighthouse at dusk"\n}')
     # the socket and the pages are told in the introduction, not listed as endpoints
