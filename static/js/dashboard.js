@@ -9,7 +9,17 @@ import { DELIVERIES_REFRESH_MS, deliveryItem } from "./deliveries.js";
 import { $, ago, h, reconcile } from "./dom.js";
 import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
-import { ACTIVE_STATUSES, TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize } from "./task-state.js";
+import {
+  ACTIVE_STATUSES,
+  TaskState,
+  fileUrl,
+  formatEta,
+  formatRate,
+  formatSeconds,
+  pluralize,
+  taskPagePath,
+  tokenOf,
+} from "./task-state.js";
 import { WorkersPanel } from "./workers-panel.js";
 
 const KEY_STORAGE = "latentcast.apiKey";
@@ -154,16 +164,8 @@ function merge(detail) {
   schedule();
 }
 
-/** A task's live page; with its token when known, which a server with keys asks for. */
 function taskPage(id) {
-  const token = tasks.get(id)?.token;
-  return `/t/${encodeURIComponent(id)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
-}
-
-/** The task's token, from its page link: an <img> cannot send an API key, so on a server with
- * keys its file URLs carry the token instead. */
-function tokenOf(detail) {
-  return detail.urls?.page ? new URL(detail.urls.page).searchParams.get("token") : null;
+  return taskPagePath(id, tasks.get(id)?.token);
 }
 
 function apply(event, image) {

@@ -53,6 +53,17 @@ export function pluralize(count, word) {
   return `${count} ${word}${count === 1 ? "" : "s"}`;
 }
 
+/** A task's live page (the share link); with its token when known, which a server with keys asks for. */
+export function taskPagePath(id, token) {
+  return `/t/${encodeURIComponent(id)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+}
+
+/** The task's token, from the page link of its API description: an <img> cannot send an API key,
+ * so on a server with keys its file URLs carry the token instead. */
+export function tokenOf(detail) {
+  return detail.urls?.page ? new URL(detail.urls.page).searchParams.get("token") : null;
+}
+
 /** The address of an output file on `base` (a serverBase), readable with the task's token. */
 export function fileUrl(base, taskId, output, token) {
   const url = `${base}/v1/files/${encodeURIComponent(taskId)}/${encodeURIComponent(output.name)}`;
