@@ -1,5 +1,5 @@
-// The HTTP side of the API (docs/protocol.md "HTTP"): create, read, list and cancel tasks; read
-// their webhook deliveries.
+// The HTTP side of the API (docs/protocol.md "HTTP"): create, read, list, cancel and delete tasks;
+// read their webhook deliveries.
 
 import { serverBase } from "./protocol.js";
 
@@ -51,6 +51,11 @@ export class Api {
 
   cancelTask(id, token) {
     return this.request("POST", `/v1/tasks/${encodeURIComponent(id)}/cancel`, { token });
+  }
+
+  /** An ended task goes with its events and files (the key must be its creator's, or an admin's). */
+  deleteTask(id) {
+    return this.request("DELETE", `/v1/tasks/${encodeURIComponent(id)}`);
   }
 
   listTasks({ status, limit = 50, cursor } = {}) {

@@ -3,9 +3,10 @@
 import { Api, ApiError } from "./api.js";
 import { DELIVERIES_REFRESH_MS, deliveryItem } from "./deliveries.js";
 import { $, h } from "./dom.js";
+import { HistoryPanel, historyPageSize } from "./history.js";
 import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
-import { TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize } from "./task-state.js";
+import { TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize, taskPagePath } from "./task-state.js";
 
 const KEY_STORAGE = "latentcast.apiKey"; // shared with the dashboard; kept for this tab only
 const api = new Api("", { apiKey: sessionStorage.getItem(KEY_STORAGE) });
@@ -43,6 +44,24 @@ const ui = {
   stage: $("#stage"),
   apiKey: $("#api_key"),
 };
+
+const historyPanel = new HistoryPanel({
+  api,
+  list: $("#history"),
+  empty: $("#history-empty"),
+  more: $("#history-more"),
+  error: $("#history-error"),
+  pageSize: historyPageSize(location.search),
+  onOpen: (id, token) => {
+    openTask(id, token, { push: true });
+    revealStage();
+  },
+  onDeleted: (id) => {
+    if (current?.id !== id) return;
+    history.pushState(null, "", "/");
+    resetStage();
+  },
+});
 
 /** The task on screen: {id, token, state, subscription}. */
 let current = null;
@@ -159,18 +178,14 @@ form.addEventListener("submit", async (event) => {
   if (!form.reportValidity()) return;
   const params = readForm();
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(params));
-  api.apiKey = ui.apiKey.value.trim() || null;
-  if (api.apiKey) sessionStorage.setItem(KEY_STORAGE, api.apiKey);
-  else sessionStorage.removeItem(KEY_STORAGE);
+  useKeyFromForm();
   ui.submit.disabled = true;
   ui.submit.textContent = "Submitting…";
   try {
     const task = await api.createTask(params);
     openTask(task.id, task.token, { detail: task, push: true });
-    if (matchMedia("(max-width: 759px)").matches) {
-      const behavior = matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth";
-      ui.stage.scrollIntoView({ behavior, block: "start" });
-    }
+    historyPanel.refresh();
+    if (matchMedia("(max-width: 759px)").matches) revealStage();
   } catch (error) {
     showError(error);
   } finally {
@@ -178,6 +193,24 @@ form.addEventListener("submit", async (event) => {
     ui.submit.textContent = "Generate";
   }
 });
+
+/** The key typed under Advanced, from now on (kept for this tab); the history lists its tasks. */
+function useKeyFromForm() {
+  const key = ui.apiKey.value.trim() || null;
+  if (key === api.apiKey) return;
+  api.apiKey = key;
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+  historyPanel.reload();
+}
+
+ui.apiKey.addEventListener("change", useKeyFromForm);
+
+/** Brings the stage into view (it is below the form on a phone, above the history). */
+function revealStage() {
+  const behavior = matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth";
+  ui.stage.scrollIntoView({ behavior, block: "start" });
+}
 
 async function loadModels() {
   try {
@@ -206,15 +239,11 @@ for (const example of document.querySelectorAll("#examples .example")) {
 
 // -- one task on screen --------------------------------------------------------------------------
 
-function sharePath(id, token) {
-  return `/t/${encodeURIComponent(id)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
-}
-
 function openTask(id, token, { detail = null, push = false } = {}) {
   current?.subscription.close();
   const state = new TaskState(id);
-  current = { id, token, state, subscription: null, drawnFinal: false, deliveries: [] };
-  if (push) history.pushState({ id, token }, "", sharePath(id, token));
+  current = { id, token, state, subscription: null, drawnFinal: false, endSeen: false, deliveries: [] };
+  if (push) history.pushState({ id, token }, "", taskPagePath(id, token));
 
   ui.timeline.replaceChildren();
   ui.timelineEmpty.hidden = false;
@@ -224,7 +253,7 @@ function openTask(id, token, { detail = null, push = false } = {}) {
   ui.log.textContent = "";
   ui.deliveriesBlock.hidden = true;
   ui.deliveries.replaceChildren();
-  ui.shareLink.value = new URL(sharePath(id, token), location.origin).href;
+  ui.shareLink.value = new URL(taskPagePath(id, token), location.origin).href;
   ui.share.hidden = false;
   ui.placeholder.textContent = "Waiting for the first preview…";
   ui.placeholder.hidden = false;
@@ -293,6 +322,10 @@ function onEvent(task, event, image) {
   if (event.type === "task_start") setAspect(state.width, state.height);
   if (image && !task.drawnFinal) surface.showBlob(image, event.message.preview);
   if (event.type === "task_postprocess_end") showResults(task);
+  if (state.final && !task.endSeen) {
+    task.endSeen = true;
+    historyPanel.taskEnded(task.id);
+  }
   render(event.type !== "task_progress");
 }
 
@@ -460,4 +493,5 @@ ui.apiKey.value = api.apiKey ?? "";
 syncSizePreset();
 syncOutputs();
 loadModels();
+historyPanel.reload();
 route();

@@ -75,9 +75,15 @@ async def test_every_page_fits_the_screen_is_labelled_and_logs_no_errors(
     await expect(live.locator("#status")).to_have_attribute("data-status", "completed")
     await expect(live.locator("#gallery figure img")).to_have_js_property("naturalWidth", 512)
     await check(live, page_errors)
-    await screenshot(live, f"live-done-{screen}", tmp_path, docs=screen == "wide")
     task_id = live.url.split("/t/")[1].split("?")[0]
     token = live.url.split("token=")[1]
+    entry = live.locator(f'#history .history-item[data-id="{task_id}"]')
+    await expect(entry).to_have_attribute("data-status", "completed")  # the history has the task too
+    await screenshot(live, f"live-done-{screen}", tmp_path, docs=screen == "wide")
+    await entry.get_by_role("button", name="Delete", exact=True).click()  # its question and answers fit too
+    await expect(entry.get_by_role("button", name="Keep")).to_be_focused()
+    await check(live, page_errors)
+    await entry.get_by_role("button", name="Keep").click()
 
     # the dashboard, busy: one task running, one waiting
     dashboard = await new_page(viewport)
