@@ -213,15 +213,18 @@ def test_the_documented_cpu_install_has_no_cuda(server_venv: Path, tmp_path: Pat
 
 
 @pytest.mark.timeout(1200)
-def test_the_installed_server_serves_its_pages_from_the_package(server_venv: Path, tmp_path: Path) -> None:
+def test_the_installed_server_serves_its_pages_and_default_model_from_the_package(server_venv: Path, tmp_path: Path) -> None:
     site_packages = next((server_venv.parent / "lib").glob("python3.*/site-packages"))
     where = _run(
         server_venv, str(server_venv / "python"), "-c", "import latentcast.static as s; print(s.__file__)", cwd=tmp_path
     )
     assert Path(where.stdout.strip()).is_relative_to(site_packages)
 
-    process = ServerProcess(tmp_path / "data", python=str(server_venv / "python"), cwd=tmp_path).start()
+    # the default model: the drawing builtin's weights, loaded from the installed package
+    process = ServerProcess(tmp_path / "data", python=str(server_venv / "python"), cwd=tmp_path, model=None).start()
     try:
+        models = httpx.get(process.base_url + "/v1/models", timeout=30).json()["data"]
+        assert models[0]["id"] == "builtin:shapes"
         for path, marker in (("/", "<canvas"), ("/dashboard", "dashboard"), ("/static/js/protocol.js", "decodeFrame")):
             response = httpx.get(process.base_url + path, timeout=30)
             assert response.status_code == 200, path
