@@ -1,7 +1,7 @@
 """Builds the ASGI application: backend, task service, workers and routes, wired from `Settings`.
 
 The top of the layers (README.md, "Layout"): the only place, with server.cli and
-server.worker_process, that opens a backend and hands its parts to the layers below, and that
+server.worker_command, that opens a backend and hands its parts to the layers below, and that
 puts the native API, the providers' endpoints and the pages together.
 """
 
@@ -30,7 +30,7 @@ from latentcast.server.compat.operations import operations as compat_operations
 from latentcast.server.config import Settings
 from latentcast.server.deliveries.bodies import event_body
 from latentcast.server.deliveries.loop import DeliveryLoop
-from latentcast.server.engine.fleet import DeviceWorker, announce, announce_forever, build_workers, worker_names
+from latentcast.server.engine.fleet import WorkerHandle, announce, announce_forever, build_workers, worker_names
 from latentcast.server.errors import APIError, error_response, handle_api_error, store_unavailable
 from latentcast.server.observability import attach as observe
 from latentcast.server.observability import counting_heartbeats
@@ -43,7 +43,7 @@ from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
 from latentcast.server.tasks.ports import StoreBusy, StoreUnavailable
 from latentcast.server.tasks.service import TaskService
-from latentcast.server.worker_host import ProcessWorker
+from latentcast.server.worker_process.api_side import WorkerProcess
 
 log = logging.getLogger("latentcast.server")
 
@@ -64,11 +64,12 @@ def build_context(settings: Settings) -> Context:
     return Context(settings, backend, service, workers, keys, Throttle(settings, keys, service))
 
 
-def _workers(settings: Settings, backend: Backend, service: TaskService) -> list[DeviceWorker]:
+def _workers(settings: Settings, backend: Backend, service: TaskService) -> list[WorkerHandle]:
     """Each worker in a process of its own (docs/process-model.md), or as threads of this one."""
     if settings.worker_threads:
-        return list(build_workers(settings, service, backend.files, settings.workers, time_preview=observe_preview))
-    return [ProcessWorker(settings, backend, service, name) for name in worker_names(settings, settings.workers)]
+        return list(build_workers(settings, service, backend.files, settings.workers, time_preview=observe_preview,
+                                  on_cancel=service.on_cancel))
+    return [WorkerProcess(settings, service, name) for name in worker_names(settings, settings.workers)]
 
 
 async def _served_by_live_workers(backend: Backend) -> list[ServedModel]:
@@ -147,7 +148,7 @@ def create_app(settings: Settings) -> Starlette:
         if settings.broker is not None:
             await service.catalog.refresh()
         background = [
-            asyncio.create_task(service.announce_positions()),
+            asyncio.create_task(service.announce_positions(shared_queue=settings.broker is not None)),
             asyncio.create_task(announce_forever(settings, publish, workers)),
             asyncio.create_task(_delete_expired(service, settings.retention)),
             asyncio.create_task(_deliveries(settings, backend, service).run()),

@@ -278,13 +278,13 @@ def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
     from latentcast.server.engine.loader import quiet_libraries
-    from latentcast.server.worker_process import run_worker_process
+    from latentcast.server.worker_command import run_workers
 
     if args.broker is None:
         print("latentcast worker: --broker redis://... is required (a lone worker has nobody to work for)", file=sys.stderr)
         return 2
     quiet_libraries()
-    asyncio.run(run_worker_process(_settings(args)))
+    asyncio.run(run_workers(_settings(args)))
     return 0
 
 

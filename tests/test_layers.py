@@ -37,8 +37,8 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
             "latentcast.server.app",
             "latentcast.server.cli",
             "latentcast.server.keys_command",
+            "latentcast.server.worker_command",
             "latentcast.server.worker_process",
-            "latentcast.server.worker_host",
             "latentcast.__main__",
         )
     },

@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection
 
 from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
-from latentcast.server.engine.fleet import DeviceWorker
+from latentcast.server.engine.fleet import WorkerHandle
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.throttle import Throttle
 from latentcast.server.tasks.ports import FileStore
@@ -20,7 +20,7 @@ class Context:
     settings: Settings
     backend: Backend
     service: TaskService
-    workers: list[DeviceWorker]
+    workers: list[WorkerHandle]
     keys: KeyRing
     throttle: Throttle
 

@@ -1,9 +1,9 @@
 """Workers of one process: naming and building them from settings, announcing them while they live.
 
-`latentcast serve` runs each in a worker process of its own (server.worker_host), `latentcast
-worker` runs them in its process against a shared Redis backend (both wired at the top:
-server.app, server.worker_process). Either way each worker's heartbeat (name, device, model,
-current task) is announced, which `GET /v1/workers` and the model catalog read.
+`latentcast serve` runs each in a worker process of its own (server.worker_process), `latentcast
+worker` runs them in its process against a shared Redis backend (server.worker_command), and
+`serve --worker-threads` in the API process itself. Either way each worker's heartbeat (name,
+device, model, current task) is announced, which `GET /v1/workers` and the model catalog read.
 """
 
 from __future__ import annotations
@@ -18,21 +18,23 @@ from typing import TYPE_CHECKING, Any, Protocol
 from latentcast.server.config import Settings
 from latentcast.server.tasks.outage import Backoff, every
 from latentcast.server.tasks.ports import FileStore
-from latentcast.server.tasks.service import TaskService
+from latentcast.server.tasks.worker_service import WorkerService
 
 if TYPE_CHECKING:
-    from latentcast.server.engine.runner import PreviewTimer
+    from latentcast.server.engine.event_pump import PreviewTimer
     from latentcast.server.engine.worker import Worker
 
 log = logging.getLogger("latentcast.worker")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 """Publishes one worker's heartbeat where every front-end reads it (the backend's `announce`)."""
+CancelListener = Callable[[str, str], None]
+"""Hears a cancel request: (task id, reason)."""
 
 
-class DeviceWorker(Protocol):
-    """What the API process needs of a worker, whether a thread of its own (`Worker`) or a
-    process it supervises (server.worker_host.ProcessWorker)."""
+class WorkerHandle(Protocol):
+    """What a process that runs workers holds of each: a `Worker` in that process, or, in the API
+    process, a worker process it spawned and supervises (server.worker_process.api_side)."""
 
     name: str
     ready: asyncio.Event
@@ -67,8 +69,16 @@ def worker_names(settings: Settings, count: int) -> list[str]:
 
 
 def build_workers(
-    settings: Settings, service: TaskService, files: FileStore, count: int, *, time_preview: PreviewTimer
+    settings: Settings,
+    service: WorkerService,
+    files: FileStore,
+    count: int,
+    *,
+    time_preview: PreviewTimer,
+    on_cancel: Callable[[CancelListener], None],
 ) -> list[Worker]:
+    """`count` workers of this process; `on_cancel` registers each worker's `cancel` with where
+    cancel requests come from (`TaskService.on_cancel`, or the worker process's channel)."""
     # Imported here, not above: the API process names its workers through this module but runs
     # none of them itself, so torch and diffusers (seconds to import) stay out of it.
     from latentcast.server.engine.loader import LoadedModel, load_pipeline
@@ -77,7 +87,7 @@ def build_workers(
     def load() -> LoadedModel:  # runs on each worker's device thread
         return load_pipeline(settings.model, data_dir=settings.data_dir, device=settings.device, dtype=settings.dtype)
 
-    return [
+    workers = [
         Worker(
             service,
             load,
@@ -90,9 +100,12 @@ def build_workers(
         )
         for name in worker_names(settings, count)
     ]
+    for worker in workers:
+        on_cancel(worker.cancel)
+    return workers
 
 
-async def announce(settings: Settings, publish: Publish, workers: list[DeviceWorker]) -> None:
+async def announce(settings: Settings, publish: Publish, workers: list[WorkerHandle]) -> None:
     for worker in workers:
         await publish(
             {
@@ -111,7 +124,7 @@ async def announce(settings: Settings, publish: Publish, workers: list[DeviceWor
         )
 
 
-async def announce_forever(settings: Settings, publish: Publish, workers: list[DeviceWorker]) -> None:
+async def announce_forever(settings: Settings, publish: Publish, workers: list[WorkerHandle]) -> None:
     """Heartbeats for the process's life: a backend outage skips beats (the workers drop out of
     `/v1/workers` meanwhile) and they resume as soon as it answers again."""
     backoff = Backoff("heartbeat", log)

@@ -1,10 +1,11 @@
 """One generation, run in the worker thread: encode the prompt, denoise, decode, store.
 
 The pipeline's step callback does only cheap work (a preview of the denoised estimate, the
-cancel check) and hands events to the event loop without waiting for it, so no client, however
-slow, can slow the denoising. Every event of a run, up to its terminal one, is emitted here, in
-order, through `emit`. How long each preview took goes to `time_preview`, which the top of the
-application wires to the metrics (the engine knows nothing of them).
+cancel check) and hands what it made to the event loop without waiting for it, so no client,
+however slow, can slow the denoising. Every event of a run, up to its terminal one, is reported
+here, in order, through `Reports`: a step's whole report (its progress, its log line, how long its
+preview took) in one `step` call, so that it crosses to the loop as one item
+(server.engine.event_pump).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -27,12 +28,41 @@ from latentcast.server.engine.schedulers import configure_scheduler
 from latentcast.server.protocol.events import EventType, Preview
 from latentcast.server.tasks.record import TaskRecord
 
-Emit = Callable[..., None]  # emit(type, message, preview=None): thread-safe, never blocks
-# save(name, data) -> the output's URL: thread-safe, never blocks. The bytes are stored after the
-# events emitted before and before those emitted after, so an output is stored before the event
-# that names it, and only while the run still owns its task (fenced like the events).
-Save = Callable[[str, bytes], str]
-PreviewTimer = Callable[[str, float], None]  # (preview method, seconds): called on the device thread
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreviewTime:
+    """How long one preview took to draw and encode, for the metrics."""
+
+    method: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepReport:
+    """Everything one denoising step tells: its `task_progress` message (with its preview, when one
+    was drawn), its `task_output` log line, and how long the preview took."""
+
+    progress: dict[str, Any]
+    preview: Preview | None
+    log_line: str
+    preview_time: PreviewTime | None
+
+
+class Reports(Protocol):
+    """Where a run's reports go, called on the device thread: each returns at once, never waiting
+    for the event loop, the store or a client."""
+
+    def emit(self, type_: str, message: Any) -> None:
+        """The task's next event (any but a step's)."""
+        ...
+
+    def step(self, report: StepReport) -> None: ...
+
+    def save(self, name: str, data: bytes) -> str:
+        """Keep an output and return its URL. The bytes are stored after the events reported before
+        and before those reported after, so an output is stored before the event that names it,
+        and only while the run still owns its task (fenced like the events)."""
+        ...
 
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -68,16 +98,20 @@ class PreviewSettings:
 class _Log:
     """The task's output log: every line goes out as `task_output` and again, whole, at the end."""
 
-    def __init__(self, emit: Emit) -> None:
-        self.emit = emit
+    def __init__(self, reports: Reports) -> None:
+        self.reports = reports
         self.lines: list[str] = []
 
     def line(self, text: str) -> None:
+        self.reports.emit(EventType.OUTPUT, self.kept(text))
+
+    def kept(self, text: str) -> str:
+        """`text` kept for the whole log, for a caller that reports its line itself (a step)."""
         self.lines.append(text)
-        self.emit(EventType.OUTPUT, text)
+        return text
 
     def close(self) -> None:
-        self.emit(EventType.OUTPUT_FULL, "\n".join(self.lines))
+        self.reports.emit(EventType.OUTPUT_FULL, "\n".join(self.lines))
 
 
 class _StepWatcher:
@@ -85,7 +119,7 @@ class _StepWatcher:
 
     def __init__(
         self,
-        emit: Emit,
+        reports: Reports,
         log: _Log,
         stop: StopSignal,
         steps: int,
@@ -93,9 +127,8 @@ class _StepWatcher:
         image_size: tuple[int, int],
         previewer: Previewer | None,
         preview: PreviewSettings,
-        time_preview: PreviewTimer,
     ) -> None:
-        self.emit = emit
+        self.reports = reports
         self.log = log
         self.stop = stop
         self.steps = steps
@@ -103,7 +136,6 @@ class _StepWatcher:
         self.image_size = image_size  # (width, height) of the task's images: what a preview stands for
         self.previewer = previewer
         self.preview = preview
-        self.time_preview = time_preview
         self.started = time.perf_counter()
         self.last_preview = float("-inf")
 
@@ -120,7 +152,7 @@ class _StepWatcher:
             "eta_seconds": round((self.steps - step) / rate, 3),
             "it_per_s": round(rate, 2),
         }
-        preview = None
+        preview, spent = None, None
         if self.previewer is not None and self._preview_due(step, now):
             sigmas = pipe.scheduler.sigmas
             x0 = denoised_estimate(self.previous, latents, float(sigmas[i]), float(sigmas[i + 1]))
@@ -128,10 +160,9 @@ class _StepWatcher:
             data = encode_image(image, self.preview.format)
             preview = Preview(self.preview.format, image.width, image.height, *self.image_size, data)
             self.last_preview = now
-            self.time_preview(self.preview.method, time.perf_counter() - now)
+            spent = PreviewTime(self.preview.method, time.perf_counter() - now)
         self.previous = latents
-        self.emit(EventType.PROGRESS, message, preview)
-        self.log.line(f"Step {step}/{self.steps}")
+        self.reports.step(StepReport(message, preview, self.log.kept(f"Step {step}/{self.steps}"), spent))
         return {}
 
     def _preview_due(self, step: int, now: float) -> bool:
@@ -143,13 +174,11 @@ class _StepWatcher:
 def run_generation(
     record: TaskRecord,
     model: LoadedModel,
-    emit: Emit,
+    reports: Reports,
     stop: StopSignal,
-    save: Save,
     *,
     preview_min_interval: float,
     previewer_for: Callable[[str], Previewer | None],
-    time_preview: PreviewTimer,
 ) -> None:
     """Run one task from preprocessing to its terminal event. Raises `Interrupted` only to re-queue."""
     params = record.params
@@ -157,9 +186,9 @@ def run_generation(
         params.preview_method, params.preview_every, params.preview_format, preview_min_interval
     )
     pipe = model.pipe
-    log = _Log(emit)
+    log = _Log(reports)
     try:
-        emit(EventType.PREPROCESS_START, {})
+        reports.emit(EventType.PREPROCESS_START, {})
         began = time.perf_counter()
         guided = params.guidance_scale > 1.0
         with torch.inference_mode():
@@ -173,8 +202,8 @@ def run_generation(
                 device=pipe._execution_device,
                 max_sequence_length=model.settings.max_sequence_length,
             )
-        emit(EventType.PREPROCESS_END, {"seconds": round(time.perf_counter() - began, 4)})
-        emit(EventType.ASSIGN, {"device": model.device})
+        reports.emit(EventType.PREPROCESS_END, {"seconds": round(time.perf_counter() - began, 4)})
+        reports.emit(EventType.ASSIGN, {"device": model.device})
 
         steps, width, height, count = params.num_inference_steps, params.width, params.height, params.num_images
         generator = torch.Generator(device="cpu").manual_seed(record.seed)
@@ -185,11 +214,12 @@ def run_generation(
             device=torch.device(model.device),
             dtype=prompt_embeds.dtype,
         )
-        emit(EventType.START, {"steps": steps, "seed": record.seed, "width": width, "height": height, "images": count})
+        started = {"steps": steps, "seed": record.seed, "width": width, "height": height, "images": count}
+        reports.emit(EventType.START, started)
         log.line(f"Generating {count} image(s) of {width}x{height} in {steps} steps with seed {record.seed}")
         configure_scheduler(pipe, params.scheduler, params.shift)
         previewer = previewer_for(preview.method)
-        watcher = _StepWatcher(emit, log, stop, steps, latents, (width, height), previewer, preview, time_preview)
+        watcher = _StepWatcher(reports, log, stop, steps, latents, (width, height), previewer, preview)
         began = time.perf_counter()
         with torch.inference_mode():
             final = pipe(
@@ -211,15 +241,15 @@ def run_generation(
         seconds = time.perf_counter() - began
         log.line(f"Denoised in {seconds:.3f}s ({steps / seconds:.2f} it/s)")
         log.close()
-        emit(EventType.END, {"seconds": round(seconds, 4)})
+        reports.emit(EventType.END, {"seconds": round(seconds, 4)})
 
-        emit(EventType.POSTPROCESS_START, {})
+        reports.emit(EventType.POSTPROCESS_START, {})
         fmt = params.output_format
         outputs = []
         for index, image in enumerate(images):
             name = f"{index}.{'jpg' if fmt == 'jpeg' else fmt}"
             data = _encode_output(image, fmt, _generation_info(record, index))
-            url = save(name, data)
+            url = reports.save(name, data)
             outputs.append(
                 {
                     "name": name,
@@ -231,18 +261,18 @@ def run_generation(
                     "seed": record.seed,
                 }
             )
-        emit(EventType.POSTPROCESS_END, outputs)
+        reports.emit(EventType.POSTPROCESS_END, outputs)
     except Interrupted as stopped:
         if stop.requeue:
             raise
         log.line(f"Cancelled: {stopped}")
         log.close()
-        emit(EventType.CANCEL, {"reason": str(stopped)})
+        reports.emit(EventType.CANCEL, {"reason": str(stopped)})
     except Exception as failure:  # the task fails; the worker lives on
         text = f"{type(failure).__name__}: {failure}"
         log.close()
-        emit(EventType.ERROR_FULL, text)
-        emit(EventType.ERROR, {"code": "generation_failed", "message": text, "fatal": True})
+        reports.emit(EventType.ERROR_FULL, text)
+        reports.emit(EventType.ERROR, {"code": "generation_failed", "message": text, "fatal": True})
 
 
 def _padded(pipe: Any, size: int) -> int:

@@ -1,8 +1,10 @@
 """A worker: takes tasks one at a time and runs each in its own device thread.
 
 The event loop never runs torch and the device thread never touches the network or the store:
-the thread emits events into a queue that a pump coroutine records in order, so the loop stays
-free for clients and the thread never waits for them.
+the thread reports into the run's event pump (server.engine.event_pump), which writes in order,
+so the loop stays free for clients and the thread never waits for them. A worker needs only a
+`WorkerService` of the task service, so the same worker runs in the API process, in a worker
+process of its own (server.worker_process) and beside Redis (`latentcast worker`).
 """
 
 from __future__ import annotations
@@ -10,25 +12,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
-import itertools
 import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from latentcast.server.engine.event_pump import EventPump, PreviewTimer
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, make_previewer
-from latentcast.server.engine.runner import Interrupted, PreviewTimer, StopSignal, run_generation
-from latentcast.server.engine.thread_calls import call_soon_from_thread
-from latentcast.server.protocol.events import EventType, Preview
+from latentcast.server.engine.runner import Interrupted, StopSignal, run_generation
+from latentcast.server.protocol.events import EventType
 from latentcast.server.tasks.outage import Backoff, every, until_reachable
-from latentcast.server.tasks.ports import FileStore, Job, NewEvent, StaleWrite, StoreUnavailable
+from latentcast.server.tasks.ports import FileStore, Job, StaleWrite, StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
-from latentcast.server.tasks.service import TaskService
+from latentcast.server.tasks.worker_service import WorkerService
 
 log = logging.getLogger("latentcast.worker")
 
@@ -39,106 +38,10 @@ HANDBACK_SECONDS = 5.0
 TAKE_RETRY_SECONDS = 1.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Output:
-    name: str
-    data: bytes
-
-
-class _EventPump:
-    """Carries events and output files from the device thread to the backend, in the order they were made.
-
-    Every write is fenced with the job's owner and attempt. If the task was taken over meanwhile
-    (this worker was paused past the visibility timeout), the first refused write stops the run
-    and nothing more is written: the new owner's events and files stay the only ones.
-
-    While the backend is unreachable (a Redis outage, a full disk), the pump retries its oldest
-    write until the backend returns (the run goes on meanwhile; its writes wait in order). Each
-    event carries a write id, so an append whose answer was lost is not recorded twice when it is
-    sent again. Any other failure of a write is this task's: the run is stopped, nothing more is
-    written, and the worker records the task as failed (`failure`) and goes on to the next.
-
-    The events waiting when the pump wakes are written in one `emit_many`, so that their
-    subscribers' senders wake once for all of them. A step's progress and its log line are emitted
-    back to back and share one wake of the loop (`thread_calls`), so they are written together
-    unless the loop happens to wake between the two.
-    """
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, service: TaskService, files: FileStore, job: Job, stop: StopSignal
-    ) -> None:
-        self._loop = loop
-        self._service = service
-        self._files = files
-        self._job = job
-        self._stop = stop
-        self._queue: asyncio.Queue[NewEvent | _Output | None] = asyncio.Queue()
-        self._backoff = Backoff(f"task {job.task_id}: recording", log)
-        self._task = loop.create_task(self._run())
-        self.stale = False
-        self.failure: str | None = None  # why a write failed for good: the task fails with it
-        self.last_event = time.monotonic()
-
-    def emit(self, type_: str, message: Any, preview: Preview | None = None) -> None:
-        """Called in the device thread; returns at once."""
-        self.last_event = time.monotonic()  # the device advances, whether or not the backend answers
-        call_soon_from_thread(self._loop, self._queue.put_nowait, NewEvent(str(type_), message, time.time(), preview))
-
-    def save(self, name: str, data: bytes) -> str:
-        """Called in the device thread; returns the output's URL at once (runner.Save)."""
-        call_soon_from_thread(self._loop, self._queue.put_nowait, _Output(name, data))
-        return self._files.url(self._job.task_id, name)
-
-    async def _run(self) -> None:
-        fence = self._job.fence
-        written = itertools.count()
-        while True:
-            waiting = [await self._queue.get()]
-            while not self._queue.empty():
-                waiting.append(self._queue.get_nowait())
-            for kind, group in itertools.groupby(waiting, key=type):
-                if kind is type(None):
-                    return
-                if kind is NewEvent:
-                    await self._write([dataclasses.replace(e, write_id=f"{fence.owner}:{fence.attempt}:{n}")
-                                       for e, n in zip(group, written)])
-                else:
-                    for output in group:
-                        await self._write(output)
-
-    async def _write(self, write: _Output | list[NewEvent]) -> None:
-        if self.stale or self.failure is not None:
-            return
-        job = self._job
-        if isinstance(write, _Output):
-            call = functools.partial(self._files.write, job.task_id, write.name, write.data, job.fence)
-        else:
-            call = functools.partial(self._service.emit_many, job.task_id, write, fence=job.fence)
-        try:
-            await until_reachable(call, self._backoff)
-        except StaleWrite:
-            self.stale = True
-            self._stop.set("another worker took this task over")
-            log.warning("task %s was taken over; this worker stops writing to it", job.task_id)
-        except Exception as failure:
-            log.exception("task %s: a write failed; the task fails", job.task_id)
-            self.failure = f"its events could not be recorded ({type(failure).__name__}: {failure})"
-            self._stop.set(self.failure)
-
-    async def drain(self) -> None:
-        """Wait until every event emitted so far is recorded."""
-        self._queue.put_nowait(None)
-        await self._task
-
-    def abandon(self) -> None:
-        """Give up the writes still waiting for the backend (a shutdown that cannot wait any longer)."""
-        self._task.cancel()
-
-
 class Worker:
     def __init__(
         self,
-        service: TaskService,
+        service: WorkerService,
         load: Callable[[], LoadedModel],
         files: FileStore,
         *,
@@ -163,12 +66,11 @@ class Worker:
         self._previewers: dict[str, Previewer | None] = {}
         self.ready = asyncio.Event()
         self._current: tuple[str, StopSignal] | None = None
-        self._pump: _EventPump | None = None
+        self._pump: EventPump | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
-        service.on_cancel(self.cancel)
 
     @property
     def current_task(self) -> str | None:
@@ -223,7 +125,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         stop = StopSignal()
         self._current = (record.id, stop)
-        pump = self._pump = _EventPump(loop, self.service, self.files, job, stop)
+        pump = self._pump = EventPump(loop, self.service, self.files, job, stop, self.time_preview)
         keepalive = loop.create_task(self._keepalive(job, pump, stop))
         backoff = Backoff(f"task {record.id}", log)
         interrupted: Interrupted | None = None
@@ -243,12 +145,10 @@ class Worker:
                     run_generation,
                     record,
                     self.model,
-                    pump.emit,
+                    pump,
                     stop,
-                    pump.save,
                     preview_min_interval=self.preview_min_interval,
                     previewer_for=self._previewer,
-                    time_preview=self.time_preview,
                 ),
             )
         except Interrupted as stopped:
@@ -257,7 +157,7 @@ class Worker:
             pump.stale = True
         finally:
             keepalive.cancel()
-            await pump.drain()
+            await pump.finish()
             self._current = self._pump = None
         if pump.stale:
             return  # the job belongs to another worker now: neither requeue nor acknowledge it
@@ -293,7 +193,7 @@ class Worker:
             log.exception("task %s: its failure could not be recorded either", job.task_id)
         await until_reachable(functools.partial(self.service.job_done, job), backoff)
 
-    async def _keepalive(self, job: Job, pump: _EventPump, stop: StopSignal) -> None:
+    async def _keepalive(self, job: Job, pump: EventPump, stop: StopSignal) -> None:
         """While the run advances, keep the job leased; notice cancel requests a signal missed.
 
         A run that stops producing events (a hung device) stops renewing its lease, so another
@@ -316,6 +216,8 @@ class Worker:
         return self._previewers[method]
 
     def cancel(self, task_id: str, reason: str) -> None:
+        """A cancel request: stops the run at its next step if it is this task's (whoever builds
+        the worker passes it the requests: server.engine.fleet)."""
         if self._current is not None and self._current[0] == task_id:
             self._current[1].set(reason)
 

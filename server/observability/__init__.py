@@ -1,8 +1,9 @@
 """Observability: Prometheus metrics (`GET /metrics`), structured logs, the console progress bar.
 
 Metrics and status logs come from the event stream (`observer`), so the service itself stays
-free of them; the transports count their subscribers and sends, and the engine's step callback
-times its previews through the `metrics.observe_preview` the app wires into it. See
+free of them; the transports count their subscribers and sends, and the step callback times its
+previews, which each run's event pump hands to the `metrics.observe_preview` the top wires into
+it (from a worker process, over its channel). See
 docs/observability.md.
 """
 

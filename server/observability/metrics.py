@@ -139,7 +139,8 @@ _preview_children: dict[str, Histogram] = {}
 
 
 def observe_preview(method: str, seconds: float) -> None:
-    """Called on the device thread after each preview (compute + encode) with its duration."""
+    """One preview's duration (compute + encode), as measured in the step callback; called on the
+    event loop (a worker's event pump, or the API process's answers to a worker process)."""
     child = _preview_children.get(method)
     if child is None:
         child = _preview_children.setdefault(method, preview_duration.labels(method))

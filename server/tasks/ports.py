@@ -124,7 +124,7 @@ class TaskStore(EventLog, Protocol):
     async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
         """Record `events` in order, each as `append` would: one call for the events a worker has
         waiting, so that subscribers are woken once for them. A store may make it one round trip
-        (the worker process's channel does) or leave it to `append_each`."""
+        or leave it to `append_each`."""
         ...
 
     async def set_cancel_requested(self, task_id: str) -> None: ...

@@ -33,7 +33,7 @@ log = logging.getLogger("latentcast.server")
 
 # A task interrupted by this many restarts or worker losses is failed instead of run again.
 MAX_ATTEMPTS = 3
-# How often queue positions are recomputed when changes may come from other processes.
+# How often queue positions are recomputed when other processes change the queue too (Redis).
 POSITION_POLL_SECONDS = 0.5
 
 
@@ -202,30 +202,44 @@ class TaskService:
             self._bus.publish(event)
         return recorded
 
-    async def next_job(self, worker: str) -> tuple[Job, TaskRecord]:
-        """Wait for the next task this worker should run, and claim it."""
+    async def next_job(
+        self, worker: str, *, holding: Callable[[Job | None], None] = lambda job: None
+    ) -> tuple[Job, TaskRecord]:
+        """Wait for the next task this worker should run, and claim it.
+
+        `holding` hears which job the worker holds: each job the moment the queue hands it out,
+        before anything else is awaited, and None when a job is let go here (its task had ended,
+        or was cancelled while queued). Whoever takes jobs for a worker in another process
+        (server.worker_process) knows the job from then on, to queue it again should that process die.
+        """
         while True:
             job = await self._queue.take(worker)
-            self._positions_changed.set()
+            holding(job)
+            self._positions_changed.set()  # every waiting task moved up: announced at once
             record = await self._store.get(job.task_id)
-            if record is None or record.status.is_final:
-                await self._queue.done(job)
-                continue
-            if record.cancel_requested:
-                await self.emit(job.task_id, EventType.CANCEL, {"reason": "cancelled while queued"}, fence=job.fence)
-                await self._queue.done(job)
-                continue
-            if job.reclaimed:
-                why = f"worker {record.worker} stopped responding"
-                if job.fence.attempt > MAX_ATTEMPTS:
-                    await self._give_up(record, why, fence=job.fence)
-                    await self._queue.done(job)
-                    continue
-                await self._interrupted(job.task_id, why, fence=job.fence)
-                # Back in the queue, as a restarted single process puts it, and at its head: taken at once.
-                length = await self._queue.length()
-                await self.emit(job.task_id, EventType.QUEUE, {"position": 1, "queue_length": length + 1}, fence=job.fence)
-            return job, record
+            if record is not None and await self._runnable(job, record):
+                return job, record
+            await self._queue.done(job)
+            holding(None)
+
+    async def _runnable(self, job: Job, record: TaskRecord) -> bool:
+        """Whether a job just taken is to run: not when its task ended or was cancelled while
+        queued, nor when it was taken over once too often (its log says so, fenced by the job)."""
+        if record.status.is_final:
+            return False
+        if record.cancel_requested:
+            await self.emit(job.task_id, EventType.CANCEL, {"reason": "cancelled while queued"}, fence=job.fence)
+            return False
+        if job.reclaimed:
+            why = f"worker {record.worker} stopped responding"
+            if job.fence.attempt > MAX_ATTEMPTS:
+                await self._give_up(record, why, fence=job.fence)
+                return False
+            await self._interrupted(job.task_id, why, fence=job.fence)
+            # Back in the queue, as a restarted single process puts it, and at its head: taken at once.
+            length = await self._queue.length()
+            await self.emit(job.task_id, EventType.QUEUE, {"position": 1, "queue_length": length + 1}, fence=job.fence)
+        return True
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskRecord:
         """Cancel a task: a queued one never starts; a running one stops at its next step."""
@@ -316,16 +330,19 @@ class TaskService:
         await self._queue.put(record.id, record.attempt)
         self._positions_changed.set()
 
-    async def announce_positions(self) -> None:
+    async def announce_positions(self, *, shared_queue: bool) -> None:
         """Send `task_queue` to every waiting task whose position changed; runs for the server's life.
 
-        Changes are coalesced: a burst of departures costs one pass, not one pass each. The
-        queue also changes in other processes (Redis), so positions are re-checked periodically.
+        Every change made through this service (a submission, a take, a cancel, a requeue) wakes
+        it at once, and changes are coalesced: a burst of departures costs one pass, not one pass
+        each. A `shared_queue` (Redis) also changes in other processes, which wake nothing here:
+        positions are then re-checked every POSITION_POLL_SECONDS as well.
         """
         backoff = Backoff("queue positions", log)
+        poll = POSITION_POLL_SECONDS if shared_queue else None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._positions_changed.wait(), POSITION_POLL_SECONDS)
+                await asyncio.wait_for(self._positions_changed.wait(), poll)
             self._positions_changed.clear()
             # A backend outage skips passes, not the loop: positions are announced again after it.
             await until_reachable(self._announce_moved, backoff)

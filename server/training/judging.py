@@ -72,7 +72,7 @@ def generate(model: Any, prompt: str, size: int, seed: int, steps: int) -> tuple
     step, as a live viewer gets them: the final picture, every step's preview, and the seconds per
     denoising step. `model` is a `LoadedModel` (server.engine.loader)."""
     from latentcast.server.engine.previews import make_previewer
-    from latentcast.server.engine.runner import StopSignal, run_generation
+    from latentcast.server.engine.runner import StepReport, StopSignal, run_generation
     from latentcast.server.protocol.events import EventType
     from latentcast.server.tasks.params import TaskParams
     from latentcast.server.tasks.record import TaskRecord
@@ -84,23 +84,25 @@ def generate(model: Any, prompt: str, size: int, seed: int, steps: int) -> tuple
     seconds: list[float] = []
     errors: list[Any] = []
 
-    def emit(kind: str, message: Any, preview: Any = None) -> None:
-        if preview is not None:
-            previews.append(Image.open(io.BytesIO(preview.data)).convert("RGB"))
-        if kind == EventType.END:
-            seconds.append(message["seconds"])
-        if kind == EventType.ERROR:
-            errors.append(message)
+    class Reports:  # runner.Reports, kept here: the run's previews, its denoising time, its outputs
+        def emit(self, kind: str, message: Any) -> None:
+            if kind == EventType.END:
+                seconds.append(message["seconds"])
+            if kind == EventType.ERROR:
+                errors.append(message)
 
-    def save(name: str, data: bytes) -> str:
-        outputs[name] = data
-        return name
+        def step(self, report: StepReport) -> None:
+            if report.preview is not None:
+                previews.append(Image.open(io.BytesIO(report.preview.data)).convert("RGB"))
+
+        def save(self, name: str, data: bytes) -> str:
+            outputs[name] = data
+            return name
 
     run_generation(
-        record, model, emit, StopSignal(), save,
+        record, model, Reports(), StopSignal(),
         preview_min_interval=0.0,
         previewer_for=lambda method: make_previewer(method, model.pipe, None, model.settings),
-        time_preview=lambda method, spent: None,
     )
     if errors:
         raise RuntimeError(f"generation failed: {errors[0]}")

@@ -7,9 +7,10 @@ from urllib.parse import unquote
 
 import httpx
 import orjson
+import pytest
 import websockets
 
-from tests.support import SMALL, collect
+from tests.support import SMALL, collect, types, wait_status
 
 
 async def test_created_task_detail_and_urls(server, client):
@@ -101,6 +102,24 @@ async def test_queue_positions_move_up_when_a_task_leaves(start_server):
             moved = orjson.loads(await ws.recv())
             assert (moved["type"], moved["seq"], moved["message"]["position"]) == ("task_queue", 2, 2)
         assert (await client.get(f"/v1/tasks/{tasks[2]['id']}")).json()["position"] == 2
+
+
+@pytest.mark.parametrize("mode", [(), ("--worker-threads",)], ids=["worker process", "worker threads"])
+async def test_queue_positions_move_up_the_moment_the_worker_takes_the_head(start_server, mode):
+    # One process polls nothing: the position event exists only if taking the head woke the
+    # announcer, in the API process, even when the worker runs in a process of its own.
+    server = start_server(*mode)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        blocker = (await client.post("/v1/tasks", json={"prompt": "b", "width": 256, "height": 256,
+                                                         "num_inference_steps": 100})).json()
+        await wait_status(client, blocker["id"], {"running"})
+        head, last = [(await client.post("/v1/tasks", json={"prompt": p, **SMALL})).json() for p in ("h", "l")]
+        assert (head["position"], last["position"]) == (1, 2)
+        await client.post(f"/v1/tasks/{blocker['id']}/cancel")  # the worker is free: it takes `head`
+        events = await collect(server.ws_url, last["id"], last["token"], previews="none")
+    assert types(events)[:3] == ["task_queue", "task_queue", "task_accept"]
+    assert [e["message"] for e in events[:2]] == [{"position": 2, "queue_length": 2}, {"position": 1, "queue_length": 1}]
+    assert types(events)[-1] == "task_postprocess_end"
 
 
 async def test_files_are_served_only_by_their_names(server, client):

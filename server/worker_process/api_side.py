@@ -1,10 +1,11 @@
-"""The API process's side of a worker process: spawning it, answering it, restarting it when it dies.
+"""The parent's side: a worker process as the API process sees it — spawned, answered, supervised, restarted.
 
-`latentcast serve` keeps the store, the queue and every socket, and runs each device worker in a
-process of its own (server.worker_process), so the event loop's fan-out never holds the
+`latentcast serve` keeps the store, the queue and every socket, and runs each worker in a
+process of its own (worker_side.py, the child), so the event loop's fan-out never holds the
 interpreter lock the diffusion needs, and a worker that crashes takes no client down with it.
-The worker process calls this one's store and queue through a channel (backends.channel_ports);
-what it appends is recorded and published here, to every subscriber, as its own events.
+The child's `Worker` calls this process's `TaskService` through the channel (messages.py): what
+it records is published here, to every subscriber, and a job it takes moves the queue's
+positions here, at once.
 
 If the worker process dies (kill -9, a segfault, out of memory), its task is queued again under
 the usual attempt rules (`task_error` `interrupted`, as when a Redis worker's job is reclaimed or
@@ -24,57 +25,100 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from latentcast.server.backends.channel import Channel, Handler
-from latentcast.server.backends.channel_ports import (
-    CANCEL,
-    HEARTBEAT,
-    PREVIEW_TIME,
-    READY,
-    SHUTDOWN,
-    START,
-    port_handlers,
-)
-from latentcast.server.backends.factory import Backend
 from latentcast.server.config import Settings
 from latentcast.server.observability.metrics import observe_preview
-from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.protocol.events import Event
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.ports import Fence, Job, NewEvent
+from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
+from latentcast.server.worker_process.channel import Channel
+from latentcast.server.worker_process.messages import ToApiProcess, ToWorkerProcess
 
 log = logging.getLogger("latentcast.worker")
 
 RESPAWN_DELAY_SECONDS = 1.0  # between attempts to start a worker process whose model fails to load
 # How long a worker process may take past the shutdown grace to stop its task at the next step.
 SHUTDOWN_MARGIN_SECONDS = 30.0
+CHILD_MODULE = "latentcast.server.worker_process.worker_side"
 
 
 class WorkerExited(RuntimeError):
     """The worker process ended before its model was loaded."""
 
 
-class ProcessWorker:
-    """One device worker in a worker process, as the API process supervises it (a `DeviceWorker`)."""
+class Answers:
+    """The API process's answers to one worker process (`ToApiProcess`), for that process's life.
 
-    def __init__(self, settings: Settings, backend: Backend, service: TaskService, name: str) -> None:
+    Each `WorkerService` call runs on this process's `TaskService`. The job the worker process
+    holds is remembered from the moment the queue hands it out until the worker process lets it
+    go, so that it can be queued again should that process die; its notes feed its liveness and
+    the metrics.
+    """
+
+    def __init__(self, service: TaskService, loaded: Callable[[], None]) -> None:
+        self._service = service
+        self._loaded = loaded
+        self.job: Job | None = None  # taken for the worker process and not done yet
+        self.heard_at = time.monotonic()  # a new process: its silence counts from its start
+
+    async def next_job(self, worker: str) -> tuple[Job, TaskRecord]:
+        return await self._service.next_job(worker, holding=self._holding)
+
+    def _holding(self, job: Job | None) -> None:
+        self.job = job
+
+    async def job_done(self, job: Job) -> None:
+        await self._service.job_done(job)
+        if self.job is not None and self.job.task_id == job.task_id:
+            self.job = None
+
+    async def get(self, task_id: str) -> TaskRecord:
+        return await self._service.get(task_id)
+
+    async def emit(
+        self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
+    ) -> Event:
+        event = await self._service.emit(task_id, type_, message, fence=fence, write_id=write_id)
+        return event.without_preview()  # the image has crossed once; nobody there reads it back
+
+    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+        return [event.without_preview() for event in await self._service.emit_many(task_id, events, fence=fence)]
+
+    async def keepalive(self, job: Job) -> None:
+        await self._service.keepalive(job)
+
+    async def cancel_requested(self, task_id: str) -> bool:
+        return await self._service.cancel_requested(task_id)
+
+    async def requeue(self, record: TaskRecord, why: str) -> None:
+        await self._service.requeue(record, why)
+
+    def ready(self) -> None:
+        self._loaded()
+
+    def heartbeat(self) -> None:
+        self.heard_at = time.monotonic()
+
+    def preview_time(self, method: str, seconds: float) -> None:
+        observe_preview(method, seconds)
+
+
+class WorkerProcess:
+    """One worker in a process of its own, as the API process that spawned it holds it (a
+    `WorkerHandle`): starts it, answers it, watches its heartbeats and restarts it when it dies."""
+
+    def __init__(self, settings: Settings, service: TaskService, name: str) -> None:
         self.name = name
         self.ready = asyncio.Event()
         self.started_at = time.time()
         self._settings = dataclasses.replace(settings, worker_name=name, workers=1)
         self._service = service
-        self._queue = backend.queue
-        self._handlers: dict[str, Handler] = {
-            **port_handlers(backend.store, backend.queue, self._append, self._append_many),
-            "queue.take": self._take,
-            "queue.done": self._done,
-            READY: self.ready.set,
-            PREVIEW_TIME: observe_preview,
-            HEARTBEAT: self._heard,
-        }
-        self._heard_at = time.monotonic()
+        self._answers = Answers(service, self.ready.set)
         self._silenced_for: float | None = None  # set when the process was killed for its silence
-        self._job: Job | None = None  # taken by the worker process and not done yet
         self._process: asyncio.subprocess.Process | None = None
         self._channel: Channel | None = None
         self._serving: asyncio.Task[None] | None = None
@@ -84,7 +128,8 @@ class ProcessWorker:
 
     @property
     def current_task(self) -> str | None:
-        return self._job.task_id if self._job is not None else None
+        job = self._answers.job
+        return job.task_id if job is not None else None
 
     @property
     def pid(self) -> int:
@@ -98,25 +143,22 @@ class ProcessWorker:
     def last_heartbeat(self) -> float:
         return time.time() - self._silence()
 
-    def _heard(self) -> None:
-        self._heard_at = time.monotonic()
-
     def _silence(self) -> float:
-        return time.monotonic() - self._heard_at
+        return time.monotonic() - self._answers.heard_at
 
     async def load(self) -> None:
         """Start the worker process and wait until it has loaded its model (or failed to)."""
         self.ready.clear()
+        self._answers = Answers(self._service, self.ready.set)
         ours, theirs = socket.socketpair()
-        self._heard_at = time.monotonic()  # a new process: its silence counts from its start
         with theirs:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "latentcast.server.worker_process", str(theirs.fileno()), pass_fds=[theirs.fileno()]
+                sys.executable, "-m", CHILD_MODULE, str(theirs.fileno()), pass_fds=[theirs.fileno()]
             )
         self._channel = await Channel.over(ours)
         self._channel.send_first(self._settings)
         self._serving = asyncio.get_running_loop().create_task(
-            self._channel.serve(self._handlers, concurrent={"queue.take"})
+            self._channel.serve(self._answers, ToApiProcess, concurrent={ToApiProcess.next_job})
         )
         loaded = asyncio.get_running_loop().create_task(self.ready.wait())
         await asyncio.wait([loaded, self._serving], return_when=asyncio.FIRST_COMPLETED)
@@ -131,7 +173,7 @@ class ProcessWorker:
 
     async def _supervise(self) -> None:
         assert self._channel is not None
-        self._channel.note(START)
+        self._channel.note(ToWorkerProcess.start)
         watch = asyncio.get_running_loop().create_task(self._kill_when_silent())
         try:
             await self._supervise_processes()
@@ -153,14 +195,17 @@ class ProcessWorker:
                 self._silenced_for = silence
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
-                self._heard_at = time.monotonic()  # once per silence: the new process has its own
+                self._answers.heard_at = time.monotonic()  # once per silence: the new process has its own
 
     async def _supervise_processes(self) -> None:
         while True:
             assert self._serving is not None and self._process is not None
             await self._serving  # answers the worker process until it is gone
             code = await self._process.wait()
-            await self._reclaim(code)
+            try:
+                await self._reclaim(code)
+            except Exception:  # the supervisor outlives any one process, whatever became of its task
+                log.exception("worker %s: its task could not be reclaimed", self.name)
             if self._stopping:
                 return
             log.error("worker %s: its process %s; starting a new one", self.name, _describe(code))
@@ -175,13 +220,13 @@ class ProcessWorker:
                 await asyncio.sleep(RESPAWN_DELAY_SECONDS)
                 continue
             assert self._channel is not None
-            self._channel.note(SHUTDOWN if self._stopping else START)
+            self._channel.note(ToWorkerProcess.shutdown if self._stopping else ToWorkerProcess.start)
             return
 
     async def _reclaim(self, code: int) -> None:
         """The worker process is gone: its unfinished task goes back to the queue (or fails),
         once the store can record it (a full disk is waited out)."""
-        job, self._job = self._job, None
+        job, self._answers.job = self._answers.job, None
         silenced_for, self._silenced_for = self._silenced_for, None
         if job is None:
             return
@@ -202,7 +247,7 @@ class ProcessWorker:
         """Let the running task finish within `grace` seconds, else stop it and queue it again."""
         self._stopping = True
         if self._channel is not None:
-            self._channel.note(SHUTDOWN)
+            self._channel.note(ToWorkerProcess.shutdown)
         if self._supervisor is None:  # loaded, never started: nothing to finish
             if self._process is not None and self._process.returncode is None:
                 self._process.kill()
@@ -217,41 +262,9 @@ class ProcessWorker:
                     self._process.kill()
             await self._supervisor
 
-    # -- the worker process's calls that this side keeps track of ---------------------------
-
-    async def _take(self, worker: str) -> Job:
-        job = await self._queue.take(worker)
-        self._job = job  # before the answer is sent: should the process die now, the job is reclaimed
-        return job
-
-    async def _done(self, job: Job) -> None:
-        await self._queue.done(job)
-        if self._job is not None and self._job.task_id == job.task_id:
-            self._job = None
-
-    async def _append(
-        self,
-        task_id: str,
-        type_: str,
-        message: object,
-        *,
-        time: float,
-        preview: Preview | None = None,
-        fence: Fence | None = None,
-        write_id: str | None = None,
-    ) -> Event:
-        event = await self._service.emit(
-            task_id, type_, message, at=time, preview=preview, fence=fence, write_id=write_id
-        )
-        return event.without_preview()  # the image has crossed once; nobody there reads it back
-
-    async def _append_many(self, task_id: str, events: list[NewEvent], *, fence: Fence | None = None) -> list[Event]:
-        recorded = await self._service.emit_many(task_id, events, fence=fence)
-        return [event.without_preview() for event in recorded]
-
     def _cancel(self, task_id: str, reason: str) -> None:
         if self._channel is not None and task_id == self.current_task:
-            self._channel.note(CANCEL, task_id, reason)
+            self._channel.note(ToWorkerProcess.cancel, task_id, reason)
 
 
 def _describe(code: int) -> str:
