@@ -9,9 +9,11 @@ never slows the task or the other clients:
 - a subscriber whose live messages still exceed its bound is overflowing and gets closed
   (WebSocket code 1013); it resumes with `since` and misses nothing.
 
-Replayed events (the stored log, read a page at a time as the subscriber drains: see
-protocol.subscriber) do not count against the bound: their pace is the client's reading, so only
-live messages that pile up behind a client that does not read are a sign of a slow client.
+Messages the client paces itself do not count against the bound: replayed events (the stored
+log, read a page at a time as the subscriber drains: see protocol.subscriber) come at the pace of
+its reading, and replies at the pace of its requests (a hundred subscribes sent at once are a
+hundred replies queued at once). Only live events that pile up behind a client that does not read
+are a sign of a slow client.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from latentcast.server.protocol.messages import EventMessage, ServerMessage
 @dataclasses.dataclass(slots=True)
 class _Queued:
     message: ServerMessage
-    replayed: bool
+    paced: bool  # by the client: a replayed event or a reply
 
 
 class OutboundQueue:
@@ -34,7 +36,7 @@ class OutboundQueue:
         self._items: collections.deque[_Queued] = collections.deque()
         # task id -> the queued message whose event still carries an image
         self._pending_preview: dict[str, EventMessage] = {}
-        self._replayed = 0
+        self._paced = 0
         self.previews_dropped = 0
 
     def __len__(self) -> int:
@@ -42,21 +44,21 @@ class OutboundQueue:
 
     @property
     def overflowed(self) -> bool:
-        return len(self._items) - self._replayed > self.maxlen
+        return len(self._items) - self._paced > self.maxlen
 
-    def push(self, message: ServerMessage, *, replayed: bool = False) -> None:
+    def push(self, message: ServerMessage, *, paced: bool = False) -> None:
         if isinstance(message, EventMessage) and message.event.preview is not None:
             task_id = message.event.task_id
             older = self._pending_preview.get(task_id)
             if older is not None:
                 self._strip(older)
             self._pending_preview[task_id] = message
-        self._items.append(_Queued(message, replayed))
-        self._replayed += replayed
+        self._items.append(_Queued(message, paced))
+        self._paced += paced
 
     def pop(self) -> ServerMessage:
         queued = self._items.popleft()
-        self._replayed -= queued.replayed
+        self._paced -= queued.paced
         message = queued.message
         if isinstance(message, EventMessage) and self._pending_preview.get(message.event.task_id) is message:
             del self._pending_preview[message.event.task_id]

@@ -170,7 +170,7 @@ class Subscriber:
         if subscription is not None and subscription.cursor is not None:
             self._offer(event.task_id, subscription, event)
         elif (everything := self._subscriptions.get(EVERY_TASK)) is not None:
-            self._push(event_message(event, everything.previews), replayed=False)
+            self._push(event_message(event, everything.previews), paced=False)
 
     def next_page(self) -> PageRequest | None:
         """The next page of stored log to read, once everything before it has been sent (so a
@@ -295,21 +295,21 @@ class Subscriber:
             self._deliver(task_id, subscription, event, replayed=False)
 
     def _deliver(self, task_id: str, subscription: _Subscription, event: Event, *, replayed: bool) -> None:
-        self._push(event_message(event, subscription.previews), replayed=replayed)
+        self._push(event_message(event, subscription.previews), paced=replayed)
         if not subscription.live:  # its terminal event
             self._replaying.pop(task_id, None)
             self._maybe_idle()
 
-    def _push(self, message: ServerMessage, *, replayed: bool) -> None:
+    def _push(self, message: ServerMessage, *, paced: bool) -> None:
         if self.close is not None:
             return
-        self._queue.push(message, replayed=replayed)
+        self._queue.push(message, paced=paced)
         if self._queue.overflowed:
             self._close(Close(CLOSE_TRY_AGAIN, "too slow: resubscribe with since to resume"))
 
     def _reply(self, body: dict[str, Any]) -> None:
         if self._replies:
-            self._push(ControlMessage(body), replayed=False)
+            self._push(ControlMessage(body), paced=True)  # answers the client's own requests
 
     def _take_reading(self) -> tuple[PageRequest, _Subscription]:
         assert self._reading is not None, "no page was asked for"

@@ -57,6 +57,13 @@ def test_a_stripped_event_keeps_its_delivery_mode():
     assert isinstance(second, EventMessage) and second.event.preview is not None
 
 
+def test_replies_to_a_burst_of_requests_do_not_count_against_the_bound():
+    queue = OutboundQueue(maxlen=3)
+    for index in range(100):  # a hundred subscribes, read in one go before anything was sent
+        queue.push(ControlMessage({"type": "subscribed", "id": str(index), "since": 0}), paced=True)
+    assert not queue.overflowed
+
+
 def test_control_messages_keep_their_place_and_are_never_dropped():
     queue = OutboundQueue(maxlen=100)
     queue.push(ControlMessage({"type": "subscribed", "id": "a", "since": 0}))
@@ -80,7 +87,7 @@ def test_overflow_is_reported_not_hidden():
 def test_replayed_events_do_not_count_against_the_bound():
     queue = OutboundQueue(maxlen=3)
     for seq in range(1, 101):  # a replay page, read because the client drained the last one
-        queue.push(lifecycle("a", seq), replayed=True)
+        queue.push(lifecycle("a", seq), paced=True)
     for seq in range(1, 4):
         queue.push(lifecycle("b", seq))
     assert not queue.overflowed
@@ -93,6 +100,6 @@ def test_replayed_events_do_not_count_against_the_bound():
 
 def test_a_replayed_preview_is_latest_wins_with_live_ones():
     queue = OutboundQueue(maxlen=3)
-    queue.push(progress("a", 1), replayed=True)
+    queue.push(progress("a", 1), paced=True)
     queue.push(progress("a", 2))
     assert [e.preview is not None for e in events(queue)] == [False, True]

@@ -249,6 +249,15 @@ def test_a_client_that_does_not_read_is_closed_as_too_slow_and_sent_nothing_more
     assert client.take() == [] and subscriber.has_work()
 
 
+def test_a_burst_of_subscribes_is_not_a_slow_client():
+    subscriber = socket(queue_size=3)
+    client = Client(subscriber, {})
+    for index in range(100):  # read in one go, before the sender had a turn
+        subscriber.follow(str(index), 0, "none")
+    assert subscriber.close is None
+    assert len(controls(client.take())) == 100
+
+
 def test_replayed_events_do_not_make_a_client_too_slow():
     log = log_of("a", REPLAY_PAGE)
     subscriber, client = following(log, 0, "none", socket(queue_size=3))
