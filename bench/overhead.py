@@ -57,12 +57,12 @@ class InProcessService:
 
     async def __aenter__(self) -> InProcessService:
         import uvicorn
-        from latentcast.server.api.frame_writer import FrameWritingProtocol
+        from latentcast.server.api.frame_writer import serving_protocol
         from latentcast.server.app import create_app
 
         self.app = create_app(self.settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, ws=FrameWritingProtocol, log_level="warning",
+            self.app, host="127.0.0.1", port=self.port, ws=serving_protocol(), log_level="warning",
             access_log=False, lifespan="on", ws_per_message_deflate=False,  # as `latentcast serve` runs it
         )
         self.server = uvicorn.Server(config)

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketState
 
 from latentcast.server import compat
-from latentcast.server.api import openapi, pages
+from latentcast.server.api import openapi, pages, websocket
 from latentcast.server.api.context import Context
 from latentcast.server.api.operations import operations as api_operations
 from latentcast.server.api.routes import routes as api_routes
@@ -169,9 +169,16 @@ def create_app(settings: Settings) -> Starlette:
             observability.close()
             await backend.close()
 
+    # One socket endpoint, at /v1/ws and at Wiro's /v1, answering the native client messages and the providers'.
+    socket = websocket.endpoint({**websocket.MESSAGE_HANDLERS, **compat.MESSAGE_HANDLERS})
     app = Starlette(
         # the pages last: "/static" is a mount
-        routes=[*api_routes, *compat.routes, openapi.route({**api_operations, **compat_operations}), *pages.routes],
+        routes=[
+            *api_routes(socket),
+            *compat.routes(socket),
+            openapi.route({**api_operations, **compat_operations}),
+            *pages.routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             APIError: handle_api_error,

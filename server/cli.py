@@ -318,7 +318,7 @@ def _serve(args: argparse.Namespace) -> int:
             settings.model, BUILTIN_MODELS[settings.model],
         )
     logging.getLogger("latentcast").log(logging.WARNING if exposed.open else logging.INFO, exposed.message)
-    from latentcast.server.api.frame_writer import FrameWritingProtocol
+    from latentcast.server.api.frame_writer import serving_protocol
     from latentcast.server.security.slowloris import head_deadline
 
     uvicorn.run(
@@ -326,7 +326,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         http=head_deadline(settings.header_timeout) if settings.header_timeout else "auto",
-        ws=FrameWritingProtocol,  # uvicorn's websockets-sansio, plus frames written past ASGI
+        ws=serving_protocol(),  # uvicorn's websockets-sansio, plus frames written past ASGI where it allows
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,

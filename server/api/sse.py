@@ -5,14 +5,15 @@ The SSE `id` of each event is its seq, so a browser's EventSource resumes after 
 or not at all (`previews=none`). The stream ends after the task's terminal event; earlier if the
 client falls behind on live events (it resumes with Last-Event-ID), or if the API key it was
 opened with is revoked (within about a second, as sockets are closed; a token-opened stream does
-not depend on any key). The stored log is read a page at a time as the client reads
-(server.tasks.feed), so replaying a long log never counts as falling behind.
+not depend on any key). The stored log is read a page at a time as the client reads, so
+replaying a long log never counts as falling behind. All of that is the stream's `Subscriber`'s
+to decide (protocol.subscriber, without I/O); this module only writes what it gives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -23,12 +24,10 @@ from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, invalid
 from latentcast.server.api.tasks import find
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import Event, encode_sse, encode_stream_error
-from latentcast.server.protocol.flow import OutboundQueue
-from latentcast.server.security.revocation import RevocationWatch
-from latentcast.server.tasks.ports import StoreUnavailable
-
-log = logging.getLogger("latentcast.api")
+from latentcast.server.api.subscriber_loop import SubscriberLoop
+from latentcast.server.protocol.events import encode_sse, encode_stream_error
+from latentcast.server.protocol.messages import EventMessage
+from latentcast.server.protocol.subscriber import Subscriber
 
 KEEPALIVE_SECONDS = 15.0
 # How long a browser's EventSource waits before it reconnects (with Last-Event-ID) after a drop.
@@ -53,62 +52,35 @@ async def task_events(request: Request) -> StreamingResponse:
         raise invalid([field_error("previews", "enum", "previews must be json or none on this stream")])
     ctx = context(request)
     caller = None if given_token(request) is not None else await identify(request)
-    queue = OutboundQueue(ctx.settings.subscriber_queue, previews=previews != "none")
-    wake = asyncio.Event()
-    revoked = asyncio.Event()
-
-    def deliver(event: Event, *, replayed: bool) -> None:
-        queue.push(event, replayed=replayed)
-        wake.set()
-
-    def close_revoked() -> None:
-        revoked.set()
-        wake.set()
-
-    feed = ctx.service.feed(record.id, since, deliver, wake.set)
+    subscriber = Subscriber.stream(queue_size=ctx.settings.subscriber_queue, clock=asyncio.get_running_loop().time)
+    loop = SubscriberLoop(subscriber, ctx.service, ctx.keys)
 
     async def stream() -> AsyncIterator[bytes]:
         dropped = metrics.DropCounter(metrics.SSE_PREVIEWS_DROPPED)
-        revocation = RevocationWatch(ctx.keys, close_revoked)
+        loop.follow(record.id, since, previews)
         if caller is not None and caller.key is not None:
-            revocation.add(caller.key.digest)
-        feed.start()
+            loop.watch_key(caller.key.digest)
         metrics.SSE_SUBSCRIBERS.inc()
         retry = RETRY_FIELD
         try:
-            while True:
-                if queue.overflowed:
-                    return  # the client reconnects with Last-Event-ID and misses nothing
-                if revoked.is_set():
-                    return  # its reconnection is refused with 401, like any request with that key
-                if feed.replaying:
-                    try:
-                        await feed.pull()  # the next page, once the last one was taken by the client
-                    except StoreUnavailable:
-                        return  # the store is out: the client reconnects with Last-Event-ID
-                    except Exception as failure:  # e.g. a stored log with a hole (wire.Gap)
-                        log.exception("replay of task %s failed; ending its stream", record.id)
-                        yield encode_stream_error("replay_failed", f"replay of task {record.id} failed: {failure}")
-                        return
-                while len(queue):
-                    event = queue.pop()
-                    yield retry + encode_sse(event, previews)
+            async with contextlib.aclosing(loop.messages(keepalive=KEEPALIVE_SECONDS)) as messages:
+                async for message in messages:
+                    if message is None:
+                        yield b": keepalive\n\n"
+                        continue
+                    assert isinstance(message, EventMessage)  # a stream has no control messages
+                    yield retry + encode_sse(message.event, message.previews)
                     retry = b""
                     metrics.SSE_SENT.inc()
-                    if event.terminal:
-                        return
-                if feed.replaying:
-                    continue
-                wake.clear()
-                try:
-                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield b": keepalive\n\n"
+            # The client reconnects with Last-Event-ID and misses nothing, unless the server failed
+            # (a stored log it cannot replay): then it learns why.
+            close = subscriber.close
+            if close is not None and close.failure is not None:
+                yield encode_stream_error(close.failure, close.reason)
         finally:
-            revocation.close()
-            feed.close()
+            loop.close()
             metrics.SSE_SUBSCRIBERS.dec()
-            dropped.update(queue)
+            dropped.update(subscriber)
 
     return StreamingResponse(
         stream(),

@@ -1,6 +1,7 @@
 """Wiro: `POST /v1/Run/{owner}/{project}`, `/v1/Task/Detail`, `/v1/Task/Cancel`, `/v1/Task/Kill`
-(provider-docs 004), and its socket: the native one (server/api/websocket.py), also at `/v1`, with
-Wiro's `{"type": "task_info", "tasktoken"}` message registered here.
+(provider-docs 004), and its socket: the native one (server/api/websocket.py), also at `/v1`, which
+answers Wiro's `{"type": "task_info", "tasktoken"}` with `MESSAGE_HANDLERS` (server.app gives it
+to every socket).
 
 Bodies are JSON, multipart/form-data or url-encoded forms. As on Wiro every answer is HTTP 200:
 `{"result": true, "errors": [], ...}`, or `{"result": false, "errors": [{"code", "message"}]}`
@@ -12,6 +13,7 @@ The tool's parameters follow Wiro's text-to-image tools; see docs/compatibility.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -29,6 +31,7 @@ from latentcast.server.api.errors import parse_json
 from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
 from latentcast.server.compat.wiro_detail import detail_body
 from latentcast.server.errors import APIError
+from latentcast.server.protocol.client_messages import Refused, text_field
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskNotFound
@@ -202,22 +205,26 @@ async def _stop(request: Request, record: TaskRecord, reason: str, too_late: str
         raise Refusal("conflict", too_late) from None
 
 
-async def _task_info(connection: websocket.Connection, message: dict[str, Any]) -> None:
+async def task_info(connection: websocket.Connection, message: dict[str, Any]) -> None:
     """Wiro's subscribe: by the task's token alone, every event from the first, as JSON without previews."""
-    token = websocket.text_field(message, "tasktoken")
+    token = text_field(message, "tasktoken")
     try:
         record = await connection.ctx.service.get_by_token(token)
     except TaskNotFound:
-        raise websocket.Refused("not_found", "no task has this tasktoken") from None
-    await connection.follow(record.id, 0, "none")
+        raise Refused("not_found", "no task has this tasktoken") from None
+    connection.follow(record.id, 0, "none")
 
 
-websocket.handles("task_info", _task_info)
+# Wiro's client messages on the socket, by type.
+MESSAGE_HANDLERS: Mapping[str, websocket.MessageHandler] = {"task_info": task_info}
 
-routes: list[BaseRoute] = [
-    Route("/v1/Run/{owner}/{project}", run, methods=["POST"]),
-    Route("/v1/Task/Detail", task_detail, methods=["POST"]),
-    Route("/v1/Task/Cancel", task_cancel, methods=["POST"]),
-    Route("/v1/Task/Kill", task_kill, methods=["POST"]),
-    WebSocketRoute("/v1", websocket.endpoint),  # where Wiro clients connect
-]
+
+def routes(socket: websocket.SocketEndpoint) -> list[BaseRoute]:
+    """Wiro's routes; `socket` (server.api.websocket.endpoint) is served at `/v1`, where Wiro's clients connect."""
+    return [
+        Route("/v1/Run/{owner}/{project}", run, methods=["POST"]),
+        Route("/v1/Task/Detail", task_detail, methods=["POST"]),
+        Route("/v1/Task/Cancel", task_cancel, methods=["POST"]),
+        Route("/v1/Task/Kill", task_kill, methods=["POST"]),
+        WebSocketRoute("/v1", socket),
+    ]

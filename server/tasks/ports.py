@@ -76,7 +76,7 @@ class NewEvent:
 
 
 class EventLog(Protocol):
-    """Reading tasks' event logs: all a subscriber's feed needs of the store (server.tasks.feed)."""
+    """Reading tasks' event logs: all a subscriber's replay needs of the store (protocol.subscriber)."""
 
     async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
         """Events after `since` (the first `limit` of them), in order; only the newest preview of

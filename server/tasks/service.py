@@ -19,7 +19,6 @@ from typing import Any
 
 from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
-from latentcast.server.tasks.feed import Deliver, TaskFeed
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.outbox import Backlog, Delivery, Webhook
 from latentcast.server.tasks.params import TaskParams
@@ -163,14 +162,14 @@ class TaskService:
 
     # -- following ------------------------------------------------------------------------
 
-    def feed(self, task_id: str, since: int, deliver: Deliver, ready: Callable[[], None]) -> TaskFeed:
-        """One subscriber's feed of one task: its log after `since`, a page per `pull`, then live
-        events (call `start`); `ready` is called when it has a page to pull again."""
-        return TaskFeed(self._pages, self._bus, task_id, since, deliver, ready)
+    async def replay_page(self, task_id: str, since: int, *, limit: int) -> list[Event]:
+        """A page of the task's log for a subscriber's replay (protocol.subscriber): the same page
+        asked for by many subscribers at once is read once for all of them (`SharedPages`)."""
+        return await self._pages.events(task_id, since, limit=limit)
 
     def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
         """Live events of one task (or of every task, with None) as they are recorded, wherever;
-        returns the unsubscribe function. No replay: `feed` is for that."""
+        returns the unsubscribe function. No replay: `replay_page` reads the log."""
         return self._bus.subscribe(task_id, listener)
 
     # -- lifecycle --------------------------------------------------------------------------

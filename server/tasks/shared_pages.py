@@ -8,7 +8,7 @@ process, and one more waits behind it for everyone who asks meanwhile:
 - nobody reading it: the caller reads it at once, as if nothing stood between it and the store;
 - a read of it in flight: the caller waits for the next read, which starts when that one ends and
   answers everyone who asked while it waited. A caller never joins the read in flight: that read
-  may have left the store before the caller began listening for live events (its feed's `start`),
+  may have left the store before the caller began listening for live events (its `follow`),
   and an event recorded in between would then reach the caller neither way.
 
 Nothing is kept once a read is answered: this shares reads, it caches nothing. Every caller of one

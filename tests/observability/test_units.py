@@ -14,6 +14,7 @@ from latentcast.server.observability.logs import JSONFormatter, configure_loggin
 from latentcast.server.observability.observer import TaskObserver
 from latentcast.server.protocol.events import Event, Preview
 from latentcast.server.protocol.flow import OutboundQueue
+from latentcast.server.protocol.messages import EventMessage
 
 
 def events_of_a_task(task: str, steps: int = 3, start: float = 1000.0) -> list[Event]:
@@ -101,7 +102,7 @@ def test_drop_counter_reports_previews_dropped_for_a_slow_subscriber():
     start = counter(metrics.WS_PREVIEWS_DROPPED)
     image = Preview("jpeg", 8, 8, 64, 64, b"x")
     for seq in range(1, 4):
-        queue.push(Event("f" * 16, seq, "task_progress", 1.0, {}, image))
+        queue.push(EventMessage(Event("f" * 16, seq, "task_progress", 1.0, {}, image), "binary"))
     dropped.update(queue)
     dropped.update(queue)  # idempotent: only new drops count
     assert counter(metrics.WS_PREVIEWS_DROPPED) == start + 2

@@ -1,27 +1,34 @@
 from latentcast.server.protocol.events import Event, Preview
 from latentcast.server.protocol.flow import OutboundQueue
+from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage
 
 
-def progress(task: str, seq: int, image: bool = True) -> Event:
+def progress(task: str, seq: int, image: bool = True) -> EventMessage:
     preview = Preview("jpeg", 8, 8, 64, 64, f"{task}{seq}".encode()) if image else None
-    return Event(task, seq, "task_progress", 0.0, {"step": seq}, preview)
+    return EventMessage(Event(task, seq, "task_progress", 0.0, {"step": seq}, preview), "binary")
 
 
-def lifecycle(task: str, seq: int) -> Event:
-    return Event(task, seq, "task_output", 0.0, f"Step {seq}")
+def lifecycle(task: str, seq: int) -> EventMessage:
+    return EventMessage(Event(task, seq, "task_output", 0.0, f"Step {seq}"), "binary")
 
 
-def drain(queue: OutboundQueue) -> list[Event]:
+def drain(queue: OutboundQueue) -> list[ServerMessage]:
     return [queue.pop() for _ in range(len(queue))]
+
+
+def events(queue: OutboundQueue) -> list[Event]:
+    messages = drain(queue)
+    assert all(isinstance(m, EventMessage) for m in messages)
+    return [m.event for m in messages]  # type: ignore[union-attr]
 
 
 def test_only_the_newest_unsent_preview_keeps_its_image_and_no_event_is_dropped():
     queue = OutboundQueue(maxlen=100)
     for seq in range(1, 7):
         queue.push(progress("a", seq) if seq % 2 else lifecycle("a", seq))
-    events = drain(queue)
-    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
-    assert [e.preview is not None for e in events] == [False, False, False, False, True, False]
+    sent = events(queue)
+    assert [e.seq for e in sent] == [1, 2, 3, 4, 5, 6]
+    assert [e.preview is not None for e in sent] == [False, False, False, False, True, False]
     assert queue.previews_dropped == 2
 
 
@@ -29,7 +36,7 @@ def test_latest_wins_is_per_task():
     queue = OutboundQueue(maxlen=100)
     queue.push(progress("a", 1))
     queue.push(progress("b", 1))
-    assert all(e.preview is not None for e in drain(queue))
+    assert all(e.preview is not None for e in events(queue))
 
 
 def test_a_sent_preview_is_not_touched_by_a_newer_one():
@@ -37,14 +44,34 @@ def test_a_sent_preview_is_not_touched_by_a_newer_one():
     queue.push(progress("a", 1))
     first = queue.pop()
     queue.push(progress("a", 2))
-    assert first.preview is not None
-    assert drain(queue)[0].preview is not None
+    assert isinstance(first, EventMessage) and first.event.preview is not None
+    assert events(queue)[0].preview is not None
 
 
-def test_subscriber_without_previews_gets_the_events_bare():
-    queue = OutboundQueue(maxlen=100, previews=False)
+def test_a_stripped_event_keeps_its_delivery_mode():
+    queue = OutboundQueue(maxlen=100)
+    queue.push(EventMessage(progress("a", 1).event, "json"))
+    queue.push(progress("a", 2))
+    first, second = drain(queue)
+    assert isinstance(first, EventMessage) and (first.event.preview, first.previews) == (None, "json")
+    assert isinstance(second, EventMessage) and second.event.preview is not None
+
+
+def test_replies_to_a_burst_of_requests_do_not_count_against_the_bound():
+    queue = OutboundQueue(maxlen=3)
+    for index in range(100):  # a hundred subscribes, read in one go before anything was sent
+        queue.push(ControlMessage({"type": "subscribed", "id": str(index), "since": 0}), paced=True)
+    assert not queue.overflowed
+
+
+def test_control_messages_keep_their_place_and_are_never_dropped():
+    queue = OutboundQueue(maxlen=100)
+    queue.push(ControlMessage({"type": "subscribed", "id": "a", "since": 0}))
     queue.push(progress("a", 1))
-    assert queue.pop().preview is None
+    queue.push(ControlMessage({"type": "unsubscribed", "id": "a"}))
+    queue.push(progress("a", 2))
+    kinds = [m.body["type"] if isinstance(m, ControlMessage) else m.event.seq for m in drain(queue)]
+    assert kinds == ["subscribed", 1, "unsubscribed", 2]
 
 
 def test_overflow_is_reported_not_hidden():
@@ -54,25 +81,25 @@ def test_overflow_is_reported_not_hidden():
     assert not queue.overflowed
     queue.push(lifecycle("a", 4))
     assert queue.overflowed
-    assert [e.seq for e in drain(queue)] == [1, 2, 3, 4]
+    assert [e.seq for e in events(queue)] == [1, 2, 3, 4]
 
 
 def test_replayed_events_do_not_count_against_the_bound():
     queue = OutboundQueue(maxlen=3)
     for seq in range(1, 101):  # a replay page, read because the client drained the last one
-        queue.push(lifecycle("a", seq), replayed=True)
+        queue.push(lifecycle("a", seq), paced=True)
     for seq in range(1, 4):
         queue.push(lifecycle("b", seq))
     assert not queue.overflowed
     queue.push(lifecycle("b", 4))
     assert queue.overflowed  # live events piling up beyond the bound still close a slow client
-    events = drain(queue)
-    assert [(e.task_id, e.seq) for e in events] == [("a", s) for s in range(1, 101)] + [("b", s) for s in range(1, 5)]
+    sent = events(queue)
+    assert [(e.task_id, e.seq) for e in sent] == [("a", s) for s in range(1, 101)] + [("b", s) for s in range(1, 5)]
     assert not queue.overflowed
 
 
 def test_a_replayed_preview_is_latest_wins_with_live_ones():
     queue = OutboundQueue(maxlen=3)
-    queue.push(progress("a", 1), replayed=True)
+    queue.push(progress("a", 1), paced=True)
     queue.push(progress("a", 2))
-    assert [e.preview is not None for e in drain(queue)] == [False, True]
+    assert [e.preview is not None for e in events(queue)] == [False, True]

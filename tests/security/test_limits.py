@@ -19,6 +19,7 @@ from starlette.routing import Route
 from websockets.exceptions import ConnectionClosed
 
 from latentcast.server import compat
+from latentcast.server.api import websocket
 from latentcast.server.api.routes import routes as api_routes
 from latentcast.server.security.ratelimit import InFlight, RateLimiter
 from tests.security.helpers import BODIES, TINY, bearer, count_tasks, create_key, parse_response, raw_exchange
@@ -133,7 +134,9 @@ def _framed(path: str, content_type: str, body: bytes, *, chunked: bool) -> byte
 
 
 def test_every_post_route_is_a_door() -> None:
-    posts = [route for route in [*api_routes, *compat.routes] if isinstance(route, Route) and "POST" in route.methods]
+    socket = websocket.endpoint(websocket.MESSAGE_HANDLERS)
+    every = [*api_routes(socket), *compat.routes(socket)]
+    posts = [route for route in every if isinstance(route, Route) and "POST" in route.methods]
     for route in posts:
         assert any(route.path_regex.fullmatch(path) for path in POST_DOORS), f"{route.path} is not in POST_DOORS"
 
