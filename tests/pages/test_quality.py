@@ -15,6 +15,10 @@ from playwright.async_api import Page, expect
 from tests.pages.helpers import PHONE, WIDE, ConsoleWatch, cancel_task, create_task, fill_form, screenshot
 from tests.support import ServerProcess
 
+# Every page on one screen, with real tasks of up to 100 steps at 512 px: several minutes on a
+# loaded machine. The limit guards against a hang; each wait inside has its own safety net.
+pytestmark = pytest.mark.timeout(900)
+
 # Accessibility basics, inside the embeds' shadow roots too: every control and landmark widget has
 # a name, every image an alt, the document a language and a title.
 A11Y = """

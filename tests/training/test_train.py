@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import httpx
+import pytest
 import torch
 from PIL import Image
 
@@ -22,6 +23,11 @@ from latentcast.server.training import scenes
 from latentcast.server.training.train import DRAWING, TOKENS, WORDS
 from tests.support import ServerProcess, collect_from_the_start, previewed_steps
 from tests.training.short_plan import train_briefly
+
+# Each test runs the training script (a process that imports torch and diffusers) two to four times
+# on its short plan: about a minute on an idle machine. The limit guards against a hang, sized for a
+# machine several times slower (a loaded CI runner), not for the plan.
+pytestmark = pytest.mark.timeout(1200)
 
 
 def digests(folder: Path) -> dict[str, str]:
