@@ -61,6 +61,7 @@ async def test_a_dropped_socket_resumes_with_since_and_loses_nothing(server: Ser
 
 async def test_the_page_survives_a_server_restart(start_server, page: Page, page_errors) -> None:
     page_errors.allow(r"WebSocket connection to .* failed")  # Chromium reports the attempts while it is down
+    page_errors.allow(r"ERR_CONNECTION_REFUSED")  # and any request the page makes meanwhile (the history's)
     first = start_server("--preview-min-interval", "0")
     await page.goto(first.base_url + "/")
     await fill_form(page, "a task that outlives its server", size="256x256", steps=30)
