@@ -29,7 +29,8 @@ def test_submit_follow_and_download(server: ServerProcess, tmp_path: Path) -> No
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         assert isinstance(events[-1], PostprocessEndEvent)
         previews = [e.preview for e in events if isinstance(e, ProgressEvent) and e.preview is not None]
-        assert previews and previews[-1].image().size == (64, 64)
+        assert previews and previews[-1].image().size == (8, 8)  # latent2rgb travels at the latents' size
+        assert previews[-1].image(enlarged=True).size == (64, 64)
         outputs = task.result()
         assert [o.seed for o in outputs] == [3]
         [path] = task.download(tmp_path)

@@ -30,7 +30,9 @@ BURST = {"prompt": "burst", "width": 64, "height": 64, "num_inference_steps": 1,
 def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running = Cluster(tmp_path_factory.mktemp("crowds"))
     try:
-        pool = ["--redis-pool-size", str(POOL)]
+        # Waits for a connection are this module's subject, not their limit (test_redis_pool's): on a
+        # loaded 2-core machine 500 submits over 8 connections can wait longer than the default 10 s.
+        pool = ["--redis-pool-size", str(POOL), "--redis-pool-timeout", "600"]
         running.frontend(*pool, "--max-queue", str(MAX_QUEUE))
         running.frontend(*pool)
         running.worker("w1", *pool)

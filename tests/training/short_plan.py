@@ -9,9 +9,9 @@ from pathlib import Path
 from tests.processes import ROOT
 
 SHORT_PLAN = (
-    "--vae-steps", "4", "--vae-batch", "2", "--latents-256", "16", "--latents-512", "4",
-    "--transformer-steps", "6", "--batch-256", "4", "--batch-512", "2",
-    "--preview-fit-encoded", "8", "--preview-fit-generated", "2", "--judge-count", "0",
+    "--vae-steps", "2", "--vae-batch", "2", "--latents-256", "8", "--latents-512", "2",
+    "--transformer-steps", "4", "--batch-256", "2", "--batch-512", "1", "--every-512", "4",
+    "--preview-fit-encoded", "4", "--preview-fit-generated", "1", "--judge-count", "0",
 )
 
 

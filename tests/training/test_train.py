@@ -24,8 +24,8 @@ from latentcast.server.training.train import DRAWING, TOKENS, WORDS
 from tests.support import ServerProcess, collect_from_the_start, previewed_steps
 from tests.training.short_plan import train_briefly
 
-# Each test runs the training script (a process that imports torch and diffusers) two to four times
-# on its short plan: about a minute on an idle machine. The limit guards against a hang, sized for a
+# Each test runs the training script (a process that imports torch and diffusers) once to three
+# times on its short plan, about 20 s a run on an idle machine. The limit guards against a hang, sized for a
 # machine several times slower (a loaded CI runner), not for the plan.
 pytestmark = pytest.mark.timeout(1200)
 
@@ -34,12 +34,18 @@ def digests(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: Path) -> None:
-    first = digests(train_briefly(tmp_path / "one"))
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the short plan straight through, which the other runs are compared with."""
+    return train_briefly(tmp_path_factory.mktemp("straight") / "model")
+
+
+async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(straight: Path, tmp_path: Path) -> None:
+    first = digests(straight)
     assert digests(train_briefly(tmp_path / "two")) == first
     assert {"latentcast.json", "transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"} <= set(first)
 
-    model = load_pipeline(str(tmp_path / "one"), data_dir=tmp_path)
+    model = load_pipeline(str(straight), data_dir=tmp_path)
     assert model.settings.max_sequence_length == TOKENS
     assert len(model.settings.latent_rgb_factors) == 16
     assert model.settings.latent_rgb_factors != SD3_LATENT_RGB_FACTORS  # fitted to this VAE
@@ -54,7 +60,7 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
     sd3 = make_previewer("latent2rgb", model.pipe, None)(latent)[0]
     assert own.tobytes() != sd3.tobytes()  # the preview paints with the folder's factors
 
-    server = ServerProcess(tmp_path / "data", "--preview-min-interval", "0", model=str(tmp_path / "one")).start()
+    server = ServerProcess(tmp_path / "data", "--preview-min-interval", "0", model=str(straight)).start()
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             body = {"prompt": "a large red circle on a blue background, top left", "width": 200, "height": 136, "num_inference_steps": 5}
@@ -72,23 +78,22 @@ async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(tmp_path: P
         server.stop()
 
 
-def test_a_run_stopped_and_resumed_gives_the_bytes_of_one_run_straight_through(tmp_path: Path) -> None:
-    straight = digests(train_briefly(tmp_path / "straight"))
-    # stopped inside the VAE stage (step 2 of 4), then inside the transformer stage (step 3 of 6)
+def test_a_run_stopped_and_resumed_gives_the_bytes_of_one_run_straight_through(straight: Path, tmp_path: Path) -> None:
+    # stopped inside the VAE stage (step 1 of 2), then inside the transformer stage (step 2 of 4)
     out, state = tmp_path / "resumed", tmp_path / "state"
-    train_briefly(out, "--checkpoints", str(state), "--stop-after", "2")
+    train_briefly(out, "--checkpoints", str(state), "--stop-after", "1")
     assert not out.exists() and (state / "checkpoint.pt").is_file()
-    train_briefly(out, "--checkpoints", str(state), "--resume", "--stop-after", "7")
+    train_briefly(out, "--checkpoints", str(state), "--resume", "--stop-after", "4")
     assert not out.exists() and (state / "latents.pt").is_file()
     train_briefly(out, "--checkpoints", str(state), "--resume")
-    assert digests(out) == straight
+    assert digests(out) == digests(straight)
 
 
 def test_each_checkpoint_is_judged_on_held_out_prompts_and_the_best_is_exported(tmp_path: Path) -> None:
     state = tmp_path / "state"
     train_briefly(tmp_path / "out", "--checkpoints", str(state), "--judge-count", "2", "--judge-steps", "2")
     curve = [json.loads(line) for line in (state / "curve.jsonl").read_text().splitlines()]
-    assert [point["step"] for point in curve] == [6]
+    assert [point["step"] for point in curve] == [4]
     assert curve[0]["count"] == 2 and set(curve[0]) >= {"hours", "background", "colour", "shape"}
     assert json.loads((state / "best" / "judgment.json").read_text()) == curve[0]
     model = load_pipeline(str(state / "best"), data_dir=tmp_path)
