@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from latentcast.client.wire import ends_stream as is_terminal  # noqa: F401 (the benchmarks' import)
+from latentcast.wire import ends_stream as is_terminal  # noqa: F401 (the benchmarks' import)
 from tests.processes import ServerProcess
 
 PYTHON = sys.executable

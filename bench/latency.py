@@ -47,7 +47,7 @@ import httpx
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
-from latentcast.client.wire import PREVIEW_MODES, decode_frame
+from latentcast.wire import PREVIEW_MODES, decode_frame
 from latentcast.server.engine.builtin import ensure_builtin
 from tests.processes import ROOT, ServerProcess
 

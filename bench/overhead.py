@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import orjson
 import websockets
-from latentcast.client.wire import decode_frame
+from latentcast.wire import decode_frame
 
 from bench.common import Report, is_terminal, median, parser
 from tests.processes import free_port

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, median, parser, percentile
-from latentcast.client.wire import PREVIEW_FORMATS, PREVIEW_METHODS
+from latentcast.wire import PREVIEW_FORMATS, PREVIEW_METHODS
 
 TARGET_MS = 2.0  # latent2rgb + encode at a 128x128 latent
 

@@ -14,8 +14,8 @@ import httpx
 import orjson
 import websockets
 
-from latentcast.client import wire
-from latentcast.client.wire import ends_stream as is_terminal
+from latentcast import wire
+from latentcast.wire import ends_stream as is_terminal
 from tests.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom to top. A module belongs to the layer naming it or the package it is in.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
+    {"wire": ("latentcast.wire",)},
     {"client": ("latentcast.client",)},
     {"server.protocol": ("latentcast.server.protocol",)},
     {"server.errors": ("latentcast.server.errors",)},

@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from latentcast.client.wire import WIRO_SCHEDULERS, WiroScheduler
 from latentcast.server.api import websocket
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import parse_json
 from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
+from latentcast.server.compat.schedulers import WIRO_SCHEDULERS, WiroScheduler
 from latentcast.server.compat.wiro_detail import detail_body
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.client_messages import Refused, text_field

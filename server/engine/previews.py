@@ -17,7 +17,7 @@ import torch
 from diffusers import AutoencoderTiny
 from PIL import Image
 
-from latentcast.client.wire import PREVIEW_FORMATS, PREVIEW_METHODS
+from latentcast.wire import PREVIEW_FORMATS, PREVIEW_METHODS
 
 if TYPE_CHECKING:  # model_settings takes SD3's factors from here
     from latentcast.server.engine.model_settings import ModelSettings

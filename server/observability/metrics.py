@@ -37,7 +37,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
-from latentcast.client.wire import PREVIEW_METHODS
+from latentcast.wire import PREVIEW_METHODS
 
 REGISTRY: CollectorRegistry = DEFAULT_REGISTRY  # with the process_* and python_* collectors
 

@@ -1,7 +1,7 @@
 """The server's events, and how each transport encodes them.
 
 The protocol itself (event types, statuses, the terminal rule, the envelope, the binary frame)
-is `latentcast.client.wire`, shared with every client; this module adds what only the server
+is `latentcast.wire`, shared with every client; this module adds what only the server
 holds: an `Event` with its encoded `Preview` image, the status each event moves a task to, and
 the encodings for WebSocket and SSE. `seq` counts 1, 2, 3, ... per task with no gaps, so a
 subscriber always knows what it missed.
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from websockets.frames import Frame, Opcode
 
-from latentcast.client.wire import (
+from latentcast.wire import (
     PREVIEW_MODES,
     EventType,
     TaskStatus,

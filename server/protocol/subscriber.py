@@ -33,7 +33,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from latentcast.client.wire import Cursor, Gap
+from latentcast.wire import Cursor, Gap
 from latentcast.server.protocol.client_messages import Refused
 from latentcast.server.protocol.events import Event
 from latentcast.server.protocol.flow import OutboundQueue

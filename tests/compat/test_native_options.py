@@ -7,7 +7,7 @@ import typing
 import httpx
 import pytest
 
-from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
+from latentcast.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
 from latentcast.server.engine.schedulers import build_scheduler, configure_scheduler
 from latentcast.server.tasks.params import TaskParams
 from tests.compat.helpers import image_of, native_task

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import standardwebhooks
 
-from latentcast.client.wire import WIRO_SCHEDULERS
+from latentcast.server.compat.schedulers import WIRO_SCHEDULERS
 from latentcast.server.compat.wiro_detail import task_detail
 from latentcast.server.protocol.events import Event
 from latentcast.server.security.wiro_signature import wiro_signature

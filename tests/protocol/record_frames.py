@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from latentcast.client.wire import EventType, envelope
+from latentcast.wire import EventType, envelope
 from latentcast.server.engine.previews import encode_image
 from latentcast.server.protocol.events import Event, Preview, encode_for
 

@@ -3,7 +3,7 @@
 import pytest
 
 from latentcast.client.events import event_from_frame
-from latentcast.client.wire import Cursor, Gap
+from latentcast.wire import Cursor, Gap
 from latentcast.server.protocol.events import Event
 
 

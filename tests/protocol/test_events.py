@@ -5,7 +5,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from latentcast.client.wire import decode_frame
+from latentcast.wire import decode_frame
 from latentcast.server.protocol.events import (
     Event,
     EventType,
