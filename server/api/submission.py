@@ -21,7 +21,7 @@ from latentcast.server.api.errors import field_error, invalid, pydantic_fields
 from latentcast.server.errors import APIError
 from latentcast.server.security import webhooks
 from latentcast.server.tasks.catalog import UnknownModel
-from latentcast.server.tasks.outbox import TERMINAL_EVENTS, Format, Webhook
+from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Format, Webhook
 from latentcast.server.tasks.params import TaskParams, TaskRequest, check_limits
 from latentcast.server.tasks.record import TaskRecord
 

@@ -27,7 +27,7 @@ from latentcast.server.api.errors import field_error, parse_json, pydantic_field
 from latentcast.server.api.submission import submit
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
-from latentcast.server.tasks.outbox import Format
+from latentcast.server.tasks.webhook import Format
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskService
 

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
-from latentcast.server.tasks.outbox import Webhook
 from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.webhook import Webhook
 
 # Events that are log lines or progress, not lifecycle milestones: their times are not kept.
 _UNTIMED = frozenset({EventType.PROGRESS, EventType.OUTPUT, EventType.OUTPUT_FULL, EventType.ERROR_FULL})

@@ -20,13 +20,14 @@ from typing import Any
 from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.outage import Backoff, until_reachable
-from latentcast.server.tasks.outbox import Backlog, Delivery, Webhook
+from latentcast.server.tasks.outbox import Backlog, Delivery
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import (
     EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Outbox, Page, TaskStore,
 )
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.shared_pages import SharedPages
+from latentcast.server.tasks.webhook import Webhook
 
 log = logging.getLogger("latentcast.server")
 

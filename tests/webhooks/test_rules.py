@@ -17,7 +17,8 @@ from latentcast.client.webhooks import sign
 from latentcast.server.deliveries.policy import Answer, RetryPolicy, retry_after_seconds
 from latentcast.server.protocol.events import Event
 from latentcast.server.security.webhook_secrets import WebhookSecrets, new_secret
-from latentcast.server.tasks.outbox import TERMINAL_EVENTS, Claim, Webhook, plan_delivery
+from latentcast.server.tasks.outbox import Claim, plan_delivery
+from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Webhook
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.record import TaskRecord
 
