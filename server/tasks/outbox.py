@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from latentcast.wire import EventType
 
 if TYPE_CHECKING:
-    from latentcast.server.protocol.events import Event
+    from latentcast.server.protocol.events import RecordedEvent
     from latentcast.server.tasks.record import TaskRecord
 
 # `task_progress` goes out at most once a second per task, and always for the last step.
@@ -55,7 +55,7 @@ class NewDelivery:
     created_at: float
 
 
-def plan_delivery(record: TaskRecord, event: Event) -> NewDelivery | None:
+def plan_delivery(record: TaskRecord, event: RecordedEvent) -> NewDelivery | None:
     """The delivery `event` causes, if the task's webhook asks for it (called with the record the
     event was just folded into). A planned `task_progress` is noted in the record, which holds
     back the next one for PROGRESS_INTERVAL_SECONDS, unless that one is the last step."""

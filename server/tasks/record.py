@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
+from latentcast.server.protocol.events import RecordedEvent, EventType, TaskStatus, status_after
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.webhook import Webhook
 
@@ -58,7 +58,7 @@ class TaskRecord:
             fields["webhook"] = Webhook(callback, format="wiro")
         return cls(**{**fields, **overrides})
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: RecordedEvent) -> None:
         """Fold one event into the record (the event's seq must be the next one)."""
         self.last_seq = event.seq
         status = status_after(event.type, event.message)
