@@ -39,16 +39,16 @@ import math
 import pickle
 import sys
 import time
-from pathlib import Path
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
-from latentcast.wire import PREVIEW_MODES, decode_frame
 from latentcast.server.engine.builtin import ensure_builtin
+from latentcast.wire import PREVIEW_MODES, decode_frame
 from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250

@@ -70,8 +70,7 @@ def main() -> None:
         args.latents, args.repeats, args.formats = [8], 2, ["jpeg"]
     import torch
 
-    from latentcast.server.engine.loader import quiet_libraries
-    from latentcast.server.engine.loader import load_pipeline
+    from latentcast.server.engine.loader import load_pipeline, quiet_libraries
     from latentcast.server.engine.previews import make_previewer
 
     quiet_libraries()

@@ -10,5 +10,5 @@ The installed package is one namespace built from the repository's top-level fol
 """
 
 from latentcast.client import *  # noqa: F403 (the client's public names are the package's)
-from latentcast.client import __all__
-from latentcast.client.version import __version__
+from latentcast.client import __all__ as __all__  # (`as`: re-exported, not unused)
+from latentcast.client.version import __version__ as __version__

@@ -21,9 +21,9 @@ from latentcast.server.api.errors import field_error, invalid, pydantic_fields
 from latentcast.server.errors import RequestRefused
 from latentcast.server.security import webhooks
 from latentcast.server.tasks.catalog import UnknownModel
-from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Format, Webhook
 from latentcast.server.tasks.params import TaskParams, TaskRequest, check_limits
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Format, Webhook
 
 # A worker that comes alive beats within a second or two (--heartbeat).
 NO_WORKER_RETRY_SECONDS = 2

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_outbox import APPEND_DELIVERY, RECENT_MAX, RedisOutbox
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
 from latentcast.server.tasks.outbox import NewDelivery, plan_delivery
 from latentcast.server.tasks.ports import Fence, NewEvent, Page, StaleWrite, append_each
 from latentcast.server.tasks.record import TaskRecord

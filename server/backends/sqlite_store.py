@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends import sqlite_outbox
+from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends.sqlite_disk import disk_errors, transaction
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
 from latentcast.server.tasks.outbox import plan_delivery
 from latentcast.server.tasks.ports import Fence, NewEvent, Page, StoreUnavailable, append_each
 from latentcast.server.tasks.record import TaskRecord

@@ -27,9 +27,9 @@ from latentcast.server.api.errors import field_error, parse_json, pydantic_field
 from latentcast.server.api.submission import submit
 from latentcast.server.errors import RequestRefused
 from latentcast.server.protocol.events import TaskStatus
-from latentcast.server.tasks.webhook import Format
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskService
+from latentcast.server.tasks.webhook import Format
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("latentcast.compat")

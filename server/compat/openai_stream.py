@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
+from starlette.requests import Request
+
 from latentcast.server.api.context import context
 from latentcast.server.compat.common import Refusal, cancel_late, completed, output_bytes
 from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.record import TaskRecord
-from starlette.requests import Request
 
 # What the SDK's event models carry beside the image, as this server makes images.
 _ABOUT = {"background": "opaque", "quality": "auto"}

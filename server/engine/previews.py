@@ -9,8 +9,8 @@ on the latent's own device, one uint8 copy to the CPU, and a fast JPEG encode.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch

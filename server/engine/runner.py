@@ -25,7 +25,7 @@ from latentcast.client.image_info import GenerationInfo
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
 from latentcast.server.engine.schedulers import configure_scheduler
-from latentcast.server.protocol.events import EventType, EncodedPreview
+from latentcast.server.protocol.events import EncodedPreview, EventType
 from latentcast.server.tasks.record import TaskRecord
 
 

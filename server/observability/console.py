@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from latentcast.server.protocol.events import RecordedEvent, EventType
+from latentcast.server.protocol.events import EventType, RecordedEvent
 from latentcast.server.tasks.service import TaskService
 
 _CLEAR = "\r\x1b[K"

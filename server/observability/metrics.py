@@ -34,8 +34,8 @@ The names (all `latentcast_`):
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from latentcast.wire import PREVIEW_METHODS
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from latentcast.server.backends.factory import Backend
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import RecordedEvent, EventType, TaskStatus, status_after
+from latentcast.server.protocol.events import EventType, RecordedEvent, TaskStatus, status_after
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 

@@ -33,11 +33,11 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from latentcast.wire import Cursor, Gap
 from latentcast.server.protocol.client_messages import Refused
 from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage, event_message
+from latentcast.wire import Cursor, Gap
 
 CLOSE_NORMAL = 1000  # idle, or an SSE stream whose task ended: nothing was lost
 CLOSE_KEY_REVOKED = 1008  # policy violation

@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
 from latentcast.server.tasks.outbox import Backlog, Claim, Delivery, Outcome
 from latentcast.server.tasks.record import TaskRecord
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from latentcast.server.protocol.events import RecordedEvent, EventType, TaskStatus, status_after
+from latentcast.server.protocol.events import EventType, RecordedEvent, TaskStatus, status_after
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.webhook import Webhook
 

@@ -17,13 +17,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from latentcast.server.protocol.events import RecordedEvent, EventType, EncodedPreview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, EventType, RecordedEvent, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.outbox import Backlog, Delivery
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import (
-    EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Outbox, Page, TaskStore,
+    EventBus,
+    Fence,
+    FileStore,
+    Job,
+    JobQueue,
+    Listener,
+    NewEvent,
+    Outbox,
+    Page,
+    TaskStore,
 )
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.shared_pages import SharedPages

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from types import SimpleNamespace
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx

@@ -19,7 +19,15 @@ import websockets
 from tests.scaleout.outage import follow_sse
 from tests.small_disk import SmallDisk
 from tests.support import (
-    ServerProcess, collect, decode_frame, eventually, is_terminal, seqs, subscribe, types, wait_status,
+    ServerProcess,
+    collect,
+    decode_frame,
+    eventually,
+    is_terminal,
+    seqs,
+    subscribe,
+    types,
+    wait_status,
 )
 
 ARGS = ("--max-steps", "1000", "--preview-min-interval", "0")

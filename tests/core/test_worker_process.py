@@ -12,7 +12,12 @@ import time
 import httpx
 
 from tests.support import (
-    SMALL, assert_run_again_after_one_interruption, collect, eventually, types, wait_status,
+    SMALL,
+    assert_run_again_after_one_interruption,
+    collect,
+    eventually,
+    types,
+    wait_status,
 )
 
 LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100}

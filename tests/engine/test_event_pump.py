@@ -4,7 +4,6 @@ event that names it. A real task service over the SQLite backend records them.""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from latentcast.server.backends.factory import open_backend
 from latentcast.server.config import Settings
 from latentcast.server.engine.event_pump import EventPump
 from latentcast.server.engine.runner import PreviewTime, StepReport, StopSignal
-from latentcast.server.protocol.events import RecordedEvent, EventType, EncodedPreview
+from latentcast.server.protocol.events import EncodedPreview, EventType, RecordedEvent
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import Fence, NewEvent

@@ -12,7 +12,7 @@ from latentcast.server.observability import metrics
 from latentcast.server.observability.console import ConsoleHandler, ConsoleProgress
 from latentcast.server.observability.logs import JSONFormatter, configure_logging, redact
 from latentcast.server.observability.observer import TaskObserver
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.protocol.messages import EventMessage
 

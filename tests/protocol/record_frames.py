@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from latentcast.wire import EventType, envelope
 from latentcast.server.engine.previews import encode_image
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview, encode_for
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, encode_for
+from latentcast.wire import EventType, envelope
 
 FIXTURE = Path(__file__).with_name("frames.json")
 TASK = "9f2c4e1a0b3d5e7f"

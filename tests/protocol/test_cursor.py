@@ -3,8 +3,8 @@
 import pytest
 
 from latentcast.client.events import event_from_frame
-from latentcast.wire import Cursor, Gap
 from latentcast.server.protocol.events import RecordedEvent
+from latentcast.wire import Cursor, Gap
 
 
 def event(seq: int, type_: str = "task_output") -> RecordedEvent:

@@ -5,11 +5,10 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from latentcast.wire import decode_frame
 from latentcast.server.protocol.events import (
-    RecordedEvent,
-    EventType,
     EncodedPreview,
+    EventType,
+    RecordedEvent,
     TaskStatus,
     encode_binary,
     encode_for,
@@ -18,6 +17,7 @@ from latentcast.server.protocol.events import (
     is_terminal,
     status_after,
 )
+from latentcast.wire import decode_frame
 
 PREVIEW = EncodedPreview("webp", 8, 6, 64, 48, b"RIFF....WEBP")  # latent size, of a 64x48 image
 HEADER = {"format": "webp", "width": 8, "height": 6, "image_width": 64, "image_height": 48}

@@ -1,4 +1,4 @@
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage
 

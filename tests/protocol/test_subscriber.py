@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from latentcast.server.protocol.client_messages import Refused
-from latentcast.server.protocol.events import RecordedEvent, EncodedPreview
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
 from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage
 from latentcast.server.protocol.subscriber import REPLAY_PAGE, Close, PageRequest, Subscriber
 

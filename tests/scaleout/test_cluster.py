@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from tests.support import collect, previewed_steps, seqs, types, wait_status
 
+
 def without_pictures(events: list[dict]) -> list[dict]:
     """Events without their preview pictures: flow control may replace an unsent one with a newer."""
     plain = []

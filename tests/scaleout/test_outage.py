@@ -22,7 +22,16 @@ import websockets
 
 from tests.scaleout.outage import KILLS, follow_sse, start_answering
 from tests.support import (
-    HOOK_FLAGS, ServerProcess, collect, decode_frame, eventually, free_port, is_terminal, seqs, subscribe, types,
+    HOOK_FLAGS,
+    ServerProcess,
+    collect,
+    decode_frame,
+    eventually,
+    free_port,
+    is_terminal,
+    seqs,
+    subscribe,
+    types,
     wait_status,
 )
 from tests.webhooks.helpers import all_ended, deliveries_when, submit

@@ -18,9 +18,9 @@ from latentcast.server.deliveries.policy import Answer, RetryPolicy, retry_after
 from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.security.webhook_secrets import WebhookSecrets, new_secret
 from latentcast.server.tasks.outbox import Claim, plan_delivery
-from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Webhook
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Webhook
 
 NOW = 1_750_000_000.0
 
