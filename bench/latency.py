@@ -47,12 +47,12 @@ import httpx
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
+from harness.processes import ROOT, ServerProcess
 from latentcast.server.engine.builtin import ensure_builtin
 from latentcast.wire import PREVIEW_MODES, decode_frame
-from tests.processes import ROOT, ServerProcess
 
 PER_PROCESS = 250
-MODEL = "builtin:tiny"  # what tests.processes' server serves, and the minimal streamer loads
+MODEL = "builtin:tiny"  # what harness.processes' server serves, and the minimal streamer loads
 T = TypeVar("T")
 LIFECYCLE = (
     "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",

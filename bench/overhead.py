@@ -34,8 +34,8 @@ import orjson
 import websockets
 
 from bench.common import Report, is_terminal, median, parser
+from harness.processes import free_port
 from latentcast.wire import decode_frame
-from tests.processes import free_port
 
 PROMPT = "a lighthouse at dusk, oil on canvas"
 SEED = 1234

@@ -1,4 +1,4 @@
-"""Test support: real clients of the real server, and the processes (from tests.processes, re-exported
+"""Test support: real clients of the real server, and the processes (from harness.processes, re-exported
 here because most tests import everything they need from this one module)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import httpx
 import orjson
 import websockets
 
+from harness.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
 from latentcast import wire
 from latentcast.wire import ends_stream as is_terminal
-from tests.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
 # A server whose webhooks may reach receivers on loopback, retried within a fraction of a second.

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 SHORT_PLAN = (
     "--vae-steps", "4", "--vae-batch", "2", "--latents-256", "16", "--latents-512", "4",
