@@ -31,9 +31,9 @@ from diffusers import StableDiffusion3Pipeline
 from websockets.asyncio.server import broadcast
 
 from bench._broadcast import Subscribers, listening
-from latentcast.client.wire import encode_frame, envelope
 from latentcast.server.engine.loader import quiet_libraries
 from latentcast.server.engine.previews import Latent2RGB, denoised_estimate, encode_image
+from latentcast.wire import encode_frame, envelope
 
 
 def generate(

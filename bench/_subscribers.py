@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from latentcast.client.wire import decode_frame, ends_stream
+from latentcast.wire import decode_frame, ends_stream
 
 
 def _client_frame(opcode: int, payload: bytes) -> bytes:

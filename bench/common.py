@@ -1,6 +1,6 @@
 """What every benchmark shares: the machine it ran on, the server to measure, statistics, the report.
 
-The processes (server, redis-server) are the tests', from tests.processes.
+The processes (server, redis-server) are the tests' (harness.processes).
 
 Each benchmark prints a human-readable report and, as its last line, `RESULT {json}` with every
 number it measured (the smoke tests read that line); `--json PATH` also writes the JSON to a file.
@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from latentcast.client.wire import ends_stream as is_terminal  # noqa: F401 (the benchmarks' import)
-from tests.processes import ServerProcess
+from harness.processes import ServerProcess
+from latentcast.wire import ends_stream as is_terminal  # noqa: F401 (the benchmarks' import)
 
 PYTHON = sys.executable
 
@@ -151,7 +151,7 @@ def median(values: Sequence[float]) -> float:
 
 @contextlib.contextmanager
 def measured_server(*args: str) -> Iterator[ServerProcess]:
-    """`latentcast serve *args` (tests.processes, as the tests start it) in a data dir thrown away after."""
+    """`latentcast serve *args` (harness.processes, as the tests start it) in a data dir thrown away after."""
     with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder, ServerProcess(Path(folder), *args) as server:
         yield server
 

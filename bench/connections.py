@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, raise_fd_limit, rss_bytes, scrape
-from tests.processes import ROOT, ServerProcess
+from harness.processes import ROOT, ServerProcess
 
 PER_PROCESS = 1000
 TARGET_SOCKETS, TARGET_BYTES = 5000, 2**30

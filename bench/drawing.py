@@ -36,8 +36,7 @@ def main() -> None:
     if args.smoke:
         args.count, args.sizes, args.speed_runs = 2, [256], 2
 
-    from latentcast.server.engine.loader import quiet_libraries
-    from latentcast.server.engine.loader import load_pipeline
+    from latentcast.server.engine.loader import load_pipeline, quiet_libraries
     from latentcast.server.training.checker import judge, psnr
     from latentcast.server.training.judging import generate, held_out_prompts
 

@@ -39,20 +39,20 @@ import math
 import pickle
 import sys
 import time
-from pathlib import Path
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
-from latentcast.client.wire import PREVIEW_MODES, decode_frame
+from harness.processes import ROOT, ServerProcess
 from latentcast.server.engine.builtin import ensure_builtin
-from tests.processes import ROOT, ServerProcess
+from latentcast.wire import PREVIEW_MODES, decode_frame
 
 PER_PROCESS = 250
-MODEL = "builtin:tiny"  # what tests.processes' server serves, and the minimal streamer loads
+MODEL = "builtin:tiny"  # what harness.processes' server serves, and the minimal streamer loads
 T = TypeVar("T")
 LIFECYCLE = (
     "task_queue", "task_accept", "task_preprocess_start", "task_preprocess_end", "task_assign", "task_start",

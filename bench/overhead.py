@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 import orjson
 import websockets
-from latentcast.client.wire import decode_frame
 
 from bench.common import Report, is_terminal, median, parser
-from tests.processes import free_port
+from harness.processes import free_port
+from latentcast.wire import decode_frame
 
 PROMPT = "a lighthouse at dusk, oil on canvas"
 SEED = 1234
@@ -57,6 +57,7 @@ class InProcessService:
 
     async def __aenter__(self) -> InProcessService:
         import uvicorn
+
         from latentcast.server.api.frame_writer import serving_protocol
         from latentcast.server.app import create_app
 
@@ -89,6 +90,7 @@ class InProcessService:
 def bare_run(pipe: Any, size: int, steps: int, guidance: float) -> tuple[float, float, Any]:
     """The bare call's seconds; then the seconds to also save its picture as the service does (PNG)."""
     import torch
+
     from latentcast.client.image_info import GenerationInfo
     from latentcast.server.engine.runner import _encode_output
 

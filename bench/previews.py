@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, median, parser, percentile
-from latentcast.client.wire import PREVIEW_FORMATS, PREVIEW_METHODS
+from latentcast.wire import PREVIEW_FORMATS, PREVIEW_METHODS
 
 TARGET_MS = 2.0  # latent2rgb + encode at a 128x128 latent
 
@@ -70,8 +70,7 @@ def main() -> None:
         args.latents, args.repeats, args.formats = [8], 2, ["jpeg"]
     import torch
 
-    from latentcast.server.engine.loader import quiet_libraries
-    from latentcast.server.engine.loader import load_pipeline
+    from latentcast.server.engine.loader import load_pipeline, quiet_libraries
     from latentcast.server.engine.previews import make_previewer
 
     quiet_libraries()

@@ -35,7 +35,7 @@ import httpx
 import orjson
 
 from bench.common import PYTHON, Report, parser, raise_fd_limit, reported
-from tests.processes import READY_TIMEOUT, ROOT, ConnectionPeaks, RedisServer, ServerProcess
+from harness.processes import READY_TIMEOUT, ROOT, ConnectionPeaks, RedisServer, ServerProcess
 
 MEASURED = {"prompt": "measured", "width": 256, "height": 256, "num_inference_steps": 28}
 GATE = {"prompt": "gate", "width": 1024, "height": 1024, "num_inference_steps": 100, "preview_method": "none"}

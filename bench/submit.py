@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, scrape
-from tests.processes import ROOT, RedisServer, ServerProcess
+from harness.processes import ROOT, RedisServer, ServerProcess
 
 TARGET_PER_SECOND = 1000
 

@@ -48,7 +48,7 @@ from latentcast.client.events import CancelEvent, ErrorEvent, Event, Postprocess
 from latentcast.client.models import Delivery, GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions, submit_body
 from latentcast.client.version import __version__
-from latentcast.client.wire import PREVIEW_MODES, Cursor, FrameError, Gap, PreviewMode, decode_frame
+from latentcast.wire import PREVIEW_MODES, Cursor, FrameError, Gap, PreviewMode, decode_frame
 
 __all__ = ["API_KEY_VARIABLE", "DEFAULT_BASE_URL", "AsyncClient", "Task"]
 

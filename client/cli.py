@@ -51,7 +51,7 @@ from latentcast.client.events import (
 from latentcast.client.info_command import add_command as add_info_command
 from latentcast.client.models import Output
 from latentcast.client.progress import ProgressBar, format_seconds
-from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS, EventType
+from latentcast.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS, EventType
 
 EXIT_OK = 0
 EXIT_FAILED = 1

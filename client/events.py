@@ -7,7 +7,7 @@ they preview (`preview.image()` gives a PIL image, `preview.image(enlarged=True)
 size). A type this client does not know yet arrives as a plain `Event`.
 
 The frames themselves (JSON text, or a binary preview frame), the terminal rule and the event
-type names are the wire protocol, `latentcast.client.wire`; this module only types what it decodes.
+type names are the wire protocol, `latentcast.wire`; this module only types what it decodes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from latentcast.client.models import Output, decode_image
-from latentcast.client.wire import EventType, decode_frame, is_terminal, preview_image_size, split_preview
+from latentcast.wire import EventType, decode_frame, is_terminal, preview_image_size, split_preview
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -18,8 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from latentcast.client.image_info import GenerationInfo, read_info
 from PIL import UnidentifiedImageError
+
+from latentcast.client.image_info import GenerationInfo, read_info
 
 # The fields in the order a person reads them, with the words `info` shows.
 _LABELS = {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import PIL.Image
+
     from latentcast.client.image_info import GenerationInfo
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})

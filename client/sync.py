@@ -28,7 +28,7 @@ from latentcast.client.async_client import DEFAULT_TIMEOUT, AsyncClient, Task
 from latentcast.client.events import Event
 from latentcast.client.models import Delivery, GeneratedImage, Output, TaskInfo, TaskPage
 from latentcast.client.task_options import TaskOptions
-from latentcast.client.wire import PreviewMode
+from latentcast.wire import PreviewMode
 
 __all__ = ["Client", "SyncTask"]
 

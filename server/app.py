@@ -31,7 +31,7 @@ from latentcast.server.config import Settings
 from latentcast.server.deliveries.bodies import event_body
 from latentcast.server.deliveries.loop import DeliveryLoop
 from latentcast.server.engine.fleet import WorkerHandle, announce, announce_forever, build_workers, worker_names
-from latentcast.server.errors import APIError, error_response, handle_api_error, store_unavailable
+from latentcast.server.errors import RequestRefused, error_response, handle_api_error, store_unavailable
 from latentcast.server.observability import attach as observe
 from latentcast.server.observability import counting_heartbeats
 from latentcast.server.observability.metrics import observe_preview
@@ -103,7 +103,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-    return error_response(APIError(exc.status_code, kind, message, headers=exc.headers))
+    return error_response(RequestRefused(exc.status_code, kind, message, headers=exc.headers))
 
 
 async def _unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
@@ -181,7 +181,7 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
         exception_handlers={
-            APIError: handle_api_error,
+            RequestRefused: handle_api_error,
             HTTPException: _http_error,
             StoreUnavailable: _unavailable,
             Exception: _internal_error,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -303,7 +303,6 @@ def _serve(args: argparse.Namespace) -> int:
 
         quiet_libraries()
     from latentcast.server.app import create_app
-
     from latentcast.server.observability import configure_logging
 
     # Every logger (uvicorn's too: log_config=None below) in one format; the console progress bar

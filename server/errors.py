@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 
-class APIError(Exception):
+class RequestRefused(Exception):
+    """A request the API refuses: its status, error type and message, and the fields at fault."""
+
     def __init__(
         self,
         status: int,
@@ -38,13 +40,13 @@ class APIError(Exception):
         return {"error": error}
 
 
-def error_response(exc: APIError) -> JSONResponse:
+def error_response(exc: RequestRefused) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:
-    """The app's exception handler for `APIError`."""
-    assert isinstance(exc, APIError)
+    """The app's exception handler for `RequestRefused`."""
+    assert isinstance(exc, RequestRefused)
     return error_response(exc)
 
 
@@ -54,7 +56,7 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 RETRY_AFTER_SECONDS = 2
 
 
-def store_unavailable(cause: object = None, *, busy: bool = False) -> APIError:
+def store_unavailable(cause: object = None, *, busy: bool = False) -> RequestRefused:
     """The answer to any request the task store could not serve: Redis unreachable, or answering
     but with every connection this front-end may open to it in use (`busy`), or the disk under
     SQLite full, read-only or failing. `cause` says which."""
@@ -62,7 +64,7 @@ def store_unavailable(cause: object = None, *, busy: bool = False) -> APIError:
         state = "busy (every connection to it stayed in use)"
     else:
         state = f"unreachable ({cause})" if cause else "unreachable (restarting?)"
-    return APIError(
+    return RequestRefused(
         503,
         "unavailable",
         f"the task store is {state}: nothing was done; retry after Retry-After seconds",

@@ -1,22 +1,23 @@
-"""Test support: real clients of the real server, and the processes (from tests.processes, re-exported
+"""Test support: real clients of the real server, and the processes (from harness.processes, re-exported
 here because most tests import everything they need from this one module)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 import websockets
 
-from latentcast.client import wire
-from latentcast.client.wire import ends_stream as is_terminal
-from tests.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
+from harness.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
+from latentcast import wire
+from latentcast.wire import ends_stream as is_terminal
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 4}
 # A server whose webhooks may reach receivers on loopback, retried within a fraction of a second.
@@ -57,14 +58,25 @@ def server_webhook_secret(server: ServerProcess) -> str:
     return shown.stdout.strip()
 
 
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 120) -> float:
-    """Poll `condition` until it holds; the seconds it took. The timeout only guards against a hang."""
+T = TypeVar("T")
+
+
+async def eventually(condition: Callable[[], T | Awaitable[T]], what: str, timeout: float = 120) -> T:
+    """Poll `condition` (a plain or an async function) until it returns something true; that value.
+
+    Every test that waits, waits here: for a condition, never for a clock. The timeout only guards
+    against a hang, sized for a loaded machine; `what` names the condition when it never holds.
+    """
     began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if await condition():
-            return time.monotonic() - began
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"{what}: not after {timeout}s")
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"{what}: not after {timeout}s")
 
 
 def decode_frame(frame: str | bytes) -> dict[str, Any]:
@@ -144,13 +156,13 @@ def seqs(events: Sequence[dict[str, Any]]) -> list[int]:
 
 
 async def wait_status(client: httpx.AsyncClient, task_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        detail = (await client.get(f"/v1/tasks/{task_id}")).json()
-        if detail["status"] in statuses:
-            return detail
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"task {task_id} never reached {statuses}; last: {detail['status']}")
+    """The task's detail once its status is one of `statuses`."""
+
+    async def reached() -> dict[str, Any] | None:
+        detail: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
+        return detail if detail["status"] in statuses else None
+
+    return await eventually(reached, f"task {task_id} reaching {statuses}", timeout)
 
 
 def assert_run_again_after_one_interruption(events: Sequence[dict[str, Any]], why: str) -> None:

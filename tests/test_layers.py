@@ -3,8 +3,10 @@
 Every module of the `latentcast` package (server/, client/ and the package root, mapped as
 pyproject.toml's package-dir says) is parsed with `ast`, and every import in it is checked: at
 module level, inside functions, and under `if TYPE_CHECKING:` alike (none is exempt). Layers in
-one row of `LAYERS` are siblings: neither may import the other. README.md's "Layout" table lists
-the same layers in the same order, which the last test holds it to.
+one row of `LAYERS` are siblings: neither may import the other. Inside a layer, imports form no
+cycle: a module that needs another's names and is needed by it is one idea split in two, and its
+import order decides which half sees the other half-built. README.md's "Layout" table lists the
+same layers in the same order, which the last test holds it to.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom to top. A module belongs to the layer naming it or the package it is in.
 LAYERS: list[dict[str, tuple[str, ...]]] = [
+    {"wire": ("latentcast.wire",)},
     {"client": ("latentcast.client",)},
     {"server.protocol": ("latentcast.server.protocol",)},
     {"server.errors": ("latentcast.server.errors",)},
@@ -116,6 +119,48 @@ def imports(module: str, path: Path, known: set[str]) -> Iterator[tuple[int, str
                 yield node.lineno, target
 
 
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports (wherever the import stands)."""
+    known = set(modules)
+    return {name: {target for _, target in imports(name, path, known) if target in known} for name, path in modules.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every group of modules that import one another, round and round (Tarjan's strongly connected
+    components of more than one module, or of one that imports itself), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph.get(module, ())):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1 or module in graph.get(module, ()):
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
 def test_every_module_has_a_layer() -> None:
     unplaced = [f"{path.relative_to(ROOT)} ({name})" for name, path in project_modules().items() if layer_of(name) is None]
     assert not unplaced, "modules in no layer (add them to LAYERS and README.md's Layout table): " + ", ".join(
@@ -140,6 +185,23 @@ def test_no_module_imports_from_a_layer_above_its_own() -> None:
             how = "a sibling layer" if rank[other] == rank[layer] else "a layer above it"
             wrong.append(f"{path.relative_to(ROOT)}:{line}: {layer} imports {target} from {other}, {how}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_no_modules_import_one_another_in_a_cycle() -> None:
+    cycles = import_cycles(import_graph(project_modules()))
+    assert not cycles, "modules that import one another: " + "; ".join(" <-> ".join(cycle) for cycle in cycles)
+
+
+def test_a_cycle_planted_inside_one_layer_is_caught(tmp_path: Path) -> None:
+    # Two engine modules that import each other, one of them only for its annotations: the layer
+    # rule passes them (one layer), the cycle rule does not.
+    (tmp_path / "planted_a.py").write_text("from latentcast.server.engine.planted_b import B\n")
+    (tmp_path / "planted_b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from latentcast.server.engine import planted_a\n"
+    )
+    modules = project_modules()
+    planted = {f"latentcast.server.engine.planted_{x}": tmp_path / f"planted_{x}.py" for x in "ab"}
+    assert import_cycles(import_graph(modules | planted)) == [sorted(planted)]
 
 
 def test_the_readme_lists_the_same_layers_in_the_same_order() -> None:

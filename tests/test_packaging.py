@@ -4,8 +4,8 @@
   /docs, /openapi.json and the README point to, the license and the Makefile; the metadata has
   the license and the project's URLs, and the README it carries (a package index's page) links
   only to absolute addresses.
-- The wheel holds one top-level import package, `latentcast`, with every module of server/ and
-  client/ and every page of static/.
+- The wheel holds one top-level import package, `latentcast`, with every module of latentcast/,
+  server/ and client/ and every page of static/.
 - `pip install latentcast` (no extra) is the client: torch is not importable there, yet
   `latentcast generate` and `AsyncClient` work against a server, `latentcast --version` answers, and
   `latentcast serve` says in one line which extra to install.
@@ -90,7 +90,8 @@ def test_wheel_holds_one_package_with_every_module_and_page(wheel: Path) -> None
         for p in (ROOT / "static").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
-    expected |= {"latentcast/__init__.py", "latentcast/__main__.py", "latentcast/client/py.typed"}
+    expected |= {f"latentcast/{p.name}" for p in (ROOT / "latentcast").glob("*.py")}
+    expected |= {"latentcast/py.typed", "latentcast/client/py.typed"}
     assert sorted(expected - set(names)) == []
 
 

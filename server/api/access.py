@@ -16,8 +16,8 @@ import hmac
 from starlette.requests import HTTPConnection
 
 from latentcast.server.api.context import context
-from latentcast.server.errors import APIError
-from latentcast.server.protocol.events import Event
+from latentcast.server.errors import RequestRefused
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.security.auth import Caller, credentials, unauthorized
 from latentcast.server.tasks.ports import Listener
 from latentcast.server.tasks.record import TaskRecord
@@ -31,11 +31,11 @@ def given_token(connection: HTTPConnection) -> str | None:
 def check_token(record: TaskRecord, token: str | None) -> None:
     """A token, when given, must be this task's; without API keys configured none is required."""
     if token is not None and not hmac.compare_digest(token.encode(), record.token.encode()):
-        raise APIError(403, "forbidden", "the token does not match this task")
+        raise RequestRefused(403, "forbidden", "the token does not match this task")
 
 
-def no_task(task_id: str) -> APIError:
-    return APIError(404, "not_found", f"no task {task_id!r}")
+def no_task(task_id: str) -> RequestRefused:
+    return RequestRefused(404, "not_found", f"no task {task_id!r}")
 
 
 def check_access(record: TaskRecord, token: str | None, caller: Caller | None) -> None:
@@ -73,10 +73,10 @@ class OwnEvents:
         self.caller = caller
         self.deliver = deliver
         self.visible: dict[str, bool] = {}
-        self.held: dict[str, list[Event]] = {}
+        self.held: dict[str, list[RecordedEvent]] = {}
         self.lookups: set[asyncio.Task[None]] = set()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: RecordedEvent) -> None:
         visible = self.visible.get(event.task_id)
         if visible is None:
             if event.task_id not in self.held:

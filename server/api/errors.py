@@ -1,6 +1,6 @@
 """Reading a request: its body as strict JSON, and validation errors that name the field and the rule.
 
-Every refusal is the API's error (`server.errors.APIError`), in its one JSON shape.
+Every refusal is the API's error (`server.errors.RequestRefused`), in its one JSON shape.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 
 
 def field_error(field: str, rule: str, message: str) -> dict[str, str]:
@@ -29,9 +29,9 @@ def pydantic_fields(exc: ValidationError) -> list[dict[str, str]]:
     return fields
 
 
-def invalid(fields: list[dict[str, str]], status: int = 422) -> APIError:
+def invalid(fields: list[dict[str, str]], status: int = 422) -> RequestRefused:
     summary = "; ".join(f["message"] for f in fields)
-    return APIError(status, "validation_error", summary, fields=fields)
+    return RequestRefused(status, "validation_error", summary, fields=fields)
 
 
 def parse_json(raw: bytes | str, what: str = "request body") -> Any:
@@ -45,22 +45,22 @@ def parse_json(raw: bytes | str, what: str = "request body") -> Any:
     (--max-body-bytes), so its speed does not matter.
     """
     if not raw.strip():
-        raise APIError(400, "invalid_json", f"{what} is empty; send a JSON object")
+        raise RequestRefused(400, "invalid_json", f"{what} is empty; send a JSON object")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         value = json.loads(text, object_pairs_hook=_unique_names)
     except UnicodeDecodeError:
-        raise APIError(400, "invalid_json", f"{what} is not UTF-8") from None
+        raise RequestRefused(400, "invalid_json", f"{what} is not UTF-8") from None
     except _DuplicateName as exc:
         name = exc.name.encode("utf-8", "backslashreplace").decode()[:100]  # it is echoed back
         raise invalid([field_error(name, "duplicate_key", f"{name}: given more than once")]) from None
     except RecursionError:
-        raise APIError(400, "invalid_json", f"{what} is nested too deeply") from None
+        raise RequestRefused(400, "invalid_json", f"{what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
-        raise APIError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
+        raise RequestRefused(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
     if _has_lone_surrogate(value):
         # "\ud800" is valid JSON but not text: it could be neither stored nor sent back
-        raise APIError(400, "invalid_json", f"{what} holds a \\u escape of half a character (a lone surrogate)")
+        raise RequestRefused(400, "invalid_json", f"{what} holds a \\u escape of half a character (a lone surrogate)")
     return value
 
 

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from latentcast.server.api.context import context
 from latentcast.server.api.tasks import find
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 
 # What a client that wants a file's bytes, whatever they are, asks for (generated API clients read
 # this type, and no image type, as a file).
@@ -20,7 +20,7 @@ async def get_file(request: Request) -> Response:
     output = next((o for o in record.outputs if o["name"] == name), None)
     data = await context(request).files.read(record.id, name) if output else None
     if output is None or data is None:
-        raise APIError(404, "not_found", f"task {record.id} has no file {name!r}")
+        raise RequestRefused(404, "not_found", f"task {record.id} has no file {name!r}")
     own = output["contenttype"]
     return Response(
         data,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from latentcast.server.api import deliveries, files, meta, metrics, sse, tasks
-from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply
+from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply, Schema
 from latentcast.server.protocol.events import EventType, TaskStatus
 from latentcast.server.tasks.params import TaskParams, TaskRequest
 
@@ -25,7 +25,7 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FieldError(Answer):
+class FieldFault(Answer):
     field: str = Field(description="the field at fault, dotted when nested (`image_size.width`)")
     rule: str = Field(
         description="the rule it breaks: pydantic's error type (`greater_than_equal`, `multiple_of`, "
@@ -40,7 +40,7 @@ class ErrorDetail(Answer):
         "`task_finished`, `queue_full`, `rate_limited`, ..."
     )
     message: str
-    fields: list[FieldError] = Field(default_factory=list, description="every field at fault; absent when none is")
+    fields: list[FieldFault] = Field(default_factory=list, description="every field at fault; absent when none is")
 
 
 class ErrorBody(Answer):
@@ -49,7 +49,7 @@ class ErrorBody(Answer):
     error: ErrorDetail
 
 
-class Event(Answer):
+class EventAnswer(Answer):
     """One event of a task: a text frame on `/v1/ws`, the `data` of an event on the SSE stream."""
 
     type: EventType
@@ -312,7 +312,7 @@ operations: dict[Callable[..., Any], Operation] = {
                 "The stream: `id: SEQ`, `event: TYPE`, `data: EVENT` blocks.",
                 media_type="text/event-stream",
                 schema={"type": "string"},
-                event_data=Event,
+                event_data=Schema(EventAnswer, "Event"),
             ),
             401: UNAUTHORIZED,
             403: FORBIDDEN,

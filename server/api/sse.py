@@ -22,9 +22,9 @@ from starlette.responses import StreamingResponse
 from latentcast.server.api.access import given_token, identify
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, invalid
+from latentcast.server.api.subscriber_loop import SubscriberLoop
 from latentcast.server.api.tasks import find
 from latentcast.server.observability import metrics
-from latentcast.server.api.subscriber_loop import SubscriberLoop
 from latentcast.server.protocol.events import encode_sse, encode_stream_error
 from latentcast.server.protocol.messages import EventMessage
 from latentcast.server.protocol.subscriber import Subscriber

@@ -3,7 +3,7 @@
 In order: the API key; the body validated into `TaskParams` and its webhook; the operator's limits
 and where a webhook may go (server.security.webhooks); a model this server serves; room in the
 queue and in the caller's in-flight allowance (429s); then `TaskService.submit`. Each refusal is an
-`APIError` naming the field and the rule, which the providers' endpoints re-word in their own
+`RequestRefused` naming the field and the rule, which the providers' endpoints re-word in their own
 shape (server.compat.common).
 """
 
@@ -18,12 +18,12 @@ from starlette.requests import Request
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import Context, context
 from latentcast.server.api.errors import field_error, invalid, pydantic_fields
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 from latentcast.server.security import webhooks
 from latentcast.server.tasks.catalog import UnknownModel
-from latentcast.server.tasks.outbox import TERMINAL_EVENTS, Format, Webhook
 from latentcast.server.tasks.params import TaskParams, TaskRequest, check_limits
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Format, Webhook
 
 # A worker that comes alive beats within a second or two (--heartbeat).
 NO_WORKER_RETRY_SECONDS = 2
@@ -37,7 +37,7 @@ async def submit(request: Request, body: Mapping[str, Any], *, webhook_format: F
     params, webhook = await _validated(ctx, body, webhook_format)
     await _served(ctx, params.model)
     if await ctx.service.queue_length() >= ctx.settings.max_queue:
-        raise APIError(
+        raise RequestRefused(
             429, "queue_full", f"the queue holds {ctx.settings.max_queue} tasks; try again later",
             headers={"Retry-After": "5"},
         )
@@ -72,7 +72,7 @@ async def _served(ctx: Context, model: str | None) -> None:
         await ctx.service.catalog.resolve_now(model)
     except UnknownModel as exc:
         if not exc.served:
-            raise APIError(
+            raise RequestRefused(
                 503, "no_worker", f"{exc}; retry after Retry-After seconds",
                 headers={"Retry-After": str(NO_WORKER_RETRY_SECONDS)},
             ) from None

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from latentcast.server.api.access import OwnEvents
 from latentcast.server.protocol.client_messages import Refused
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.protocol.messages import ServerMessage
 from latentcast.server.protocol.subscriber import EVERY_TASK, PageRequest, Subscriber
 from latentcast.server.security.auth import Caller
@@ -132,7 +132,7 @@ class SubscriberLoop:
 
     # -- within ---------------------------------------------------------------------------------
 
-    def _on_live(self, event: Event) -> None:
+    def _on_live(self, event: RecordedEvent) -> None:
         subscriber = self.subscriber
         subscriber.live(event)
         if self._direct is not None:

@@ -11,7 +11,7 @@ from latentcast.server.api.access import check_access, given_token, no_task, req
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, invalid, json_object
 from latentcast.server.api.submission import submit
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskNotFinished, TaskNotFound, TaskService
@@ -103,7 +103,7 @@ async def cancel_task(request: Request) -> JSONResponse:
     try:
         record = await service.cancel(record.id)
     except TaskFinished as exc:
-        raise APIError(409, "task_finished", str(exc)) from None
+        raise RequestRefused(409, "task_finished", str(exc)) from None
     return JSONResponse(await describe(request, service, record), status_code=202)
 
 
@@ -113,7 +113,7 @@ async def delete_task(request: Request) -> Response:
     try:
         await context(request).service.delete(record.id)
     except TaskNotFinished as exc:
-        raise APIError(409, "task_not_finished", str(exc)) from None
+        raise RequestRefused(409, "task_not_finished", str(exc)) from None
     except TaskNotFound:
         raise no_task(record.id) from None  # deleted by another request meanwhile
     return Response(status_code=204)

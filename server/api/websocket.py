@@ -40,7 +40,7 @@ from latentcast.server.api.context import Context, context
 from latentcast.server.api.errors import parse_json
 from latentcast.server.api.frame_writer import EXTENSION
 from latentcast.server.api.subscriber_loop import SubscriberLoop
-from latentcast.server.errors import APIError, error_response
+from latentcast.server.errors import RequestRefused, error_response
 from latentcast.server.observability import metrics
 from latentcast.server.protocol.client_messages import (
     MAX_MESSAGE_BYTES,
@@ -124,7 +124,7 @@ class Connection:
                 raise Refused("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
             try:
                 value = parse_json(raw, "message")
-            except APIError as exc:
+            except RequestRefused as exc:
                 raise Refused("invalid_json", exc.message) from None
             message = read_message(value)
             reply_id = message.reply_id
@@ -134,7 +134,7 @@ class Connection:
             await handler(self, message.body)
         except Refused as refused:
             self.loop.refuse(refused, reply_id)
-        except APIError as refused:  # from the access checks: unauthorized, forbidden, not_found
+        except RequestRefused as refused:  # from the access checks: unauthorized, forbidden, not_found
             self.loop.refuse(Refused(refused.type, refused.message), reply_id)
 
     async def _send(self) -> None:
@@ -224,7 +224,7 @@ def endpoint(handlers: Mapping[str, MessageHandler]) -> SocketEndpoint:
     async def serve_socket(ws: WebSocket) -> None:
         try:
             caller = await identify(ws)  # a bad key in the handshake is refused before the socket opens
-        except APIError as refused:
+        except RequestRefused as refused:
             await ws.send_denial_response(error_response(refused))
             return
         await ws.accept()

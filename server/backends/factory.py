@@ -16,6 +16,7 @@ from latentcast.server.tasks.service import TaskService
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+
     from latentcast.server.backends.redis_names import RedisNames
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.ports import Listener
 
 
@@ -14,7 +14,7 @@ class LocalBus:
         self._everything: set[Listener] = set()
         self._cancel_listeners: list[Callable[[str, str], None]] = []
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: RecordedEvent) -> None:
         # Listeners only queue the event (flow.OutboundQueue): publishing never waits on a client.
         for listener in tuple(self._by_task.get(event.task_id, ())):
             listener(event)

@@ -28,7 +28,7 @@ from latentcast.server.backends.local_bus import LocalBus
 from latentcast.server.backends.redis_client import LOST, store_error
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.outage import Backoff
 from latentcast.server.tasks.ports import Listener, StoreUnavailable
 
@@ -63,7 +63,7 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: RecordedEvent) -> None:
         """Nothing to do: the store's append already put the event on the feed every front-end follows."""
 
     def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
@@ -114,7 +114,7 @@ class RedisBus:
                 await backoff.failed(store_error(exc))
 
 
-def _event(fields: dict[bytes, bytes]) -> Event:
+def _event(fields: dict[bytes, bytes]) -> RecordedEvent:
     preview = preview_from_fields(fields[b"preview"], fields[b"data"]) if b"preview" in fields else None
     return event_from_fields(fields[b"task"].decode(), int(fields[b"seq"]), fields, preview)
 

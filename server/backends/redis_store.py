@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_outbox import APPEND_DELIVERY, RECENT_MAX, RedisOutbox
-from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
 from latentcast.server.tasks.outbox import NewDelivery, plan_delivery
 from latentcast.server.tasks.ports import Fence, NewEvent, Page, StaleWrite, append_each
 from latentcast.server.tasks.record import TaskRecord
@@ -81,23 +81,25 @@ def _load(fields: dict[bytes, bytes]) -> TaskRecord:
     return TaskRecord.from_json(fields[b"record"])
 
 
-def event_from_fields(task_id: str, seq: int, fields: dict[bytes, bytes], preview: Preview | None = None) -> Event:
-    return Event(
+def event_from_fields(
+    task_id: str, seq: int, fields: dict[bytes, bytes], preview: EncodedPreview | None = None
+) -> RecordedEvent:
+    return RecordedEvent(
         task_id, seq, fields[b"type"].decode(), float(fields[b"time"]), orjson.loads(fields[b"message"]), preview
     )
 
 
-def preview_meta(preview: Preview) -> bytes:
+def preview_meta(preview: EncodedPreview) -> bytes:
     """What the preview hash and the feed keep beside a preview's bytes: a JSON list."""
     return orjson.dumps([preview.format, preview.width, preview.height, preview.image_width, preview.image_height])
 
 
-def preview_from_fields(meta: bytes, data: bytes) -> Preview:
+def preview_from_fields(meta: bytes, data: bytes) -> EncodedPreview:
     """A preview from `preview_meta` and its bytes. A meta of three (format, width, height), as an
     earlier release wrote it, is of a preview as large as its image."""
     fmt, width, height, *image_size = orjson.loads(meta)
     image_width, image_height = image_size or (width, height)
-    return Preview(fmt, width, height, image_width, image_height, data)
+    return EncodedPreview(fmt, width, height, image_width, image_height, data)
 
 
 class RedisStore:
@@ -174,17 +176,17 @@ class RedisStore:
         message: Any,
         *,
         time: float,
-        preview: Preview | None = None,
+        preview: EncodedPreview | None = None,
         fence: Fence | None = None,
         write_id: str | None = None,
-    ) -> Event:
+    ) -> RecordedEvent:
         k = self.names
         while True:
             record = await self.get(task_id)
             if record is None:
                 raise KeyError(task_id)
             before = record.status
-            event = Event(task_id, record.last_seq + 1, type_, time, message, preview)
+            event = RecordedEvent(task_id, record.last_seq + 1, type_, time, message, preview)
             record.apply(event)
             delivery = plan_delivery(record, event)  # (before the record is written: it may note it)
             result = await self._append(
@@ -234,10 +236,12 @@ class RedisStore:
                 raise KeyError(task_id)
             # b"conflict": another process appended first; fold its event in and try again
 
-    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def append_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         return await append_each(self, task_id, events, fence)
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
         entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+", count=limit)
         newest = await self.redis.hgetall(self.names.preview(task_id))
         newest_seq = int(newest[b"seq"]) if newest else -1

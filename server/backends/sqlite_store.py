@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends import sqlite_outbox
+from latentcast.server.backends.cursors import decode_cursor, encode_cursor
 from latentcast.server.backends.sqlite_disk import disk_errors, transaction
-from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
 from latentcast.server.tasks.outbox import plan_delivery
 from latentcast.server.tasks.ports import Fence, NewEvent, Page, StoreUnavailable, append_each
 from latentcast.server.tasks.record import TaskRecord
@@ -155,17 +155,17 @@ class SQLiteStore:
         message: Any,
         *,
         time: float,
-        preview: Preview | None = None,
+        preview: EncodedPreview | None = None,
         fence: Fence | None = None,
         write_id: str | None = None,
-    ) -> Event:
+    ) -> RecordedEvent:
         # `fence` needs no check here: in one process no other worker can take a task over; nor
         # `write_id`: a local database never loses the answer to a write it committed.
         first = task_id in self._unwritten
         record = self._unwritten.get(task_id) or self._active.get(task_id) or await self.get(task_id)
         if record is None:
             raise KeyError(task_id)
-        event = Event(task_id, record.last_seq + 1, type_, time, message, preview)
+        event = RecordedEvent(task_id, record.last_seq + 1, type_, time, message, preview)
         with self._transaction(task_id) as db:
             record.apply(event)
             delivery = plan_delivery(record, event)  # (before the record is written: it may note it)
@@ -200,10 +200,12 @@ class SQLiteStore:
             self._active[task_id] = record
         return event
 
-    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def append_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         return await append_each(self, task_id, events, fence)
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
         with disk_errors():
             rows = self._db.execute(
                 "SELECT seq, type, time, message FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -217,7 +219,7 @@ class SQLiteStore:
         events = []
         for seq, type_, time, message in rows:
             preview = _preview(*newest[1:]) if newest is not None and newest[0] == seq else None
-            events.append(Event(task_id, seq, type_, time, orjson.loads(message), preview))
+            events.append(RecordedEvent(task_id, seq, type_, time, orjson.loads(message), preview))
         return events
 
     async def set_cancel_requested(self, task_id: str) -> None:
@@ -284,6 +286,6 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 def _preview(
     format: str, width: int, height: int, image_width: int | None, image_height: int | None, data: bytes
-) -> Preview:
+) -> EncodedPreview:
     """A stored preview; one stored without its image's size (`_ADDED_COLUMNS`) was its image's size."""
-    return Preview(format, width, height, image_width or width, image_height or height, data)
+    return EncodedPreview(format, width, height, image_width or width, image_height or height, data)

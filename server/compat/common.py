@@ -25,11 +25,11 @@ from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, parse_json, pydantic_fields
 from latentcast.server.api.submission import submit
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 from latentcast.server.protocol.events import TaskStatus
-from latentcast.server.tasks.outbox import Format
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskFinished, TaskService
+from latentcast.server.tasks.webhook import Format
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("latentcast.compat")
@@ -89,7 +89,7 @@ def endpoint(
                 return await handler(request)
             except Refusal as refusal:
                 return render(refusal)
-            except APIError as exc:
+            except RequestRefused as exc:
                 if exc.status != 401:
                     raise
                 return render(Refusal("unauthorized", exc.message, headers=exc.headers))
@@ -103,7 +103,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or a "body" refusal ("validation" for a key given twice)."""
     try:
         body = parse_json(await request.body())
-    except APIError as exc:
+    except RequestRefused as exc:
         raise Refusal("validation" if exc.fields else "body", exc.message, exc.fields or []) from None
     if not isinstance(body, dict):
         raise Refusal("body", "the request body must be a JSON object")
@@ -132,11 +132,11 @@ async def start(
     """
     try:
         return await submit(request, params, webhook_format=webhook_format)
-    except APIError as exc:
+    except RequestRefused as exc:
         raise _reworded(exc, names) from None
 
 
-def _reworded(exc: APIError, names: Mapping[str, str]) -> Refusal:
+def _reworded(exc: RequestRefused, names: Mapping[str, str]) -> Refusal:
     if exc.status == 429:  # the queue is full, or the caller has its most tasks in flight
         return Refusal("queue_full", exc.message, headers=exc.headers)
     fields = []

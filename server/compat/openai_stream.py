@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
+from starlette.requests import Request
+
 from latentcast.server.api.context import context
 from latentcast.server.compat.common import Refusal, cancel_late, completed, output_bytes
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.record import TaskRecord
-from starlette.requests import Request
 
 # What the SDK's event models carry beside the image, as this server makes images.
 _ABOUT = {"background": "opaque", "quality": "auto"}
@@ -51,7 +52,7 @@ async def image_events(
     provider's JSON, for the SDK to raise)."""
     ctx = context(request)
     service, limit = ctx.service, ctx.settings.compat_wait
-    live: asyncio.Queue[Event] = asyncio.Queue()
+    live: asyncio.Queue[RecordedEvent] = asyncio.Queue()
     unsubscribe = service.subscribe(record.id, live.put_nowait)
     due = partial_steps(record.params.num_inference_steps, partials)
     size = f"{record.params.width}x{record.params.height}"
@@ -95,7 +96,7 @@ async def image_events(
         unsubscribe()
 
 
-def _partial(event: Event, index: int, size: str) -> dict[str, Any]:
+def _partial(event: RecordedEvent, index: int, size: str) -> dict[str, Any]:
     assert event.preview is not None
     return {
         "type": "image_generation.partial_image",

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, RootModel
 
 from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply, Requirement, Schema
-from latentcast.server.api.operations import Answer, FieldError
+from latentcast.server.api.operations import Answer, FieldFault
 from latentcast.server.compat import aimlapi, segmind, segmind_queue, texttoimage, wiro
 
 _AIML, _WIRO, _SEGMIND, _TEXT_TO_IMAGE = "AI/ML API", "Wiro", "Segmind", "textToImage"
@@ -102,7 +102,7 @@ class AimlApiError(Answer):
     statusCode: int
     message: str
     error: OpenAIError
-    meta: list[FieldError] = Field(default_factory=list, description="every field at fault (validation errors)")
+    meta: list[FieldFault] = Field(default_factory=list, description="every field at fault (validation errors)")
 
 
 # -- Segmind --------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class SegmindBase64Answer(Answer):
 
 class SegmindError(Answer):
     error: str
-    fields: list[FieldError] = Field(default_factory=list, description="every field at fault")
+    fields: list[FieldFault] = Field(default_factory=list, description="every field at fault")
 
 
 class SegmindQueued(Answer):

@@ -17,8 +17,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from latentcast.client.wire import SEGMIND_DEFAULT_SCHEDULER, SEGMIND_SCHEDULERS
-from latentcast.server.compat.common import HTTP_STATUS, Refusal, endpoint, finish, json_body, output_bytes, parse, start
+from latentcast.server.compat.common import (
+    HTTP_STATUS,
+    Refusal,
+    endpoint,
+    finish,
+    json_body,
+    output_bytes,
+    parse,
+    start,
+)
+from latentcast.server.compat.schedulers import SEGMIND_DEFAULT_SCHEDULER, SEGMIND_SCHEDULERS
 
 MODEL = "stable-diffusion-3-medium"
 SLUG = f"{MODEL}-txt2img"

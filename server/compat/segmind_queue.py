@@ -19,7 +19,7 @@ from starlette.routing import Route
 from latentcast.server.api.tasks import find
 from latentcast.server.compat.common import Refusal, endpoint, inference_seconds, invalid, json_body, parse, start
 from latentcast.server.compat.segmind import NAMES, SLUG, Txt2ImgRequest, render, task_params
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
 
@@ -56,7 +56,7 @@ async def _task(request: Request) -> TaskRecord:
     """The task of the request id, for the key that created it (another key's reads as not found)."""
     try:
         return await find(request)
-    except APIError as exc:
+    except RequestRefused as exc:
         if exc.status == 401:
             raise
         raise Refusal("not_found", f"no request {request.path_params['task_id']!r}") from None

@@ -23,14 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from latentcast.client.wire import WIRO_SCHEDULERS, WiroScheduler
 from latentcast.server.api import websocket
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import parse_json
 from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
+from latentcast.server.compat.schedulers import WIRO_SCHEDULERS, WiroScheduler
 from latentcast.server.compat.wiro_detail import detail_body
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 from latentcast.server.protocol.client_messages import Refused, text_field
 from latentcast.server.protocol.events import TaskStatus
 from latentcast.server.tasks.record import TaskRecord
@@ -98,7 +98,7 @@ async def _fields(request: Request) -> dict[str, Any]:
         return dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     try:
         body = parse_json(raw)
-    except APIError:
+    except RequestRefused:
         body = None  # Wiro says no more than this about a body that is not parameters
     if not isinstance(body, dict):
         raise Refusal("body", "Request parameters are invalid.")

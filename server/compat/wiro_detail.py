@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from latentcast.client.wire import WIRO_SCHEDULERS
+from latentcast.server.compat.schedulers import WIRO_SCHEDULERS
 from latentcast.server.protocol.events import EventType, TaskStatus
 from latentcast.server.tasks.outbox import Claim
 from latentcast.server.tasks.record import TaskRecord

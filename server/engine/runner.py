@@ -25,7 +25,7 @@ from latentcast.client.image_info import GenerationInfo
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
 from latentcast.server.engine.schedulers import configure_scheduler
-from latentcast.server.protocol.events import EventType, Preview
+from latentcast.server.protocol.events import EncodedPreview, EventType
 from latentcast.server.tasks.record import TaskRecord
 
 
@@ -43,7 +43,7 @@ class StepReport:
     was drawn), its `task_output` log line, and how long the preview took."""
 
     progress: dict[str, Any]
-    preview: Preview | None
+    preview: EncodedPreview | None
     log_line: str
     preview_time: PreviewTime | None
 
@@ -158,7 +158,7 @@ class _StepWatcher:
             x0 = denoised_estimate(self.previous, latents, float(sigmas[i]), float(sigmas[i + 1]))
             image = self.previewer(x0[:1])[0]  # the first image of a batch is the one shown
             data = encode_image(image, self.preview.format)
-            preview = Preview(self.preview.format, image.width, image.height, *self.image_size, data)
+            preview = EncodedPreview(self.preview.format, image.width, image.height, *self.image_size, data)
             self.last_preview = now
             spent = PreviewTime(self.preview.method, time.perf_counter() - now)
         self.previous = latents

@@ -2,8 +2,8 @@
 
 SD3 is a rectified-flow model: its transformer predicts a velocity and its sampler walks the flow
 sigmas from 1 to 0. Only solvers that do exactly that fit it, so every name a task or a provider
-may send (`latentcast.client.wire`: SCHEDULERS and each provider's aliases) resolves to one of
-these diffusers configurations, all on the model's own (shifted) flow sigmas:
+may send (`latentcast.wire.SCHEDULERS`, and each provider's aliases in server/compat/schedulers.py)
+resolves to one of these diffusers configurations, all on the model's own (shifted) flow sigmas:
 
   flow_match_euler              FlowMatchEulerDiscreteScheduler (every SD3 checkpoint's own)
   flow_match_euler_karras       FlowMatchEulerDiscreteScheduler, use_karras_sigmas
@@ -39,7 +39,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from latentcast.client.wire import DEFAULT_SCHEDULER, SCHEDULERS, SchedulerName
+from latentcast.wire import DEFAULT_SCHEDULER, SCHEDULERS, SchedulerName
 
 # FlowMatchEuler's sigma spacing per name; the model's own config is kept for everything else.
 _EULER_SPACING: dict[str, dict[str, bool]] = {

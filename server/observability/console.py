@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from latentcast.server.protocol.events import Event, EventType
+from latentcast.server.protocol.events import EventType, RecordedEvent
 from latentcast.server.tasks.service import TaskService
 
 _CLEAR = "\r\x1b[K"
@@ -56,7 +56,7 @@ class ConsoleProgress:
             self._bars.clear()
             self.clear()
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: RecordedEvent) -> None:
         type_ = event.type
         if type_ == EventType.PROGRESS:
             bar = self._bars.get(event.task_id)

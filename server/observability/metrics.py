@@ -34,10 +34,10 @@ The names (all `latentcast_`):
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from latentcast.client.wire import PREVIEW_METHODS
+from latentcast.wire import PREVIEW_METHODS
 
 REGISTRY: CollectorRegistry = DEFAULT_REGISTRY  # with the process_* and python_* collectors
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from latentcast.server.backends.factory import Backend
 from latentcast.server.observability import metrics
-from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
+from latentcast.server.protocol.events import EventType, RecordedEvent, TaskStatus, status_after
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.service import TaskService
 
@@ -79,13 +79,13 @@ class TaskObserver:
 
     # -- the listener -----------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> None:
+    def on_event(self, event: RecordedEvent) -> None:
         try:
             self._observe(event)
         except Exception:  # a metrics bug must never break publishing to subscribers
             log.exception("metrics: could not observe event %s of task %s", event.type, event.task_id)
 
-    def _observe(self, event: Event) -> None:
+    def _observe(self, event: RecordedEvent) -> None:
         type_ = event.type
         counter = self._event_counters.get(type_)
         if counter is None:
@@ -136,7 +136,7 @@ class TaskObserver:
         children[0].inc()
         children[1].set(at)
 
-    def _move(self, event: Event, state: _TaskState, new: str) -> None:
+    def _move(self, event: RecordedEvent, state: _TaskState, new: str) -> None:
         previous = state.status
         if previous in _UNFINISHED:
             self._status_gauges[previous].dec()
@@ -152,7 +152,7 @@ class TaskObserver:
         if self.log_status:
             self._log(event, state, previous, new)
 
-    def _log(self, event: Event, state: _TaskState, previous: str | None, new: str) -> None:
+    def _log(self, event: RecordedEvent, state: _TaskState, previous: str | None, new: str) -> None:
         fields: dict[str, Any] = {
             "task": event.task_id,
             "status": new,
@@ -182,7 +182,7 @@ class TaskObserver:
         log.info(text, extra=fields)
 
     @staticmethod
-    def _seconds(state: _TaskState, event: Event, new: str) -> float | None:
+    def _seconds(state: _TaskState, event: RecordedEvent, new: str) -> float | None:
         if new in metrics.FINAL_STATUSES and state.queued_at is not None:
             return round(event.time - state.queued_at, 4)
         return None

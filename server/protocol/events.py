@@ -1,9 +1,9 @@
 """The server's events, and how each transport encodes them.
 
 The protocol itself (event types, statuses, the terminal rule, the envelope, the binary frame)
-is `latentcast.client.wire`, shared with every client; this module adds what only the server
-holds: an `Event` with its encoded `Preview` image, the status each event moves a task to, and
-the encodings for WebSocket and SSE. `seq` counts 1, 2, 3, ... per task with no gaps, so a
+is `latentcast.wire`, shared with every client; this module adds what only the server holds: a
+`RecordedEvent` with its `EncodedPreview` image, the status each event moves a task to, and the
+encodings for WebSocket and SSE. `seq` counts 1, 2, 3, ... per task with no gaps, so a
 subscriber always knows what it missed.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from websockets.frames import Frame, Opcode
 
-from latentcast.client.wire import (
+from latentcast.wire import (
     PREVIEW_MODES,
     EventType,
     TaskStatus,
@@ -27,9 +27,9 @@ from latentcast.client.wire import (
 
 __all__ = [
     "PREVIEW_MODES",
-    "Event",
+    "RecordedEvent",
     "EventType",
-    "Preview",
+    "EncodedPreview",
     "TaskStatus",
     "encode_binary",
     "encode_for",
@@ -60,7 +60,7 @@ def status_after(type_: str, message: Any) -> TaskStatus | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Preview:
+class EncodedPreview:
     """An encoded preview image of the denoised estimate, at the resolution it carries
     (`width` x `height`), of an image of `image_width` x `image_height` (wire.describe_preview)."""
 
@@ -73,7 +73,7 @@ class Preview:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Event:
+class RecordedEvent:
     """One recorded event. It goes to every subscriber as the same object, so each encoding of it
     is made once and kept here (`_encoded`, by delivery mode): a thousand subscribers in one mode
     cost one orjson call, one base64 and one binary frame, not a thousand."""
@@ -83,14 +83,14 @@ class Event:
     type: str
     time: float
     message: Any
-    preview: Preview | None = None
+    preview: EncodedPreview | None = None
     _encoded: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:
         return is_terminal(self.type, self.message)
 
-    def without_preview(self) -> Event:
+    def without_preview(self) -> RecordedEvent:
         """The event without its image; the same object for every subscriber that strips it
         (flow control's latest-wins), so its encodings are shared too."""
         if self.preview is None:
@@ -111,17 +111,17 @@ class Event:
         return envelope(self.type, self.task_id, self.seq, self.time, message)
 
 
-def encode_json(event: Event, previews: str = "none") -> bytes:
+def encode_json(event: RecordedEvent, previews: str = "none") -> bytes:
     return orjson.dumps(event.envelope(previews))
 
 
-def encode_binary(event: Event) -> bytes:
+def encode_binary(event: RecordedEvent) -> bytes:
     """A preview event as a binary frame (wire.encode_frame): the image travels beside the JSON."""
     assert event.preview is not None
     return encode_frame(event.envelope("binary"), event.preview.data)
 
 
-def encode_for(event: Event, previews: str) -> bytes | str:
+def encode_for(event: RecordedEvent, previews: str) -> bytes | str:
     """What a WebSocket subscriber in `previews` mode receives: a binary frame for a preview, else
     JSON text. Made once per event and mode, however many subscribers receive it."""
     mode = previews if event.preview is not None else "none"  # without an image every mode reads alike
@@ -131,7 +131,7 @@ def encode_for(event: Event, previews: str) -> bytes | str:
     return encoded
 
 
-def encode_ws_frame(event: Event, previews: str) -> bytes:
+def encode_ws_frame(event: RecordedEvent, previews: str) -> bytes:
     """`encode_for`'s message as a whole WebSocket frame, header included, as a server sends it
     (unmasked, uncompressed): the bytes are the same for every subscriber in one mode, so the
     socket layer writes them as they are (server.api.frame_writer). Made once per event and mode."""
@@ -150,7 +150,7 @@ def encode_stream_error(code: str, message: str) -> bytes:
     return b"event: stream_error\ndata: %s\n\n" % orjson.dumps({"code": code, "message": message})
 
 
-def encode_sse(event: Event, previews: str) -> bytes:
+def encode_sse(event: RecordedEvent, previews: str) -> bytes:
     """One Server-Sent Event; its `id` is the seq so `Last-Event-ID` resumes the stream. Made once
     per event and mode, as `encode_for` is."""
     mode = "json" if previews == "binary" else previews

@@ -14,14 +14,14 @@ from typing import Any
 import orjson
 from websockets.frames import Frame, Opcode
 
-from latentcast.server.protocol.events import Event, encode_for, encode_ws_frame
+from latentcast.server.protocol.events import RecordedEvent, encode_for, encode_ws_frame
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EventMessage:
     """An event as one subscriber receives it: in the preview mode its subscription asked for."""
 
-    event: Event
+    event: RecordedEvent
     previews: str  # one of PREVIEW_MODES; an event in "none" carries no image (`event_message`)
 
 
@@ -35,7 +35,7 @@ class ControlMessage:
 ServerMessage = EventMessage | ControlMessage
 
 
-def event_message(event: Event, previews: str) -> EventMessage:
+def event_message(event: RecordedEvent, previews: str) -> EventMessage:
     """`event` for a subscriber in `previews` mode. Without previews its image goes at once, so
     that the queue neither holds it nor counts it as a preview dropped."""
     return EventMessage(event.without_preview() if previews == "none" else event, previews)

@@ -33,11 +33,11 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from latentcast.client.wire import Cursor, Gap
 from latentcast.server.protocol.client_messages import Refused
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage, event_message
+from latentcast.wire import Cursor, Gap
 
 CLOSE_NORMAL = 1000  # idle, or an SSE stream whose task ended: nothing was lost
 CLOSE_KEY_REVOKED = 1008  # policy violation
@@ -71,7 +71,7 @@ class PageRequest:
 class _Subscription:
     previews: str
     cursor: Cursor | None = None  # None for subscribe_all, which replays nothing and takes events as they come
-    held: list[Event] | None = None  # live events waiting while the log is replayed; None once caught up
+    held: list[RecordedEvent] | None = None  # live events waiting while the log is replayed; None once caught up
 
     @property
     def live(self) -> bool:
@@ -164,7 +164,7 @@ class Subscriber:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def live(self, event: Event) -> None:
+    def live(self, event: RecordedEvent) -> None:
         """An event as it is published, for a task this subscriber follows or for subscribe_all."""
         subscription = self._subscriptions.get(event.task_id)
         if subscription is not None and subscription.cursor is not None:
@@ -184,7 +184,7 @@ class Subscriber:
             return request
         return None
 
-    def page_read(self, events: Sequence[Event]) -> None:
+    def page_read(self, events: Sequence[RecordedEvent]) -> None:
         """The page `next_page` asked for; past the log's end, the live events held meanwhile follow."""
         request, subscription = self._take_reading()
         if self._subscriptions.get(request.task_id) is not subscription:
@@ -277,7 +277,7 @@ class Subscriber:
         self._subscriptions.pop(subscription_id, None)
         self._replaying.pop(subscription_id, None)
 
-    def _offer(self, task_id: str, subscription: _Subscription, event: Event) -> None:
+    def _offer(self, task_id: str, subscription: _Subscription, event: RecordedEvent) -> None:
         assert subscription.cursor is not None
         if subscription.held is not None:  # the log is being replayed: it comes after
             if len(subscription.held) < REPLAY_PAGE:
@@ -294,7 +294,7 @@ class Subscriber:
         if admitted:
             self._deliver(task_id, subscription, event, replayed=False)
 
-    def _deliver(self, task_id: str, subscription: _Subscription, event: Event, *, replayed: bool) -> None:
+    def _deliver(self, task_id: str, subscription: _Subscription, event: RecordedEvent, *, replayed: bool) -> None:
         self._push(event_message(event, subscription.previews), paced=replayed)
         if not subscription.live:  # its terminal event
             self._replaying.pop(task_id, None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from latentcast.server.errors import APIError
+from latentcast.server.errors import RequestRefused
 from latentcast.server.security.keys import ApiKey
 from latentcast.server.tasks.record import TaskRecord
 
@@ -58,5 +58,5 @@ class Caller:
 ANYONE = Caller(None)
 
 
-def unauthorized(message: str) -> APIError:
-    return APIError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="latentcast"'})
+def unauthorized(message: str) -> RequestRefused:
+    return RequestRefused(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="latentcast"'})

@@ -19,20 +19,20 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from latentcast.server.errors import APIError, error_response
+from latentcast.server.errors import RequestRefused, error_response
 
 log = logging.getLogger("latentcast.security")
 
 CLOSE = {"Connection": "close"}
 
 
-def too_large(limit: int) -> APIError:
-    return APIError(413, "body_too_large", f"the request body is larger than {limit} bytes", headers=CLOSE)
+def too_large(limit: int) -> RequestRefused:
+    return RequestRefused(413, "body_too_large", f"the request body is larger than {limit} bytes", headers=CLOSE)
 
 
-def too_slow(rate: float) -> APIError:
+def too_slow(rate: float) -> RequestRefused:
     message = f"the request body arrived slower than {rate:g} bytes per second"
-    return APIError(408, "body_timeout", message, headers=CLOSE)
+    return RequestRefused(408, "body_timeout", message, headers=CLOSE)
 
 
 class HungUp(Exception):
@@ -59,7 +59,7 @@ class BodyLimit:
             return
         try:
             body = await self._read(receive)
-        except APIError as refused:
+        except RequestRefused as refused:
             await error_response(refused)(scope, receive, send)
             return
         except HungUp as gone:

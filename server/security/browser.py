@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from latentcast.server.config import Settings
-from latentcast.server.errors import APIError, error_response
+from latentcast.server.errors import RequestRefused, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # what the API's clients send and read, beyond CORS's always-allowed ones
@@ -83,7 +83,7 @@ class BrowserGuard:
         refused = None
         if origin is not None and unsafe and not self.policy.allows(origin, headers.get("host")):
             message = f"pages of {origin} may not use this server (see --cors-origin)"
-            refused = error_response(APIError(403, "origin_not_allowed", message))
+            refused = error_response(RequestRefused(403, "origin_not_allowed", message))
         if scope["type"] == "websocket":
             if refused is not None:  # an HTTP 403: the socket is never accepted
                 await WebSocket(scope, receive, send).send_denial_response(refused)

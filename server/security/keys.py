@@ -20,10 +20,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from latentcast.server.security.webhook_secrets import WebhookSecrets
+from latentcast.server.security.webhook_secrets import SecretStore
 
 KEY_PREFIX = "lc_"
 SECRET_PREFIX = "lcs_"
@@ -49,8 +48,9 @@ class ApiKey:
         return self.revoked_at is None
 
 
-class KeyStore(Protocol):
-    """API keys, found by their SHA-256, and the Wiro nonces each key has used.
+class KeyStore(SecretStore, Protocol):
+    """API keys, found by their SHA-256, the Wiro nonces each key has used, and (as a `SecretStore`)
+    each key's webhook secrets.
 
     Kept where the tasks are (SQLite, or Redis), so `latentcast keys` and every front-end share them.
     """
@@ -75,14 +75,6 @@ class KeyStore(Protocol):
 
     async def first_use(self, key_id: str, nonce: str, window: float) -> bool:
         """Record the nonce for `window` seconds; False when the key already used it within that time."""
-        ...
-
-    async def webhook_secrets(self, owner: str) -> WebhookSecrets | None:
-        """The secrets that sign the webhooks of `owner`'s tasks (a key id, or `webhook_secrets.SERVER`)."""
-        ...
-
-    async def put_webhook_secrets(self, owner: str, secrets: WebhookSecrets, *, replace: bool) -> WebhookSecrets:
-        """Keep `secrets` for `owner` (unless it has some already and not `replace`); what is kept now."""
         ...
 
     async def close(self) -> None: ...

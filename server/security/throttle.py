@@ -21,8 +21,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from latentcast.server.config import Settings
-from latentcast.server.errors import APIError, error_response
-from latentcast.server.protocol.events import Event
+from latentcast.server.errors import RequestRefused, error_response
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.security.auth import Caller, credentials
 from latentcast.server.security.keyring import KeyRing
 from latentcast.server.security.keys import ApiKey, digest
@@ -44,7 +44,7 @@ class Throttle:
         self.tasks = InFlight()
         service.subscribe(None, self._on_event)  # a task's terminal event frees its in-flight place
 
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: RecordedEvent) -> None:
         if event.terminal:
             self.tasks.finished(event.task_id)
 
@@ -58,7 +58,7 @@ class Throttle:
             return
         wait = self.requests.take(identity(key, HTTPConnection(scope)), per_minute)
         if wait > 0:
-            raise APIError(
+            raise RequestRefused(
                 429, "rate_limited", f"more than {per_minute} requests a minute; try again in {math.ceil(wait)} s",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
@@ -84,7 +84,7 @@ class Throttle:
             return
         slot = self.tasks.reserve(identity(caller.key, connection), limit)
         if slot is None:
-            raise APIError(
+            raise RequestRefused(
                 429, "too_many_in_flight", f"{limit} of your tasks are queued or running; wait for one to end",
                 headers={"Retry-After": str(IN_FLIGHT_RETRY_SECONDS)},
             )
@@ -125,7 +125,7 @@ class RateLimit:
         if scope["type"] == "http" and scope["path"].startswith(LIMITED_PATHS):
             try:
                 await self.throttle.check_rate(scope)
-            except APIError as exc:
+            except RequestRefused as exc:
                 await error_response(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

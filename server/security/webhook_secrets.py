@@ -4,7 +4,7 @@ Each API key has one, shown once by `latentcast keys create`; tasks made without
 without keys) are signed with the server's own, which `latentcast keys server-webhook-secret`
 shows. Unlike an API key, a webhook secret cannot be stored hashed: the server must sign with it
 long after the request that made the task, with no key at hand. So the `KeyStore` keeps it as it
-is; whoever reads the database can forge this server's webhooks, never use its API.
+is (its `SecretStore` part); whoever reads the database can forge this server's webhooks, never use its API.
 
 Rotating keeps the old secret signing beside the new one for a grace period: each delivery then
 carries two signatures, and a receiver that still checks the old secret keeps accepting them
@@ -17,9 +17,9 @@ import base64
 import dataclasses
 import secrets
 import time
+from typing import Protocol
 
 from latentcast.client.webhooks import SECRET_PREFIX
-from latentcast.server.security.keys import KeyStore
 
 # The owner of the server's own secret (key ids are `key_...`, so none is this).
 SERVER = "server"
@@ -52,7 +52,20 @@ class WebhookSecrets:
         return WebhookSecrets(new_secret(), self.current, now + grace)
 
 
-async def server_secrets(store: KeyStore) -> WebhookSecrets:
+class SecretStore(Protocol):
+    """Where each owner's webhook secrets are kept: the part of the `KeyStore` (server/security/keys.py)
+    that signing needs."""
+
+    async def webhook_secrets(self, owner: str) -> WebhookSecrets | None:
+        """The secrets that sign the webhooks of `owner`'s tasks (a key id, or `SERVER`)."""
+        ...
+
+    async def put_webhook_secrets(self, owner: str, secrets: WebhookSecrets, *, replace: bool) -> WebhookSecrets:
+        """Keep `secrets` for `owner` (unless it has some already and not `replace`); what is kept now."""
+        ...
+
+
+async def server_secrets(store: SecretStore) -> WebhookSecrets:
     """The server's secrets, made the first time anyone asks (every front-end gets the same)."""
     found = await store.webhook_secrets(SERVER)
     if found is not None:
@@ -60,7 +73,7 @@ async def server_secrets(store: KeyStore) -> WebhookSecrets:
     return await store.put_webhook_secrets(SERVER, WebhookSecrets(new_secret()), replace=False)
 
 
-async def signing_secrets(store: KeyStore, owner: str | None) -> list[str]:
+async def signing_secrets(store: SecretStore, owner: str | None) -> list[str]:
     """The secrets that sign a delivery of `owner`'s task now: its key's, or the server's for a task
     made without a key (or by a key older than webhook secrets, which has none until it is given
     one). Read at each delivery, so a rotation counts from the next one on, on every front-end."""

@@ -1,11 +1,12 @@
 """Webhooks as an outbox: which events of a task become deliveries, and what a delivery is.
 
 A task that asks for a webhook (`POST /v1/tasks` with `webhook`, Wiro's `callbackUrl`) keeps its
-`Webhook` in its record. Each event the store appends is offered to `plan_delivery`; when it
-returns a delivery, the store writes it in the same write as the event (one SQLite transaction,
-one Redis script), so no crash can keep an event and lose its delivery. The API processes send
-what is written (server.deliveries), in each task's seq order: a task's next delivery waits
-until the one before it is delivered or given up (it is the task's "head" until then).
+`Webhook` (server/tasks/webhook.py) in its record. Each event the store appends is offered to
+`plan_delivery`; when it returns a delivery, the store writes it in the same write as the event
+(one SQLite transaction, one Redis script), so no crash can keep an event and lose its delivery.
+The API processes send what is written (server.deliveries), in each task's seq order: a task's
+next delivery waits until the one before it is delivered or given up (it is the task's "head"
+until then).
 
 No I/O here: the stores and the sender share these rules and values.
 """
@@ -16,36 +17,16 @@ import dataclasses
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Literal
 
-from latentcast.client.wire import EventType
+from latentcast.wire import EventType
 
 if TYPE_CHECKING:
-    from latentcast.server.protocol.events import Event
+    from latentcast.server.protocol.events import RecordedEvent
     from latentcast.server.tasks.record import TaskRecord
 
-# The event types a webhook may ask for: every type of the stream. A `task_error` is delivered only
-# when it ends the task (fatal): its warnings and interruptions stay on the stream.
-WEBHOOK_EVENTS: tuple[str, ...] = tuple(EventType)
-# Without `webhook_events`: the one event that ends the task, whichever it is.
-TERMINAL_EVENTS: tuple[str, ...] = (EventType.POSTPROCESS_END, EventType.CANCEL, EventType.ERROR)
 # `task_progress` goes out at most once a second per task, and always for the last step.
 PROGRESS_INTERVAL_SECONDS = 1.0
 
-# How the body of a delivery is made: the stream's event (`native`) or a door's provider's shape.
-Format = Literal["native", "wiro"]
 State = Literal["pending", "delivered", "failed"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Webhook:
-    """Where a task's events go, which of them, and in whose body shape."""
-
-    url: str
-    events: tuple[str, ...] = TERMINAL_EVENTS
-    format: Format = "native"
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, Any]) -> Webhook:
-        return cls(fields["url"], tuple(fields["events"]), fields["format"])
 
 
 def delivery_id(task_id: str, seq: int) -> str:
@@ -74,7 +55,7 @@ class NewDelivery:
     created_at: float
 
 
-def plan_delivery(record: TaskRecord, event: Event) -> NewDelivery | None:
+def plan_delivery(record: TaskRecord, event: RecordedEvent) -> NewDelivery | None:
     """The delivery `event` causes, if the task's webhook asks for it (called with the record the
     event was just folded into). A planned `task_progress` is noted in the record, which holds
     back the next one for PROGRESS_INTERVAL_SECONDS, unless that one is the last step."""

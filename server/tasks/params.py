@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from latentcast.client.wire import DEFAULT_SCHEDULER, EventType, PreviewFormat, PreviewMethod, SchedulerName
+from latentcast.wire import DEFAULT_SCHEDULER, EventType, PreviewFormat, PreviewMethod, SchedulerName
 
 MAX_SEED = 2**63 - 1
 # C0 control characters other than tab, newline and carriage return: no prompt needs them, and NUL

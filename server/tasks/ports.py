@@ -9,11 +9,11 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from latentcast.server.protocol.events import Event, Preview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
 from latentcast.server.tasks.outbox import Backlog, Claim, Delivery, Outcome
 from latentcast.server.tasks.record import TaskRecord
 
-Listener = Callable[[Event], None]
+Listener = Callable[[RecordedEvent], None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,14 +71,14 @@ class NewEvent:
     type: str
     message: Any
     time: float
-    preview: Preview | None = None
+    preview: EncodedPreview | None = None
     write_id: str | None = None
 
 
 class EventLog(Protocol):
     """Reading tasks' event logs: all a subscriber's replay needs of the store (protocol.subscriber)."""
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
         """Events after `since` (the first `limit` of them), in order; only the newest preview of
         the whole log keeps its image."""
         ...
@@ -108,10 +108,10 @@ class TaskStore(EventLog, Protocol):
         message: Any,
         *,
         time: float,
-        preview: Preview | None = None,
+        preview: EncodedPreview | None = None,
         fence: Fence | None = None,
         write_id: str | None = None,
-    ) -> Event:
+    ) -> RecordedEvent:
         """Record the task's next event (seq = last + 1) and return it.
 
         With a `fence`, the write is refused with `StaleWrite` unless that worker still owns that
@@ -121,7 +121,9 @@ class TaskStore(EventLog, Protocol):
         """
         ...
 
-    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def append_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         """Record `events` in order, each as `append` would: one call for the events a worker has
         waiting, so that subscribers are woken once for them. A store may make it one round trip
         or leave it to `append_each`."""
@@ -151,7 +153,9 @@ class TaskStore(EventLog, Protocol):
     async def close(self) -> None: ...
 
 
-async def append_each(store: TaskStore, task_id: str, events: Sequence[NewEvent], fence: Fence | None) -> list[Event]:
+async def append_each(
+    store: TaskStore, task_id: str, events: Sequence[NewEvent], fence: Fence | None
+) -> list[RecordedEvent]:
     """`append_many` as one `append` per event: for a store that gains nothing from doing it at once."""
     return [
         await store.append(task_id, e.type, e.message, time=e.time, preview=e.preview, fence=fence, write_id=e.write_id)
@@ -222,7 +226,7 @@ class JobQueue(Protocol):
 class EventBus(Protocol):
     """The live feed: events as they are recorded, and cancel requests for running tasks."""
 
-    def publish(self, event: Event) -> None: ...
+    def publish(self, event: RecordedEvent) -> None: ...
 
     def subscribe(self, task_id: str | None, listener: Listener) -> Callable[[], None]:
         """Listen to one task (or every task, with None); returns the unsubscribe function."""

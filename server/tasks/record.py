@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from latentcast.server.protocol.events import Event, EventType, TaskStatus, status_after
-from latentcast.server.tasks.outbox import Webhook
+from latentcast.server.protocol.events import EventType, RecordedEvent, TaskStatus, status_after
 from latentcast.server.tasks.params import TaskParams
+from latentcast.server.tasks.webhook import Webhook
 
 # Events that are log lines or progress, not lifecycle milestones: their times are not kept.
 _UNTIMED = frozenset({EventType.PROGRESS, EventType.OUTPUT, EventType.OUTPUT_FULL, EventType.ERROR_FULL})
@@ -58,7 +58,7 @@ class TaskRecord:
             fields["webhook"] = Webhook(callback, format="wiro")
         return cls(**{**fields, **overrides})
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: RecordedEvent) -> None:
         """Fold one event into the record (the event's seq must be the next one)."""
         self.last_seq = event.seq
         status = status_after(event.type, event.message)

@@ -17,16 +17,26 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from latentcast.server.protocol.events import Event, EventType, Preview, TaskStatus
+from latentcast.server.protocol.events import EncodedPreview, EventType, RecordedEvent, TaskStatus
 from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.outage import Backoff, until_reachable
-from latentcast.server.tasks.outbox import Backlog, Delivery, Webhook
+from latentcast.server.tasks.outbox import Backlog, Delivery
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import (
-    EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Outbox, Page, TaskStore,
+    EventBus,
+    Fence,
+    FileStore,
+    Job,
+    JobQueue,
+    Listener,
+    NewEvent,
+    Outbox,
+    Page,
+    TaskStore,
 )
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.tasks.shared_pages import SharedPages
+from latentcast.server.tasks.webhook import Webhook
 
 log = logging.getLogger("latentcast.server")
 
@@ -124,7 +134,7 @@ class TaskService:
             raise TaskNotFound("no task has this token")  # (not the token: it is a secret)
         return record
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
         """The task's recorded events after `since` (the first `limit`), in order (only the newest
         preview keeps its image)."""
         return await self._store.events(task_id, since, limit=limit)
@@ -162,7 +172,7 @@ class TaskService:
 
     # -- following ------------------------------------------------------------------------
 
-    async def replay_page(self, task_id: str, since: int, *, limit: int) -> list[Event]:
+    async def replay_page(self, task_id: str, since: int, *, limit: int) -> list[RecordedEvent]:
         """A page of the task's log for a subscriber's replay (protocol.subscriber): the same page
         asked for by many subscribers at once is read once for all of them (`SharedPages`)."""
         return await self._pages.events(task_id, since, limit=limit)
@@ -181,10 +191,10 @@ class TaskService:
         message: Any,
         *,
         at: float | None = None,
-        preview: Preview | None = None,
+        preview: EncodedPreview | None = None,
         fence: Fence | None = None,
         write_id: str | None = None,
-    ) -> Event:
+    ) -> RecordedEvent:
         """Record the task's next event and hand it to live subscribers (`write_id`: TaskStore.append)."""
         at = time.time() if at is None else at
         event = await self._store.append(
@@ -193,7 +203,9 @@ class TaskService:
         self._bus.publish(event)
         return event
 
-    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def emit_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         """Record several events at once, then hand them to live subscribers together: a socket's
         sender wakes once for all of them, not once for each."""
         recorded = await self._store.append_many(task_id, events, fence=fence)

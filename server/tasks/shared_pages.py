@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.ports import EventLog
 
 _Page = tuple[str, int, int | None]  # task id, since, limit
@@ -32,9 +32,9 @@ class SharedPages:
     def __init__(self, log: EventLog) -> None:
         self._log = log
         self._reading: dict[_Page, asyncio.Future[None]] = {}  # in flight (done when it ends): nobody joins
-        self._next: dict[_Page, asyncio.Task[list[Event]]] = {}  # waits for the one in flight: callers join
+        self._next: dict[_Page, asyncio.Task[list[RecordedEvent]]] = {}  # waits for the one in flight: callers join
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
         page = (task_id, since, limit)
         read = self._next.get(page)
         if read is None:
@@ -46,7 +46,7 @@ class SharedPages:
         # A caller that goes away (its socket closed) must not cancel the read for the others.
         return await asyncio.shield(read)
 
-    async def _read(self, page: _Page) -> list[Event]:
+    async def _read(self, page: _Page) -> list[RecordedEvent]:
         ended = self._reading[page] = asyncio.get_running_loop().create_future()
         try:
             task_id, since, limit = page
@@ -55,7 +55,7 @@ class SharedPages:
             del self._reading[page]
             ended.set_result(None)
 
-    async def _read_next(self, page: _Page, ahead: asyncio.Future[None]) -> list[Event]:
+    async def _read_next(self, page: _Page, ahead: asyncio.Future[None]) -> list[RecordedEvent]:
         this = asyncio.current_task()
         try:
             await asyncio.wait([ahead])
@@ -66,7 +66,7 @@ class SharedPages:
         return await self._read(page)
 
 
-def _retrieve(read: asyncio.Task[list[Event]]) -> None:
+def _retrieve(read: asyncio.Task[list[RecordedEvent]]) -> None:
     """Mark a failed read's error as seen: its callers may all have gone before it ended, and each
     one still waiting gets the error itself."""
     with contextlib.suppress(asyncio.CancelledError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.ports import Fence, Job, NewEvent
 from latentcast.server.tasks.record import TaskRecord
 
@@ -27,11 +27,13 @@ class WorkerService(Protocol):
 
     async def emit(
         self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
-    ) -> Event:
+    ) -> RecordedEvent:
         """Record the task's next event and hand it to its subscribers."""
         ...
 
-    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def emit_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         """Record several events at once, then hand them to their subscribers together."""
         ...
 

@@ -19,7 +19,8 @@ from diffusers import StableDiffusion3Pipeline
 from PIL import Image
 
 from latentcast.server.training import scenes
-from latentcast.server.training.checker import Verdict, judge as judge_picture
+from latentcast.server.training.checker import Verdict
+from latentcast.server.training.checker import judge as judge_picture
 
 GUIDANCE = 7.0  # the API's default guidance_scale
 BATCH = 25

@@ -37,8 +37,7 @@ def strip(previews: list[Image.Image], final: Image.Image, *, columns: int = COL
 
 
 def main(argv: list[str] | None = None) -> None:
-    from latentcast.server.engine.loader import quiet_libraries
-    from latentcast.server.engine.loader import load_pipeline
+    from latentcast.server.engine.loader import load_pipeline, quiet_libraries
     from latentcast.server.tasks.catalog import DEFAULT_MODEL
     from latentcast.server.training.judging import generate
 

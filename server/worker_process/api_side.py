@@ -30,7 +30,7 @@ from typing import Any
 
 from latentcast.server.config import Settings
 from latentcast.server.observability.metrics import observe_preview
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.ports import Fence, Job, NewEvent
 from latentcast.server.tasks.record import TaskRecord
@@ -81,11 +81,13 @@ class Answers:
 
     async def emit(
         self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
-    ) -> Event:
+    ) -> RecordedEvent:
         event = await self._service.emit(task_id, type_, message, fence=fence, write_id=write_id)
         return event.without_preview()  # the image has crossed once; nobody there reads it back
 
-    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def emit_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         return [event.without_preview() for event in await self._service.emit_many(task_id, events, fence=fence)]
 
     async def keepalive(self, job: Job) -> None:

@@ -22,7 +22,7 @@ from latentcast.server.backends.factory import open_files
 from latentcast.server.config import Settings
 from latentcast.server.engine.fleet import CancelListener, build_workers
 from latentcast.server.observability import configure_logging
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.ports import Fence, Job, NewEvent
 from latentcast.server.tasks.record import TaskRecord
 from latentcast.server.worker_process.channel import Channel
@@ -43,10 +43,12 @@ class ApiProcessProxy:
 
     async def emit(
         self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
-    ) -> Event:
+    ) -> RecordedEvent:
         return await self._channel.call(ToApiProcess.emit, task_id, type_, message, fence=fence, write_id=write_id)
 
-    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def emit_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         return await self._channel.call(ToApiProcess.emit_many, task_id, events, fence=fence)
 
     async def keepalive(self, job: Job) -> None:

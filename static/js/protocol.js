@@ -1,7 +1,7 @@
 // The Latentcast socket protocol for browsers (docs/protocol.md), shared by the live page, the
 // dashboard and the <latentcast-preview> embed.
 //
-// The first half mirrors the Python module latentcast.client.wire (client/wire.py), name for name:
+// The first half mirrors the Python module latentcast.wire (latentcast/wire.py), name for name:
 // TERMINAL_TYPES and isTerminal (the one rule for the event that ends a stream), decodeFrame and
 // FrameError (a text frame is JSON; a binary frame is a 4-byte big-endian length N, N bytes of the
 // JSON envelope, then the preview image bytes, returned as a Blob typed from message.preview.format),

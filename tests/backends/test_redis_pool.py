@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import RedisServer
 from latentcast.server.backends.redis_client import RedisClient, connect
 from latentcast.server.cli import main
 from latentcast.server.tasks.outage import Backoff
 from latentcast.server.tasks.ports import StoreBusy, StoreUnavailable
-from tests.processes import RedisServer
 
 
 @pytest.fixture

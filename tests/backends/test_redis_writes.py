@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import RedisServer
 from latentcast.server.backends.factory import Backend, open_backend
 from latentcast.server.config import Settings
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import Fence, NewEvent, StaleWrite, StoreUnavailable
 from latentcast.server.tasks.service import TaskService
-from tests.processes import RedisServer
 from tests.scaleout.outage import start_answering
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from latentcast.server.backends.sqlite_store import SQLiteStore
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
@@ -29,7 +29,7 @@ class CountedLog:
         self.hold.set()
         self.failure: Exception | None = None
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[Event]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
         self.reads.append((task_id, since, limit))
         page = await self.store.events(task_id, since, limit=limit)
         await self.hold.wait()
@@ -47,11 +47,11 @@ async def log(tmp_path: Path) -> CountedLog:
     return CountedLog(store)
 
 
-def seqs(page: list[Event]) -> list[int]:
+def seqs(page: list[RecordedEvent]) -> list[int]:
     return [event.seq for event in page]
 
 
-async def in_flight(pages: SharedPages, log: CountedLog) -> asyncio.Task[list[Event]]:
+async def in_flight(pages: SharedPages, log: CountedLog) -> asyncio.Task[list[RecordedEvent]]:
     """A first caller's read of page (TASK, 0, 128), taken from the store and held there."""
     log.hold.clear()
     first = asyncio.create_task(pages.events(TASK, 0, limit=128))

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from latentcast.server.backends.sqlite_store import SQLiteStore
-from latentcast.server.protocol.events import Preview
+from latentcast.server.protocol.events import EncodedPreview
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
 from tests.small_disk import SmallDisk
 
 # A page of preview bytes an event: a full disk shows within a few dozen appends.
-PREVIEW = Preview("jpeg", 64, 64, 512, 512, bytes(range(256)) * 16)
+PREVIEW = EncodedPreview("jpeg", 64, 64, 512, 512, bytes(range(256)) * 16)
 
 
 def new_record(task_id: str) -> TaskRecord:

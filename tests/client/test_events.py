@@ -25,7 +25,7 @@ from latentcast.client import (
 )
 from latentcast.client.errors import InternalServerError, error_from_response, error_from_socket
 from latentcast.client.events import event_from_frame
-from latentcast.client.wire import FrameError, encode_frame
+from latentcast.wire import FrameError, encode_frame
 
 
 def _webp(size: tuple[int, int] = (8, 6)) -> bytes:

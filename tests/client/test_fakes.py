@@ -21,7 +21,7 @@ from latentcast.client import (
     RateLimitError,
     TaskFailedError,
 )
-from latentcast.client.wire import envelope
+from latentcast.wire import envelope
 
 TASK = "t1"
 

@@ -15,7 +15,7 @@ import orjson
 import websockets
 from PIL import Image
 
-from tests.support import is_terminal
+from tests.support import eventually, is_terminal
 
 
 def image_of(data: bytes | str) -> Image.Image:
@@ -29,15 +29,12 @@ def image_of(data: bytes | str) -> Image.Image:
 async def task_with_prompt(client: httpx.AsyncClient, prompt: str, timeout: float = 30) -> dict[str, Any]:
     """The newest native task whose prompt is `prompt` (compat tasks are listed like any other),
     waiting for it to appear."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def newest() -> dict[str, Any] | None:
         page = (await client.get("/v1/tasks", params={"limit": 200})).json()
-        found = [task for task in page["data"] if task["params"]["prompt"] == prompt]
-        if found:
-            return found[0]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no task with prompt {prompt!r}")
-        await asyncio.sleep(0.05)
+        return next((task for task in page["data"] if task["params"]["prompt"] == prompt), None)
+
+    return await eventually(newest, f"a task with prompt {prompt!r}", timeout)
 
 
 async def count_tasks(client: httpx.AsyncClient) -> int:

@@ -7,9 +7,9 @@ import typing
 import httpx
 import pytest
 
-from latentcast.client.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
 from latentcast.server.engine.schedulers import build_scheduler, configure_scheduler
 from latentcast.server.tasks.params import TaskParams
+from latentcast.wire import DEFAULT_SCHEDULER, PREVIEW_FORMATS, PREVIEW_METHODS, SCHEDULERS
 from tests.compat.helpers import image_of, native_task
 from tests.support import SMALL, ServerProcess, collect, collect_from_the_start, previewed_steps, types
 

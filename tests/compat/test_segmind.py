@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from latentcast.client.wire import SEGMIND_SCHEDULERS
+from latentcast.server.compat.schedulers import SEGMIND_SCHEDULERS
 from tests.compat.helpers import changed, image_of, nothing_queued
 from tests.support import ServerProcess
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from types import SimpleNamespace
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import standardwebhooks
 
-from latentcast.client.wire import WIRO_SCHEDULERS
+from latentcast.server.compat.schedulers import WIRO_SCHEDULERS
 from latentcast.server.compat.wiro_detail import task_detail
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.security.wiro_signature import wiro_signature
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.record import TaskRecord
@@ -230,11 +230,13 @@ async def test_a_failed_task_as_wiro_shows_it() -> None:
         ("task_preprocess_start", {}), ("task_output_full", ""), ("task_error_full", "RuntimeError: out of memory"),
         ("task_error", {"code": "generation_failed", "message": "RuntimeError: out of memory", "fatal": True}),
     ]
-    events = [Event(record.id, seq, kind, 1000.0 + seq, message) for seq, (kind, message) in enumerate(log, start=1)]
+    events = [
+        RecordedEvent(record.id, seq, kind, 1000.0 + seq, message) for seq, (kind, message) in enumerate(log, start=1)
+    ]
     for event in events:
         record.apply(event)
 
-    async def stored(task_id: str, since: int = 0) -> list[Event]:
+    async def stored(task_id: str, since: int = 0) -> list[RecordedEvent]:
         return events
 
     detail = await task_detail(SimpleNamespace(events=stored), record)  # type: ignore[arg-type]

@@ -19,7 +19,15 @@ import websockets
 from tests.scaleout.outage import follow_sse
 from tests.small_disk import SmallDisk
 from tests.support import (
-    ServerProcess, collect, decode_frame, eventually, is_terminal, seqs, subscribe, types, wait_status,
+    ServerProcess,
+    collect,
+    decode_frame,
+    eventually,
+    is_terminal,
+    seqs,
+    subscribe,
+    types,
+    wait_status,
 )
 
 ARGS = ("--max-steps", "1000", "--preview-min-interval", "0")
@@ -95,7 +103,7 @@ async def test_full_for_a_few_seconds_mid_task_is_waited_out_with_no_hole(http, 
             live.append(decode_frame(await asyncio.wait_for(ws.recv(), 120)))
         disk.fill()
         # The worker finds the disk full at its next write that needs a page, and says so once.
-        await eventually(lambda: _true(logged(server, rf"task {task['id']}: recording: backend unreachable .*{FULL}") == 1),
+        await eventually(lambda: (logged(server, rf"task {task['id']}: recording: backend unreachable .*{FULL}") == 1),
                          "the worker's write refused")
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["store"] == "unreachable"
@@ -142,7 +150,7 @@ async def test_full_at_the_final_write_is_waited_out(http, disk: SmallDisk) -> N
     task = (await client.post("/v1/tasks", json=big)).json()
     await wait_status(client, task["id"], {"running", "postprocessing", "completed"})
     disk.fill(leave=2 << 20)  # the events fit; its three megabytes of PNG do not
-    await eventually(lambda: _true(logged(server, r"recording: backend unreachable .*outputs folder .*No space left") == 1),
+    await eventually(lambda: (logged(server, r"recording: backend unreachable .*outputs folder .*No space left") == 1),
                      "the output's write refused")
     disk.free()
     detail = await wait_status(client, task["id"], {"completed"})
@@ -162,7 +170,7 @@ async def test_full_across_a_restart_waits_then_runs_the_interrupted_task_again(
     server.kill()
     server = ServerProcess(server.data_dir, *ARGS, port=server.port, log_dir=server.log_path.parent)
     server.start(wait=False)
-    await eventually(lambda: _true(logged(server, r"recovering unfinished tasks: backend unreachable") >= 1),
+    await eventually(lambda: (logged(server, r"recovering unfinished tasks: backend unreachable") >= 1),
                      "the restarted server waiting for the disk")
     disk.free()
     server.wait_ready()
@@ -177,9 +185,6 @@ async def test_full_across_a_restart_waits_then_runs_the_interrupted_task_again(
         server.kill()
     assert logged(server, r"recovering unfinished tasks: backend reachable again") == 1
 
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _status(answer: Any, status: int) -> bool:

@@ -8,7 +8,6 @@ import httpx
 import websockets
 
 from latentcast import AsyncClient
-
 from tests.support import collect, decode_frame, previewed_steps, seqs, subscribe
 
 

@@ -22,11 +22,11 @@ from prometheus_client import REGISTRY
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 
+from harness.processes import free_port
 from latentcast.server.api.frame_writer import EXTENSION, frame_writing_protocol, serving_protocol
 from latentcast.server.app import create_app
 from latentcast.server.config import Settings
 from tests.observability.test_metrics import moved, scrape, settle, value
-from tests.processes import free_port
 from tests.support import decode_frame, eventually, is_terminal, previewed_steps, seqs, subscribe
 
 STEPS = 6

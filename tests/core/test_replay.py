@@ -16,7 +16,16 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import SMALL, RedisServer, ServerProcess, decode_frame, is_terminal, subscribe, wait_status
+from tests.support import (
+    SMALL,
+    RedisServer,
+    ServerProcess,
+    decode_frame,
+    eventually,
+    is_terminal,
+    subscribe,
+    wait_status,
+)
 
 TASKS = 100  # the most one socket may follow at once (--max-subscriptions)
 QUEUE = 8  # --subscriber-queue: far fewer than the events replayed
@@ -58,11 +67,11 @@ async def finished_tasks(http: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 async def wait_for_events(http: httpx.AsyncClient, task_id: str, count: int, timeout: float = 60) -> None:
     """Until the task has recorded `count` events."""
-    deadline = time.monotonic() + timeout
-    while (await http.get(f"/v1/tasks/{task_id}")).json()["last_seq"] < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"task {task_id} recorded fewer than {count} events in {timeout}s")
-        await asyncio.sleep(0.02)
+
+    async def recorded() -> bool:
+        return (await http.get(f"/v1/tasks/{task_id}")).json()["last_seq"] >= count
+
+    await eventually(recorded, f"task {task_id} records {count} events", timeout)
 
 
 async def test_a_fast_reader_gets_100_finished_tasks_on_one_socket_in_order(paced: ServerProcess) -> None:

@@ -3,7 +3,6 @@ answering (SIGSTOP), and it never outlives the API."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -12,7 +11,12 @@ import time
 import httpx
 
 from tests.support import (
-    SMALL, assert_run_again_after_one_interruption, collect, eventually, types, wait_status,
+    SMALL,
+    assert_run_again_after_one_interruption,
+    collect,
+    eventually,
+    types,
+    wait_status,
 )
 
 LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 100}
@@ -22,13 +26,12 @@ PATIENCE_SECONDS = 120
 
 async def worker_pid(client: httpx.AsyncClient, other_than: int = 0) -> int:
     """The worker process's pid, from its heartbeat (`GET /v1/workers`), once it is not `other_than`."""
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while time.monotonic() < deadline:
+
+    async def new_pid() -> int | None:
         beats = (await client.get("/v1/workers")).json()["data"]
-        if beats and beats[0]["pid"] not in (0, other_than):
-            return beats[0]["pid"]
-        await asyncio.sleep(0.05)
-    raise TimeoutError("no worker heartbeat with a new pid")
+        return beats[0]["pid"] if beats and beats[0]["pid"] not in (0, other_than) else None
+
+    return await eventually(new_pid, "a worker heartbeat with a new pid", PATIENCE_SECONDS)
 
 
 def alive(pid: int) -> bool:
@@ -42,10 +45,7 @@ def alive(pid: int) -> bool:
 
 
 async def wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while alive(pid):
-        assert time.monotonic() < deadline, f"process {pid} still alive"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: not alive(pid), f"process {pid} gone", PATIENCE_SECONDS)
 
 
 async def test_kill_9_of_the_worker_process_requeues_its_task_and_the_server_answers_on(start_server):

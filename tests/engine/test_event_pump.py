@@ -4,7 +4,6 @@ event that names it. A real task service over the SQLite backend records them.""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from latentcast.server.backends.factory import open_backend
 from latentcast.server.config import Settings
 from latentcast.server.engine.event_pump import EventPump
 from latentcast.server.engine.runner import PreviewTime, StepReport, StopSignal
-from latentcast.server.protocol.events import Event, EventType, Preview
+from latentcast.server.protocol.events import EncodedPreview, EventType, RecordedEvent
 from latentcast.server.tasks.catalog import ModelCatalog, ServedModel
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import Fence, NewEvent
@@ -29,7 +28,9 @@ class CountingWrites:
         self.service = service
         self.batches: list[list[str]] = []
 
-    async def emit_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[Event]:
+    async def emit_many(
+        self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[RecordedEvent]:
         self.batches.append([event.type for event in events])
         return await self.service.emit_many(task_id, events, fence=fence)
 
@@ -37,7 +38,7 @@ class CountingWrites:
         return getattr(self.service, name)
 
 
-def step(number: int, preview: Preview | None = None, seconds: float | None = None) -> StepReport:
+def step(number: int, preview: EncodedPreview | None = None, seconds: float | None = None) -> StepReport:
     spent = PreviewTime("latent2rgb", seconds) if seconds is not None else None
     return StepReport({"step": number, "steps": 3}, preview, f"Step {number}/3", spent)
 
@@ -48,9 +49,9 @@ def test_a_runs_reports_are_written_in_order_after_one_wake(tmp_path: Path) -> N
     service = backend.task_service(ModelCatalog([ServedModel("builtin:tiny")]))
     writes = CountingWrites(service)
     timings: list[tuple[str, float]] = []
-    preview = Preview("jpeg", 8, 8, 64, 64, b"\xff\xd8 a preview")
+    preview = EncodedPreview("jpeg", 8, 8, 64, 64, b"\xff\xd8 a preview")
 
-    async def main() -> tuple[list[Event], bytes | None]:
+    async def main() -> tuple[list[RecordedEvent], bytes | None]:
         task = await service.submit(TaskParams(prompt="p", width=64, height=64, num_inference_steps=3))
         job, _ = await service.next_job("w")
         pump = EventPump(loop, writes, backend.files, job, StopSignal(), lambda method, s: timings.append((method, s)))

@@ -12,9 +12,8 @@ from diffusers import AutoencoderTiny, FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
 from latentcast.server.engine.loader import LoadedModel
+from latentcast.server.engine.model_settings import SD3_LATENT_RGB_BIAS, SD3_LATENT_RGB_FACTORS
 from latentcast.server.engine.previews import (
-    SD3_LATENT_RGB_BIAS,
-    SD3_LATENT_RGB_FACTORS,
     Latent2RGB,
     TaesdPreview,
     VaePreview,

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from latentcast.client.wire import SCHEDULERS, SEGMIND_SCHEDULERS, WIRO_SCHEDULERS
+from latentcast.server.compat.schedulers import SEGMIND_SCHEDULERS, WIRO_SCHEDULERS
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.schedulers import build_scheduler, configure_scheduler
+from latentcast.wire import SCHEDULERS
 
 # name -> (diffusers class, the settings that make it that configuration)
 EXPECTED = {

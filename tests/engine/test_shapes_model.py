@@ -14,12 +14,13 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from latentcast.server.engine.builtin import BUILTIN_MODELS, ensure_builtin
 from latentcast.server.engine.loader import LoadedModel, load_pipeline
 from latentcast.server.tasks.catalog import DEFAULT_MODEL
 from latentcast.server.training.checker import judge, psnr
 from latentcast.server.training.judging import generate, held_out_prompts
-from PIL import Image
 
 SIZE, STEPS = 256, 28
 # Held-out prompts (their index is their seed) that the shipped weights draw with the right

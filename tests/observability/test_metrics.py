@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import orjson
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import SMALL, collect, decode_frame, is_terminal
+from tests.support import SMALL, collect, decode_frame, eventually, is_terminal
 
 UNFINISHED = ("queued", "accepted", "preprocessing", "running", "postprocessing")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -42,12 +40,12 @@ async def submit(client: httpx.AsyncClient, **params) -> dict:
 
 async def settle(client: httpx.AsyncClient, check, timeout: float = 60) -> Samples:
     """Scrape until `check(samples)` holds (the server notices a closed socket a moment later)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    async def settled() -> Samples | None:
         samples = await scrape(client)
-        if check(samples) or asyncio.get_running_loop().time() > deadline:
-            return samples
-        await asyncio.sleep(0.05)
+        return samples if check(samples) else None
+
+    return await eventually(settled, "the metrics settle", timeout)
 
 
 async def test_metrics_parse_and_name_every_family(client):

@@ -12,12 +12,12 @@ from latentcast.server.observability import metrics
 from latentcast.server.observability.console import ConsoleHandler, ConsoleProgress
 from latentcast.server.observability.logs import JSONFormatter, configure_logging, redact
 from latentcast.server.observability.observer import TaskObserver
-from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.protocol.messages import EventMessage
 
 
-def events_of_a_task(task: str, steps: int = 3, start: float = 1000.0) -> list[Event]:
+def events_of_a_task(task: str, steps: int = 3, start: float = 1000.0) -> list[RecordedEvent]:
     types = [
         ("task_queue", {"position": 1, "queue_length": 1}),
         ("task_accept", {"worker": "w-0", "attempt": 1}),
@@ -32,7 +32,9 @@ def events_of_a_task(task: str, steps: int = 3, start: float = 1000.0) -> list[E
         ("task_postprocess_start", {}),
         ("task_postprocess_end", []),
     ]
-    return [Event(task, seq, type_, start + 0.1 * seq, message) for seq, (type_, message) in enumerate(types, 1)]
+    return [
+        RecordedEvent(task, seq, type_, start + 0.1 * seq, message) for seq, (type_, message) in enumerate(types, 1)
+    ]
 
 
 def gauge(status: str) -> float:
@@ -75,34 +77,34 @@ def test_observer_seeds_unfinished_tasks_after_a_restart():
     queued = gauge("queued")
     observer.seed([Record("b" * 16, "queued"), Record("c" * 16, "queued"), Record("d" * 16, "completed")])
     assert gauge("queued") == queued + 2
-    observer.on_event(Event("b" * 16, 5, "task_cancel", 1.0, {"reason": "x"}))
+    observer.on_event(RecordedEvent("b" * 16, 5, "task_cancel", 1.0, {"reason": "x"}))
     assert gauge("queued") == queued + 1
-    observer.on_event(Event("c" * 16, 5, "task_cancel", 1.0, {"reason": "x"}))
+    observer.on_event(RecordedEvent("c" * 16, 5, "task_cancel", 1.0, {"reason": "x"}))
     assert gauge("queued") == queued and observer.tracked == 0
 
 
 def test_a_broken_event_is_logged_and_never_escapes_the_listener(caplog):
     """A metrics bug must not break publishing to subscribers: the observer logs it and goes on."""
     observer = TaskObserver(log_status=False)
-    broken = Event("e" * 16, 1, "task_queue", 1.0, {"position": 1, "queue_length": "many"})  # not a number
+    broken = RecordedEvent("e" * 16, 1, "task_queue", 1.0, {"position": 1, "queue_length": "many"})  # not a number
     queued = gauge("queued")
     with caplog.at_level(logging.ERROR, logger="latentcast.task"):
         observer.on_event(broken)
     (record,) = [r for r in caplog.records if r.name == "latentcast.task"]
     assert record.getMessage() == f"metrics: could not observe event task_queue of task {'e' * 16}"
     assert record.exc_info is not None and record.exc_info[0] is ValueError
-    observer.on_event(Event("f" * 16, 1, "task_queue", 1.0, {"position": 1, "queue_length": 1}))
+    observer.on_event(RecordedEvent("f" * 16, 1, "task_queue", 1.0, {"position": 1, "queue_length": 1}))
     assert gauge("queued") == queued + 1  # the next event is observed as ever
-    observer.on_event(Event("f" * 16, 2, "task_cancel", 1.1, {"reason": "x"}))
+    observer.on_event(RecordedEvent("f" * 16, 2, "task_cancel", 1.1, {"reason": "x"}))
 
 
 def test_drop_counter_reports_previews_dropped_for_a_slow_subscriber():
     queue = OutboundQueue(16)
     dropped = metrics.DropCounter(metrics.WS_PREVIEWS_DROPPED)
     start = counter(metrics.WS_PREVIEWS_DROPPED)
-    image = Preview("jpeg", 8, 8, 64, 64, b"x")
+    image = EncodedPreview("jpeg", 8, 8, 64, 64, b"x")
     for seq in range(1, 4):
-        queue.push(EventMessage(Event("f" * 16, seq, "task_progress", 1.0, {}, image), "binary"))
+        queue.push(EventMessage(RecordedEvent("f" * 16, seq, "task_progress", 1.0, {}, image), "binary"))
     dropped.update(queue)
     dropped.update(queue)  # idempotent: only new drops count
     assert counter(metrics.WS_PREVIEWS_DROPPED) == start + 2

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from latentcast.server.training.checker import judge
-from latentcast.server.training.judging import held_out_prompts
 from PIL import Image
 from playwright.async_api import expect
 
+from latentcast.server.training.checker import judge
+from latentcast.server.training.judging import held_out_prompts
 from tests.pages.helpers import fill_form, screenshot
 from tests.support import ServerProcess
 

@@ -10,8 +10,8 @@ from playwright.async_api import Page, expect
 from tests.pages.helpers import (
     LIFECYCLE,
     assert_drawn_smoothly,
-    canvas_samples,
     cancel_task,
+    canvas_samples,
     create_task,
     fill_form,
     preview_paints,
@@ -20,6 +20,7 @@ from tests.pages.helpers import (
     watch_preview_paints,
 )
 from tests.support import ServerProcess
+
 
 async def test_form_submit_streams_previews_into_the_canvas_and_ends_in_the_gallery(
     server: ServerProcess, new_page

@@ -2,7 +2,7 @@
 
     python -m tests.protocol.record_frames
 
-The valid frames are what the server sends, made by its own encoders (`Event`, `encode_for`, the
+The valid frames are what the server sends, made by its own encoders (`RecordedEvent`, `encode_for`, the
 previewer's `encode_image`): one task's whole life as JSON text (every event type, previews in
 `json` and `none` modes), binary preview frames with real JPEG and WebP images, text that is not
 ASCII, and control messages. The malformed ones are what a broken proxy or a hostile server could
@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from latentcast.client.wire import EventType, envelope
 from latentcast.server.engine.previews import encode_image
-from latentcast.server.protocol.events import Event, Preview, encode_for
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, encode_for
+from latentcast.wire import EventType, envelope
 
 FIXTURE = Path(__file__).with_name("frames.json")
 TASK = "9f2c4e1a0b3d5e7f"
@@ -36,11 +36,11 @@ def _picture(width: int, height: int) -> Image.Image:
     return image
 
 
-def _preview(fmt: str, width: int, height: int, image_width: int, image_height: int) -> Preview:
-    return Preview(fmt, width, height, image_width, image_height, encode_image(_picture(width, height), fmt))
+def _preview(fmt: str, width: int, height: int, image_width: int, image_height: int) -> EncodedPreview:
+    return EncodedPreview(fmt, width, height, image_width, image_height, encode_image(_picture(width, height), fmt))
 
 
-def _lifecycle() -> list[tuple[str, Any, Preview | None]]:
+def _lifecycle() -> list[tuple[str, Any, EncodedPreview | None]]:
     """(type, message, preview) of a task as the worker emits it: 2 steps, then a warning and a failure."""
     output = {"name": "0.png", "contenttype": "image/png", "size": 158839, "width": 64, "height": 48, "seed": 7,
               "url": f"http://127.0.0.1:8000/v1/files/{TASK}/0.png"}
@@ -87,15 +87,16 @@ def _prefixed(header: bytes, image: bytes) -> bytes:
 
 def record() -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
-    events = [Event(TASK, seq, type_, T0 + seq / 8, message, preview)
+    events = [RecordedEvent(TASK, seq, type_, T0 + seq / 8, message, preview)
               for seq, (type_, message, preview) in enumerate(_lifecycle(), start=1)]
     for event in events:
         modes = ("json", "none", "binary") if event.preview is not None else ("json",)
         frames += [_frame(f"{event.type} #{event.seq} ({mode})", encode_for(event, mode)) for mode in modes]
     text = "Étape 3/8 — phare au crépuscule, 灯台, 🌅 \"quoted\" \\ \u2028"
-    frames.append(_frame("task_output, not ASCII", encode_for(Event(TASK, 40, EventType.OUTPUT, T0 + 5, text), "json")))
+    not_ascii = RecordedEvent(TASK, 40, EventType.OUTPUT, T0 + 5, text)
+    frames.append(_frame("task_output, not ASCII", encode_for(not_ascii, "json")))
     preview = _preview("jpeg", 16, 16, 128, 128)
-    drawn = Event(TASK, 41, EventType.PROGRESS, T0 + 6, {"step": 3, "note": "naïve ✓"}, preview)
+    drawn = RecordedEvent(TASK, 41, EventType.PROGRESS, T0 + 6, {"step": 3, "note": "naïve ✓"}, preview)
     frames.append(_frame("binary preview, not ASCII in its envelope", encode_for(drawn, "binary")))
     frames.append(_frame("seq written as 3.0 (JSON has one number type)",
                          '{"type":"task_end","id":"t","seq":3.0,"time":1.5,"message":{"seconds":1}}'))

@@ -3,12 +3,12 @@
 import pytest
 
 from latentcast.client.events import event_from_frame
-from latentcast.client.wire import Cursor, Gap
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
+from latentcast.wire import Cursor, Gap
 
 
-def event(seq: int, type_: str = "task_output") -> Event:
-    return Event("t", seq, type_, 0.0, "line")
+def event(seq: int, type_: str = "task_output") -> RecordedEvent:
+    return RecordedEvent("t", seq, type_, 0.0, "line")
 
 
 def test_cursor_passes_each_seq_once_in_order():

@@ -5,11 +5,10 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from latentcast.client.wire import decode_frame
 from latentcast.server.protocol.events import (
-    Event,
+    EncodedPreview,
     EventType,
-    Preview,
+    RecordedEvent,
     TaskStatus,
     encode_binary,
     encode_for,
@@ -18,13 +17,14 @@ from latentcast.server.protocol.events import (
     is_terminal,
     status_after,
 )
+from latentcast.wire import decode_frame
 
-PREVIEW = Preview("webp", 8, 6, 64, 48, b"RIFF....WEBP")  # latent size, of a 64x48 image
+PREVIEW = EncodedPreview("webp", 8, 6, 64, 48, b"RIFF....WEBP")  # latent size, of a 64x48 image
 HEADER = {"format": "webp", "width": 8, "height": 6, "image_width": 64, "image_height": 48}
 
 
-def progress(seq: int, preview: Preview | None = PREVIEW) -> Event:
-    return Event("t1", seq, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, preview)
+def progress(seq: int, preview: EncodedPreview | None = PREVIEW) -> RecordedEvent:
+    return RecordedEvent("t1", seq, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, preview)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +137,6 @@ def test_a_ready_made_websocket_frame_carries_exactly_encode_for_s_message(mode,
 
 
 def test_a_large_preview_gets_the_long_length_header():
-    large = Preview("jpeg", 512, 512, 1024, 1024, bytes(70_000))
-    event = Event("t1", 1, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, large)
+    large = EncodedPreview("jpeg", 512, 512, 1024, 1024, bytes(70_000))
+    event = RecordedEvent("t1", 1, EventType.PROGRESS, 1.5, {"step": 1, "steps": 4}, large)
     assert parse_server_frame(encode_ws_frame(event, "binary")).data == encode_for(event, "binary")

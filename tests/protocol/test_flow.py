@@ -1,22 +1,22 @@
-from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
 from latentcast.server.protocol.flow import OutboundQueue
 from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage
 
 
 def progress(task: str, seq: int, image: bool = True) -> EventMessage:
-    preview = Preview("jpeg", 8, 8, 64, 64, f"{task}{seq}".encode()) if image else None
-    return EventMessage(Event(task, seq, "task_progress", 0.0, {"step": seq}, preview), "binary")
+    preview = EncodedPreview("jpeg", 8, 8, 64, 64, f"{task}{seq}".encode()) if image else None
+    return EventMessage(RecordedEvent(task, seq, "task_progress", 0.0, {"step": seq}, preview), "binary")
 
 
 def lifecycle(task: str, seq: int) -> EventMessage:
-    return EventMessage(Event(task, seq, "task_output", 0.0, f"Step {seq}"), "binary")
+    return EventMessage(RecordedEvent(task, seq, "task_output", 0.0, f"Step {seq}"), "binary")
 
 
 def drain(queue: OutboundQueue) -> list[ServerMessage]:
     return [queue.pop() for _ in range(len(queue))]
 
 
-def events(queue: OutboundQueue) -> list[Event]:
+def events(queue: OutboundQueue) -> list[RecordedEvent]:
     messages = drain(queue)
     assert all(isinstance(m, EventMessage) for m in messages)
     return [m.event for m in messages]  # type: ignore[union-attr]

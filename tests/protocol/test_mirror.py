@@ -1,4 +1,4 @@
-"""The two implementations of the wire protocol agree: latentcast.client.wire (Python) and
+"""The two implementations of the wire protocol agree: latentcast.wire (Python) and
 static/js/protocol.js (browsers, as a real server serves it) decode the same recorded frames
 (tests/protocol/frames.json, from record_frames.py) into the same envelopes and image bytes, show
 each preview at the same size, and refuse the same malformed ones."""
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from latentcast.client.wire import FrameError, decode_frame, encode_frame, ends_stream, preview_image_size
+from latentcast.wire import FrameError, decode_frame, encode_frame, ends_stream, preview_image_size
 from tests.support import ServerProcess
 
 FRAMES: list[dict[str, Any]] = orjson.loads(Path(__file__).with_name("frames.json").read_bytes())["frames"]

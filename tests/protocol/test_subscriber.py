@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from latentcast.server.protocol.client_messages import Refused
-from latentcast.server.protocol.events import Event, Preview
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
 from latentcast.server.protocol.messages import ControlMessage, EventMessage, ServerMessage
 from latentcast.server.protocol.subscriber import REPLAY_PAGE, Close, PageRequest, Subscriber
 
@@ -31,13 +31,13 @@ def stream() -> Subscriber:
     return Subscriber.stream(queue_size=1024, clock=Clock())
 
 
-def event(task: str, seq: int, kind: str = "task_output", *, image: bool = False) -> Event:
-    preview = Preview("jpeg", 8, 8, 64, 64, b"%s-%d" % (task.encode(), seq)) if image else None
+def event(task: str, seq: int, kind: str = "task_output", *, image: bool = False) -> RecordedEvent:
+    preview = EncodedPreview("jpeg", 8, 8, 64, 64, b"%s-%d" % (task.encode(), seq)) if image else None
     message = {"reason": "done"} if kind == "task_cancel" else {"step": seq}
-    return Event(task, seq, kind, 1.0, message, preview)
+    return RecordedEvent(task, seq, kind, 1.0, message, preview)
 
 
-def log_of(task: str, count: int, *, ended: bool = False) -> list[Event]:
+def log_of(task: str, count: int, *, ended: bool = False) -> list[RecordedEvent]:
     """A task's stored log of `count` events, the last one terminal when `ended`."""
     return [event(task, seq, "task_cancel" if ended and seq == count else "task_output") for seq in range(1, count + 1)]
 
@@ -46,7 +46,7 @@ class Client:
     """The transport's part, without I/O: it sends what the subscriber gives, one message at a
     time, and reads the pages it asks for from `logs` (a task's whole stored log so far)."""
 
-    def __init__(self, subscriber: Subscriber, logs: dict[str, list[Event]]) -> None:
+    def __init__(self, subscriber: Subscriber, logs: dict[str, list[RecordedEvent]]) -> None:
         self.subscriber = subscriber
         self.logs = logs
         self.received: list[ServerMessage] = []
@@ -92,7 +92,7 @@ class Client:
 
 
 def following(
-    log: list[Event], since: int = 0, previews: str = "none", subscriber: Subscriber | None = None
+    log: list[RecordedEvent], since: int = 0, previews: str = "none", subscriber: Subscriber | None = None
 ) -> tuple[Subscriber, Client]:
     """A subscriber (a socket unless one is given) following task "a", whose stored log is `log`."""
     subscriber = subscriber or socket()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from latentcast.client.wire import describe_preview, preview_image_size, split_preview
+from latentcast.wire import describe_preview, preview_image_size, split_preview
 
 IMAGE = b"\xff\xd8\xff\xe0 a jpeg"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import READY_TIMEOUT, RedisServer, ServerProcess
+from harness.processes import READY_TIMEOUT, RedisServer, ServerProcess
 
 FAST = ["--visibility-timeout", "3", "--heartbeat", "0.5", "--preview-min-interval", "0"]
 

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import redis
 
-from tests.processes import RedisServer
+from harness.processes import RedisServer
 from tests.support import is_terminal
 
 KILLS = {"clean": signal.SIGTERM, "kill -9": signal.SIGKILL}

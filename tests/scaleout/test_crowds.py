@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.processes import ROOT, ConnectionPeaks
+from harness.processes import ROOT, ConnectionPeaks
 from tests.scaleout.cluster import Cluster
 from tests.support import wait_status
 

@@ -22,7 +22,16 @@ import websockets
 
 from tests.scaleout.outage import KILLS, follow_sse, start_answering
 from tests.support import (
-    HOOK_FLAGS, ServerProcess, collect, decode_frame, eventually, free_port, is_terminal, seqs, subscribe, types,
+    HOOK_FLAGS,
+    ServerProcess,
+    collect,
+    decode_frame,
+    eventually,
+    free_port,
+    is_terminal,
+    seqs,
+    subscribe,
+    types,
     wait_status,
 )
 from tests.webhooks.helpers import all_ended, deliveries_when, submit
@@ -276,23 +285,20 @@ async def _socket_refused(ws_url: str, task: dict[str, Any]) -> None:
 
 async def _refused(worker: ServerProcess, before: int) -> None:
     """Until the woken worker has logged one more refused write: it went on, and was stopped."""
-    await eventually(lambda: _true(worker.log().count(TAKEN_OVER) > before), "the woken worker's write refused")
+    await eventually(lambda: (worker.log().count(TAKEN_OVER) > before), "the woken worker's write refused")
 
 
 async def _settled(redis: aioredis.Redis, sets: list[str]) -> None:
     """Until every SET made so far has been seen: Redis notifies in the order it executes, so once
     the notice of a SET made now arrives, the woken worker's earlier ones (if any) are in `sets`."""
     await redis.set(SENTINEL, b"")
-    await eventually(lambda: _true(SENTINEL in sets), "the sentinel's notice")
+    await eventually(lambda: (SENTINEL in sets), "the sentinel's notice")
     sets.remove(SENTINEL)
 
 
 async def _attempt(client: httpx.AsyncClient, task_id: str, attempt: int) -> bool:
     return (await client.get(f"/v1/tasks/{task_id}")).json()["attempt"] >= attempt
 
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _status(answer: Awaitable[httpx.Response], status: int) -> bool:

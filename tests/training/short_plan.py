@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.processes import ROOT
+from harness.processes import ROOT
 
 SHORT_PLAN = (
     "--vae-steps", "2", "--vae-batch", "2", "--latents-256", "8", "--latents-512", "2",

@@ -18,7 +18,8 @@ from PIL import Image
 
 from latentcast.server.engine.builtin import build_pipeline
 from latentcast.server.engine.loader import load_pipeline
-from latentcast.server.engine.previews import SD3_LATENT_RGB_FACTORS, make_previewer
+from latentcast.server.engine.model_settings import SD3_LATENT_RGB_FACTORS
+from latentcast.server.engine.previews import make_previewer
 from latentcast.server.training import scenes
 from latentcast.server.training.train import DRAWING, TOKENS, WORDS
 from tests.support import ServerProcess, collect_from_the_start, previewed_steps

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+
 import httpx
 
 from tests.observability.test_metrics import scrape, value

@@ -15,11 +15,12 @@ import standardwebhooks
 from latentcast import WebhookVerificationError, verify_webhook
 from latentcast.client.webhooks import sign
 from latentcast.server.deliveries.policy import Answer, RetryPolicy, retry_after_seconds
-from latentcast.server.protocol.events import Event
+from latentcast.server.protocol.events import RecordedEvent
 from latentcast.server.security.webhook_secrets import WebhookSecrets, new_secret
-from latentcast.server.tasks.outbox import TERMINAL_EVENTS, Claim, Webhook, plan_delivery
+from latentcast.server.tasks.outbox import Claim, plan_delivery
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.record import TaskRecord
+from latentcast.server.tasks.webhook import TERMINAL_EVENTS, Webhook
 
 NOW = 1_750_000_000.0
 
@@ -34,7 +35,7 @@ def _planned(record: TaskRecord, log: list[tuple[str, object, float]]) -> list[t
     """(seq, type) of each event of `log` that becomes a delivery, folded in order as a store does."""
     planned = []
     for seq, (type_, message, at) in enumerate(log, start=1):
-        event = Event(record.id, seq, type_, at, message)
+        event = RecordedEvent(record.id, seq, type_, at, message)
         record.apply(event)
         if (delivery := plan_delivery(record, event)) is not None:
             planned.append((delivery.seq, delivery.type))
@@ -80,7 +81,7 @@ def test_the_listed_types_are_delivered_and_progress_at_most_once_a_second_with_
 
 def test_a_delivery_carries_what_its_sender_needs() -> None:
     record = _record(Webhook("https://Hooks.Example.com:8443/in?k=1", TERMINAL_EVENTS, "wiro"))
-    event = Event(record.id, 1, "task_cancel", NOW, {"reason": "r"})
+    event = RecordedEvent(record.id, 1, "task_cancel", NOW, {"reason": "r"})
     record.apply(event)
     delivery = plan_delivery(record, event)
     assert delivery is not None

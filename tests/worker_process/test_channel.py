@@ -18,10 +18,13 @@ import pytest
 
 from latentcast.server.tasks.ports import StaleWrite, StoreUnavailable
 from latentcast.server.worker_process.channel import (
-    Channel, ChannelClosed, RemoteFailure, UnknownOperation, operations,
+    Channel,
+    ChannelClosed,
+    RemoteFailure,
+    UnknownOperation,
+    operations,
 )
 from latentcast.server.worker_process.messages import ToApiProcess, ToWorkerProcess
-
 
 HEADER = struct.Struct(">IBQ")  # a frame's body length, kind and call id (channel.py)
 CALL, ANSWER = 1, 3

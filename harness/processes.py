@@ -1,6 +1,6 @@
 """The real processes tests and benchmarks run against: `latentcast serve`/`worker` and redis-server.
 
-One module for both (bench/ imports it too), so a server under test and a server under measurement
+One module for both, so a server under test and a server under measurement
 start, report readiness and stop the same way. Only the standard library and httpx: no pytest.
 """
 
