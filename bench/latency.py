@@ -108,15 +108,15 @@ async def bare_broadcast(frames: Path, count: int, previews: str) -> dict[str, f
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
     )
     assert server.stdin is not None
-    port = int(await reported(server, "LISTENING", timeout=60))
+    port = int(await reported(server, "LISTENING", timeout=600))
     processes = await _clients(f"ws://127.0.0.1:{port}/", {"id": "bare", "token": ""}, count, previews)
     for process in processes:
         await reported(process, "READY", timeout=300)
-    await reported(server, "READY", timeout=60)
+    await reported(server, "READY", timeout=600)
     server.stdin.write(b"go\n")
     results = [orjson.loads(await reported(process, "DONE", timeout=600)) for process in processes]
     server.stdin.write(b"end\n")
-    done = orjson.loads(await reported(server, "DONE", timeout=60))
+    done = orjson.loads(await reported(server, "DONE", timeout=600))
     server.stdin.close()
     for process in (*processes, server):
         await process.wait()
@@ -254,7 +254,7 @@ async def minimal_run(model: Path, count: int, args: Any) -> dict[str, Any]:
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE,
     )
     assert streamer.stdin is not None
-    port = int(await reported(streamer, "LISTENING", timeout=60))
+    port = int(await reported(streamer, "LISTENING", timeout=600))
     processes = await _clients(f"ws://127.0.0.1:{port}/", {"id": "minimal", "token": ""}, count, "binary")
     for process in processes:
         await reported(process, "READY", timeout=300)
