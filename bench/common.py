@@ -149,12 +149,22 @@ def median(values: Sequence[float]) -> float:
 # -- the server under measurement -----------------------------------------------------------------
 
 
+# A benchmark waits longer than a test for its server: on a loaded machine a niced worker process
+# took more than the tests' 240 s to import torch and diffusers.
+SERVER_START_SECONDS = 1200.0
+
+
 @contextlib.contextmanager
 def measured_server(*args: str) -> Iterator[ServerProcess]:
     """`latentcast serve *args` (harness.processes, as the tests start it) in a data dir thrown away after."""
-    with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder, ServerProcess(Path(folder), *args) as server:
-        yield server
-
+    with tempfile.TemporaryDirectory(prefix="latentcast-bench-") as folder:
+        server = ServerProcess(Path(folder), *args)
+        try:
+            server.start(wait=False)
+            server.wait_ready(timeout=SERVER_START_SECONDS)
+            yield server
+        finally:
+            server.stop()
 
 
 async def reported(process: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:

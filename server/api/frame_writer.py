@@ -7,7 +7,9 @@ torch needs (bench/README.md). An event's frame bytes are the same for every sub
 delivery mode (a server's frames are not masked, and compression is off), so they are made once
 (`protocol.events.encode_ws_frame`) and this protocol hands them to the socket's transport as they
 are, when nothing is being sent on it and its buffer is below the high-water mark
-(server.api.subscriber_loop).
+(server.api.subscriber_loop). The frames one callback of the event loop writes to a socket (a
+step's progress and its log line, recorded together) go out in one `transport.write` once that
+callback returns: one system call a socket per step, not one a frame, and one wake of its client.
 
 Everything else (the handshake, reading, pings, close, and every frame that cannot go at once) is
 uvicorn's, through ASGI. Sockets find the writer in the scope's extensions under `EXTENSION`.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any
 
 import uvicorn
@@ -33,7 +36,7 @@ from websockets.protocol import State
 
 EXTENSION = "latentcast.frame_writer"
 # What `write_frame` reads of uvicorn's protocol, beside `scope` (which the ASGI spec names).
-READS = ("handshake_complete", "close_sent", "initial_response", "conn", "writable", "transport")
+READS = ("handshake_complete", "close_sent", "initial_response", "conn", "writable", "transport", "loop")
 
 log = logging.getLogger("latentcast.api")
 
@@ -93,6 +96,8 @@ class _FrameWriting:
     conn: Any
     writable: asyncio.Event
     transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _pending: list[bytes] | None = None  # written by `write_frame`, not yet flushed
 
     def handle_connect(self, event: object) -> None:
         super().handle_connect(event)  # type: ignore[misc]
@@ -112,5 +117,50 @@ class _FrameWriting:
         )
 
     def write_frame(self, frame: bytes) -> None:
-        """Write one serialized frame (`can_write_now` first: this does not check)."""
-        self.transport.write(frame)
+        """Write one serialized frame (`can_write_now` first: this does not check). It goes out
+        with the others written to this socket in the same callback of the loop, once it returns,
+        and before anything sent through ASGI after it (`send`)."""
+        if self._pending is None:
+            self._pending = [frame]
+            batch = _batches.get(self.loop)
+            if batch is None:
+                batch = _batches[self.loop] = _Batch()
+            batch.add(self)
+        else:
+            self._pending.append(frame)
+
+    def flush_frames(self) -> None:
+        """Write the frames `write_frame` took, as one write. Dropped if the connection began to
+        close meanwhile (a client's close frame, read in between): nothing may follow a close, and
+        a client that reconnects resumes from the last seq it got."""
+        frames, self._pending = self._pending, None
+        if not frames or self.close_sent or self.conn.state is not State.OPEN or self.transport.is_closing():
+            return
+        self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    async def send(self, message: Any) -> None:
+        """uvicorn's ASGI send, after the frames written before it."""
+        self.flush_frames()
+        await super().send(message)  # type: ignore[misc]
+
+
+class _Batch:
+    """The sockets `write_frame` wrote to during one callback of the event loop, flushed when it
+    returns (one `call_soon` for all of them): a step's progress and its log line, recorded
+    together, leave in one `transport.write` a socket."""
+
+    def __init__(self) -> None:
+        self._sockets: list[_FrameWriting] = []
+
+    def add(self, socket: _FrameWriting) -> None:
+        if not self._sockets:
+            socket.loop.call_soon(self._flush)
+        self._sockets.append(socket)
+
+    def _flush(self) -> None:
+        sockets, self._sockets = self._sockets, []
+        for socket in sockets:
+            socket.flush_frames()
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = weakref.WeakKeyDictionary()

@@ -86,6 +86,12 @@ class RecordedEvent:
     preview: EncodedPreview | None = None
     _encoded: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled without its encodings: they are this process's cache, and a worker process's
+        # `emit_many` answer (server.worker_process) would otherwise carry every frame made for
+        # the subscribers back across the channel.
+        return Event, (self.task_id, self.seq, self.type, self.time, self.message, self.preview)
+
     @property
     def terminal(self) -> bool:
         return is_terminal(self.type, self.message)

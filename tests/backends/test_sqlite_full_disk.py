@@ -12,7 +12,7 @@ import pytest
 from latentcast.server.backends.sqlite_store import SQLiteStore
 from latentcast.server.protocol.events import EncodedPreview
 from latentcast.server.tasks.params import TaskParams
-from latentcast.server.tasks.ports import StoreUnavailable
+from latentcast.server.tasks.ports import NewEvent, StoreUnavailable
 from latentcast.server.tasks.record import TaskRecord
 from tests.small_disk import SmallDisk
 
@@ -86,3 +86,34 @@ async def test_a_task_created_on_a_full_disk_leaves_nothing_behind(disk: SmallDi
     await store.set_cancel_requested("a")
     assert (await store.get("a")).cancel_requested
     await store.close()
+
+
+async def test_a_steps_events_written_together_are_recorded_together_or_not_at_all(disk: SmallDisk) -> None:
+    """A worker records a step's progress (with its preview) and its log line in one `append_many`:
+    one transaction, so a full disk refuses both and the next try records both, in order."""
+    store = SQLiteStore(disk.path / "tasks.db")
+    await store.create(new_record("a"))
+    await store.append("a", "task_queue", {"position": 1, "queue_length": 1}, time=time.time())
+    disk.fill()
+    last = await append_until_full(store, "a")
+    step = [
+        NewEvent("task_progress", {"step": last}, time.time(), PREVIEW),
+        NewEvent("task_output", "Step 1/1", time.time()),
+        NewEvent("task_start", {}, time.time()),
+    ]
+    with pytest.raises(StoreUnavailable):
+        await store.append_many("a", step)
+    assert (await store.get("a")).last_seq == last
+    disk.free()
+    recorded = await store.append_many("a", step)
+    assert [(e.seq, e.type) for e in recorded] == [(last + 1, "task_progress"), (last + 2, "task_output"), (last + 3, "task_start")]
+    await store.close()
+    reopened = SQLiteStore(disk.path / "tasks.db")  # what is on disk says the same
+    record = await reopened.get("a")
+    assert (record.last_seq, str(record.status)) == (last + 3, "running")
+    events = await reopened.events("a", last)
+    assert [(e.seq, e.type, e.message) for e in events] == [
+        (last + 1, "task_progress", {"step": last}), (last + 2, "task_output", "Step 1/1"), (last + 3, "task_start", {}),
+    ]
+    assert events[0].preview == PREVIEW and events[1].preview is None
+    await reopened.close()

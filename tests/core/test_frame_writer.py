@@ -130,8 +130,9 @@ async def _serving(app: Any, ws: Any) -> AsyncIterator[int]:
 
 
 async def test_frames_written_past_asgi_arrive_whole_and_in_order_with_those_sent_through_it() -> None:
-    """The writer on the installed uvicorn, without the service: two frames written straight to
-    the transport around one sent through ASGI, as a socket's live events and replies interleave."""
+    """The writer on the installed uvicorn, without the service: frames written straight to the
+    transport around one sent through ASGI, as a socket's live events and replies interleave; the
+    frames written in one callback (a step's two events) leave together after what came before."""
     writers: list[Any] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -143,11 +144,12 @@ async def test_frames_written_past_asgi_arrive_whole_and_in_order_with_those_sen
         writer.write_frame(Frame(Opcode.TEXT, b'{"seq": 1}').serialize(mask=False))
         await send({"type": "websocket.send", "text": '{"seq": 2}'})
         writer.write_frame(Frame(Opcode.BINARY, b"\x00\x01" * 40_000).serialize(mask=False))
+        writer.write_frame(Frame(Opcode.TEXT, b'{"seq": 4}').serialize(mask=False))
         assert (await receive())["type"] == "websocket.disconnect"
 
     async with _serving(app, serving_protocol()) as port:
         async with websockets.connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
-            assert [await ws.recv() for _ in range(3)] == ['{"seq": 1}', '{"seq": 2}', b"\x00\x01" * 40_000]
+            assert [await ws.recv() for _ in range(4)] == ['{"seq": 1}', '{"seq": 2}', b"\x00\x01" * 40_000, '{"seq": 4}']
         await eventually(lambda: _true(not writers[0].can_write_now()), "the closed socket refusing frames")
 
 

@@ -65,6 +65,11 @@ def test_latency_smoke():
     assert minimal["all_complete"] and minimal["complete_subscribers"] == 2
     assert minimal["previews_received_mean"] == result["settings"]["steps"]
     assert minimal["task_seconds"] > 0 and minimal["p99_ms"] >= minimal["p50_ms"] > 0
+    # the yardstick: the bare broadcast of the same frames, its handshakes counted as the service's are
+    bare = runs[2]["bare"]
+    assert bare["complete"] == 2 and bare["frames"] > 0
+    assert bare["cpu_with_handshakes_us_per_frame"] >= bare["cpu_us_per_frame"] >= 0
+    assert runs[2]["api_cpu_with_handshakes_us_per_frame"] >= runs[2]["api_cpu_us_per_frame"] >= 0
 
 
 def test_connections_smoke():
