@@ -21,7 +21,7 @@ from latentcast.server.tasks.params import TaskParams, image_steps
 from latentcast.server.tasks.record import TaskRecord
 from PIL import Image, ImageDraw
 
-SIZE, STEPS = 128, 8
+SIZE, STEPS = 64, 8
 DRAWING = "a large red circle on a blue background, center"
 REPAINT = "a large yellow square on a green background, center"
 # Mean absolute difference per channel (0-255) within which a picture is "nearly" its input: the
