@@ -105,16 +105,6 @@ class OpenAIEditForm(aimlapi.EditRequest):
     mask: bytes | None = Field(default=None, description="a PNG whose transparent pixels are repainted")
 
 
-class OpenAIImage(Answer):
-    url: str | None = None
-    b64_json: str | None = None
-
-
-class OpenAIImagesAnswer(Answer):
-    created: int = Field(description="Unix seconds")
-    data: list[OpenAIImage]
-
-
 class AimlApiError(Answer):
     statusCode: int
     message: str
@@ -368,7 +358,7 @@ operations: dict[Callable[..., Any], Operation] = {
         replies={
             200: Reply(
                 "The images (`url` or `b64_json`); with `stream: true`, the image-generation stream.",
-                OpenAIImagesAnswer,
+                Schema(_OpenAIFields, "OpenAIImagesAnswer"),
                 headers={"X-Task-Id": "the native task's id"},
             ),
             **_refusals(AimlApiError, {400: "A field or a picture breaks a rule (`error.param`).", **_WAITING}),

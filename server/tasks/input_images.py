@@ -94,7 +94,9 @@ def read_picture(field: str, data: bytes, *, max_pixels: int = MAX_INPUT_PIXELS)
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputRejected(field, "max_pixels", f"declares more than {max_pixels} pixels") from None
-    except Exception as failure:  # Pillow raises many kinds for a file it cannot read
+    except Image.UnidentifiedImageError:
+        raise InputRejected(field, "not_an_image", "is not an image Pillow can read") from None
+    except Exception as failure:  # Pillow raises many kinds for a file it cannot read to its end
         raise InputRejected(field, "not_an_image", f"is not an image Pillow can read ({failure})") from None
     fmt = opened.format or "PNG"
     return Picture(data, opened, Image.MIME.get(fmt, "application/octet-stream"))
