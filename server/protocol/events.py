@@ -90,7 +90,7 @@ class RecordedEvent:
         # Pickled without its encodings: they are this process's cache, and a worker process's
         # `emit_many` answer (server.worker_process) would otherwise carry every frame made for
         # the subscribers back across the channel.
-        return Event, (self.task_id, self.seq, self.type, self.time, self.message, self.preview)
+        return RecordedEvent, (self.task_id, self.seq, self.type, self.time, self.message, self.preview)
 
     @property
     def terminal(self) -> bool:
