@@ -78,7 +78,7 @@ def _missing(base: type[asyncio.Protocol]) -> list[str]:
     finally:
         loop.close()
     missing = [name for name in READS if not hasattr(probe, name)]
-    if "conn" not in missing and not isinstance(getattr(probe.conn, "state", None), State):
+    if "conn" not in missing and not isinstance(getattr(getattr(probe, "conn"), "state", None), State):
         missing.append("conn.state")
     if not callable(getattr(base, "handle_connect", None)):
         missing.append("handle_connect")

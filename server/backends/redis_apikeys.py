@@ -39,12 +39,12 @@ class RedisKeyStore:
 
     async def all(self) -> list[ApiKey]:
         digests = await self.redis.hvals(self.names.apikeys)
-        found = [await self.find(d.decode()) for d in digests]
+        found = [await self.find(_text(d)) for d in digests]
         return sorted((k for k in found if k is not None), key=lambda k: (k.created_at, k.id))
 
     async def revoke(self, key_id: str, at: float) -> ApiKey | None:
         digest = await self.redis.hget(self.names.apikeys, key_id)
-        key = await self.find(digest.decode()) if digest else None
+        key = await self.find(_text(digest)) if digest else None
         if key is None or not key.active:
             return key
         key = dataclasses.replace(key, revoked_at=at)
@@ -70,3 +70,8 @@ class RedisKeyStore:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    """A stored value as text: the pool answers bytes, though redis-py's types also allow str."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -115,7 +115,7 @@ def caption(scene: Scene, rng: random.Random) -> str:
         obj = scene.objects[0]
         thing = f"{obj.colour} {obj.shape}"
         sized = f"{_size_word(obj.size, rng)} {thing}"
-        templates = (
+        templates: tuple[str, ...] = (
             f"{_a(sized)} on {_a(bg)} background, {_where(obj.position, rng)}",
             f"{_a(thing)} on {bg}, {_where(obj.position, rng)}",
             f"{sized}, {bg} background, {_in(obj.position, rng)}",
