@@ -144,7 +144,7 @@ $("#prompt").addEventListener("keydown", (event) => {
 
 const FIELDS = ["prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "output_format", "preview_every", "model", "strength", "mask_blur"];
 const NUMBERS = new Set(["width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "preview_every", "strength", "mask_blur"]);
-const IMAGE_FIELDS = new Set(["strength", "mask_blur"]); // sent only with a picture (the server refuses them alone)
+const IMAGE_FIELDS = new Set(["strength", "mask_blur"]); // sent only with a picture (the server refuses them alone); mask_blur only with a mask
 
 /** The form's parameters; the picture and its mask go separately (`withPictures`). */
 function readForm() {
@@ -244,7 +244,8 @@ async function withPictures(params) {
     throw error;
   }
   const mask = await editor.maskDataUrl();
-  return { ...params, image: upload.id, ...(mask ? { mask } : {}) };
+  const { mask_blur: maskBlur, ...rest } = params; // a blur without a mask is refused
+  return { ...rest, image: upload.id, ...(mask ? { mask, mask_blur: maskBlur } : {}) };
 }
 
 /** The key typed under Advanced, from now on (kept for this tab); the history lists its tasks. */
