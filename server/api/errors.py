@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from latentcast.server.api.forms import Form, FormError, read_form
 from latentcast.server.errors import APIError
 
 
@@ -103,3 +104,11 @@ async def json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid([field_error("body", "object_type", "body: must be a JSON object")])
     return body
+
+
+async def read_request_form(request: Request) -> Form:
+    """The request's multipart/form-data body, or a 400 that says what is wrong with it."""
+    try:
+        return read_form(request.headers.get("content-type", ""), await request.body())
+    except FormError as exc:
+        raise invalid([field_error(exc.field, exc.rule, str(exc))], status=400) from None

@@ -24,12 +24,12 @@ async def get_file(request: Request) -> Response:
     own = output["contenttype"]
     return Response(
         data,
-        media_type=OCTET_STREAM if _prefers_octet_stream(request.headers.get("accept", ""), own) else own,
+        media_type=OCTET_STREAM if prefers_octet_stream(request.headers.get("accept", ""), own) else own,
         headers={"Cache-Control": "private, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"},
     )
 
 
-def _prefers_octet_stream(accept: str, content_type: str) -> bool:
+def prefers_octet_stream(accept: str, content_type: str) -> bool:
     """Whether `Accept` ranks application/octet-stream above the file's own type (its quality, or
     that of `image/*` or `*/*`, whichever names it most closely)."""
     ranks: dict[str, float] = {}

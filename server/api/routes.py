@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from latentcast.server.api import deliveries, files, meta, metrics, sse, tasks, websocket
+from latentcast.server.api import deliveries, files, inputs, meta, metrics, sse, tasks, websocket
 
 
 def routes(socket: websocket.SocketEndpoint) -> list[BaseRoute]:
@@ -19,6 +19,8 @@ def routes(socket: websocket.SocketEndpoint) -> list[BaseRoute]:
         Route("/v1/tasks/{task_id}/events", sse.task_events, methods=["GET"]),
         Route("/v1/tasks/{task_id}/deliveries", deliveries.task_deliveries, methods=["GET"]),
         Route("/v1/deliveries", deliveries.recent_deliveries, methods=["GET"]),
+        Route("/v1/tasks/{task_id}/inputs/{name}", inputs.get_input, methods=["GET"]),
+        Route("/v1/uploads", inputs.create_upload, methods=["POST"]),
         Route("/v1/files/{task_id}/{name}", files.get_file, methods=["GET"]),
         Route("/v1/models", meta.list_models, methods=["GET"]),
         Route("/v1/workers", meta.list_workers, methods=["GET"]),

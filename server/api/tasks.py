@@ -9,7 +9,8 @@ from starlette.responses import JSONResponse, Response
 
 from latentcast.server.api.access import check_access, given_token, no_task, require_key
 from latentcast.server.api.context import context
-from latentcast.server.api.errors import field_error, invalid, json_object
+from latentcast.server.api.errors import field_error, invalid, json_object, read_request_form
+from latentcast.server.api.forms import is_multipart
 from latentcast.server.api.submission import submit
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
@@ -31,7 +32,7 @@ def urls(request: Request, record: TaskRecord) -> dict[str, str]:
 
 
 async def describe(request: Request, service: TaskService, record: TaskRecord) -> dict[str, Any]:
-    detail = record.public()
+    detail = record.public(str(request.base_url).rstrip("/"))
     detail["position"] = await service.position(record.id) if record.status is TaskStatus.QUEUED else None
     detail["urls"] = urls(request, record)
     return detail
@@ -53,8 +54,13 @@ async def find(request: Request, *, change: bool = False) -> TaskRecord:
 
 
 async def create_task(request: Request) -> JSONResponse:
+    """A JSON body, or the same fields as multipart/form-data with the pictures as files."""
     await require_key(request)  # before anything about the body is told
-    record = await submit(request, await json_object(request))
+    if is_multipart(request.headers.get("content-type", "")):
+        form = await read_request_form(request)
+        record = await submit(request, form.fields, files=form.files)
+    else:
+        record = await submit(request, await json_object(request))
     body = await describe(request, context(request).service, record)
     body["token"] = record.token
     return JSONResponse(body, status_code=201, headers={"Location": body["urls"]["self"]})

@@ -95,6 +95,9 @@ class RedisNames:
     def file(self, task_id: str, name: str) -> str:
         return f"{self.prefix}:file:{task_id}:{name}"
 
+    def upload(self, upload_id: str) -> str:
+        return f"{self.prefix}:upload:{upload_id}"
+
     def files(self, task_id: str) -> str:
         return f"{self.prefix}:files:{task_id}"
 

@@ -12,7 +12,7 @@ describe a task identically.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -67,6 +67,10 @@ return 'ok'
 """
 
 
+# The task hash's field of an input picture: "input:image", "input:mask".
+_INPUT = "input:"
+
+
 def _delivery_args(delivery: NewDelivery | None) -> list[str]:
     """ARGV 18-24 of `_APPEND`: the delivery the event causes, or an empty id for none."""
     if delivery is None:
@@ -75,10 +79,10 @@ def _delivery_args(delivery: NewDelivery | None) -> list[str]:
     return [d.id, d.url, d.format, d.owner or "", d.host, repr(d.created_at), str(RECENT_MAX)]
 
 
-def _load(fields: dict[bytes, bytes]) -> TaskRecord:
-    if fields.get(b"cancel_requested") == b"1":
-        return TaskRecord.from_json(fields[b"record"], cancel_requested=True)
-    return TaskRecord.from_json(fields[b"record"])
+def _load(record: bytes, cancel_requested: bytes | None) -> TaskRecord:
+    if cancel_requested == b"1":
+        return TaskRecord.from_json(record, cancel_requested=True)
+    return TaskRecord.from_json(record)
 
 
 def event_from_fields(task_id: str, seq: int, fields: dict[bytes, bytes], preview: Preview | None = None) -> Event:
@@ -118,12 +122,14 @@ class RedisStore:
         self._append = client.register_script(_APPEND)
         self.outbox = RedisOutbox(client, names, retention=retention)
 
-    async def create(self, record: TaskRecord) -> None:
+    async def create(self, record: TaskRecord, inputs: Mapping[str, bytes] | None = None) -> None:
         k = self.names
         async with self.redis.pipeline(transaction=True) as tx:
             tx.hset(
                 k.task(record.id),
                 mapping={
+                    # the pictures live in the task's own hash: they expire and go with it
+                    **{_INPUT + name: data for name, data in (inputs or {}).items()},
                     "record": record.to_json(),
                     "status": str(record.status),
                     "token": record.token,
@@ -137,9 +143,19 @@ class RedisStore:
             tx.zadd(k.status(str(record.status)), {record.id: record.created_at})
             await tx.execute()
 
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        return await self.redis.hget(self.names.task(task_id), _INPUT + name)
+
+    async def save_upload(self, upload_id: str, data: bytes, *, expires_in: float) -> None:
+        await self.redis.set(self.names.upload(upload_id), data, ex=max(1, int(expires_in)))
+
+    async def upload(self, upload_id: str) -> bytes | None:
+        return await self.redis.get(self.names.upload(upload_id))
+
     async def get(self, task_id: str) -> TaskRecord | None:
-        fields = await self.redis.hgetall(self.names.task(task_id))
-        return _load(fields) if fields.get(b"record") else None
+        # (named fields, not the whole hash: it holds the task's input pictures too)
+        record, cancel_requested = await self.redis.hmget(self.names.task(task_id), ["record", "cancel_requested"])
+        return _load(record, cancel_requested) if record else None
 
     async def get_by_token(self, token: str) -> TaskRecord | None:
         task_id = await self.redis.get(self.names.token(token))

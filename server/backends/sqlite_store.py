@@ -19,8 +19,9 @@ import contextlib
 import dataclasses
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from time import time as now
 from typing import Any
 
 import orjson
@@ -62,6 +63,17 @@ CREATE TABLE IF NOT EXISTS previews (
     image_width INTEGER,
     image_height INTEGER
 );
+CREATE TABLE IF NOT EXISTS inputs (
+    task_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (task_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    data BLOB NOT NULL
+);
 """
 # Columns a database made by an earlier release lacks, added in place when it is opened (SQLite adds
 # a column without rewriting the table). NULL in them is what such a database holds: a preview
@@ -96,6 +108,7 @@ class SQLiteStore:
         # appends `task_queue` next), in one transaction, so a submission the disk refuses leaves
         # no task behind that nobody was told of.
         self._unwritten: dict[str, TaskRecord] = {}
+        self._unwritten_inputs: dict[str, Mapping[str, bytes]] = {}
 
     @contextlib.contextmanager
     def _transaction(self, task_id: str) -> Iterator[sqlite3.Connection]:
@@ -107,10 +120,33 @@ class SQLiteStore:
         except BaseException:
             self._active.pop(task_id, None)
             self._unwritten.pop(task_id, None)
+            self._unwritten_inputs.pop(task_id, None)
             raise
 
-    async def create(self, record: TaskRecord) -> None:
+    async def create(self, record: TaskRecord, inputs: Mapping[str, bytes] | None = None) -> None:
         self._unwritten[record.id] = record
+        if inputs:
+            self._unwritten_inputs[record.id] = inputs
+
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        if (waiting := self._unwritten_inputs.get(task_id)) is not None:
+            return waiting.get(name)
+        with disk_errors():
+            row = self._db.execute("SELECT data FROM inputs WHERE task_id = ? AND name = ?", (task_id, name)).fetchone()
+        return row[0] if row else None
+
+    async def save_upload(self, upload_id: str, data: bytes, *, expires_in: float) -> None:
+        at = now()
+        with transaction(self._db) as db:
+            db.execute("DELETE FROM uploads WHERE expires_at < ?", (at,))  # the expired go as new ones come
+            db.execute("INSERT INTO uploads (id, expires_at, data) VALUES (?, ?, ?)", (upload_id, at + expires_in, data))
+
+    async def upload(self, upload_id: str) -> bytes | None:
+        with disk_errors():
+            row = self._db.execute(
+                "SELECT data FROM uploads WHERE id = ? AND expires_at >= ?", (upload_id, now())
+            ).fetchone()
+        return row[0] if row else None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         if (record := self._active.get(task_id)) is not None:
@@ -178,6 +214,10 @@ class SQLiteStore:
                     "INSERT INTO tasks (id, token, owner, status, created_at, record) VALUES (?, ?, ?, ?, ?, ?)",
                     (task_id, record.token, record.owner, str(record.status), record.created_at, record.to_json()),
                 )
+                db.executemany(
+                    "INSERT INTO inputs (task_id, name, data) VALUES (?, ?, ?)",
+                    [(task_id, name, data) for name, data in self._unwritten_inputs.get(task_id, {}).items()],
+                )
             else:
                 db.execute(
                     "UPDATE tasks SET status = ?, record = ? WHERE id = ?",
@@ -194,6 +234,7 @@ class SQLiteStore:
                      preview.image_height, preview.data),
                 )
         self._unwritten.pop(task_id, None)
+        self._unwritten_inputs.pop(task_id, None)
         if record.status.is_final:
             self._active.pop(task_id, None)
         else:
@@ -241,7 +282,7 @@ class SQLiteStore:
 
     async def delete(self, task_id: str) -> None:
         with self._transaction(task_id) as db:
-            for table in ("events", "previews", "deliveries"):
+            for table in ("events", "previews", "deliveries", "inputs"):
                 db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
             db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
         self._active.pop(task_id, None)

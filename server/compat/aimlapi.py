@@ -14,6 +14,7 @@ model name answers in page 001's shape. See docs/compatibility.md.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from latentcast.server.compat.common import (
     Refusal,
     endpoint,
     finish,
+    form_body,
     inference_seconds,
     invalid,
     json_body,
@@ -37,6 +39,7 @@ from latentcast.server.compat.common import (
     start,
 )
 from latentcast.server.compat.openai_stream import image_events
+from latentcast.server.tasks.input_images import InputRejected, openai_mask
 from latentcast.server.tasks.params import MAX_SEED
 from latentcast.server.tasks.record import TaskRecord
 
@@ -250,4 +253,86 @@ async def generate(request: Request) -> Response:
     return JSONResponse(answer, status_code=201, headers={"X-Task-Id": record.id})
 
 
-routes = [Route("/v1/images/generations", generate, methods=["POST"])]
+class EditRequest(BaseModel):
+    """The form fields of the openai SDK's `images.edit` (the pictures come as its files)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    prompt: str = Field(max_length=4000)
+    model: str | None = Field(default=None, description="a served model's name or alias; default: the served model")
+    n: int = Field(default=1, ge=1, le=4)
+    size: str | None = Field(default=None, description="WIDTHxHEIGHT or auto; default: the image's own size")
+    response_format: Literal["url", "b64_json"] | None = None
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    stream: bool | None = Field(default=None, description="Server-Sent Events in the openai SDK's stream shape")
+    partial_images: int | None = Field(default=None, ge=0, le=3, description="previews sent with `stream`, at most")
+    # Latentcast's own, through the SDK's `extra_body`: how much of the schedule runs
+    strength: float | None = Field(default=None, ge=0, le=1, description="default: 1.0 with a mask, else 0.6")
+    negative_prompt: str = ""
+    num_inference_steps: int = Field(default=DEFAULT_STEPS, ge=1, le=50)
+    guidance_scale: float | None = Field(default=None, ge=1, le=20)
+    seed: int | None = Field(default=None, ge=1, le=MAX_SEED)
+    # accepted, no effect here (as on `images.generate`)
+    quality: str | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    moderation: str | None = None
+    input_fidelity: str | None = None
+    output_compression: int | None = None
+    background: Literal["auto", "opaque"] | None = None
+
+
+@endpoint(_render)
+async def edit(request: Request) -> Response:
+    """`images.edit`: the image (and the mask, whose transparent pixels are repainted, as OpenAI's
+    are) as files; answered as `images.generate` is."""
+    fields, files = await form_body(request)
+    body = parse(EditRequest, fields, strict=False)
+    if unknown := set(files) - {"image", "image[]", "mask"}:
+        name = min(unknown)
+        raise invalid(name, "unknown_field", f"{name}: images.edit takes the files image and mask")
+    pictures = {"image": _one_image(files)}
+    if "mask" in files:
+        try:
+            pictures["mask"] = await asyncio.to_thread(openai_mask, files["mask"])
+        except InputRejected as rejected:
+            raise invalid(rejected.field, rejected.rule, str(rejected)) from None
+    params: dict[str, Any] = {
+        "prompt": body.prompt,
+        "negative_prompt": body.negative_prompt,
+        "model": body.model,
+        "num_inference_steps": body.num_inference_steps,
+        "guidance_scale": body.guidance_scale or DEFAULT_GUIDANCE.get(body.model or MEDIUM, DEFAULT_GUIDANCE[MEDIUM]),
+        "num_images": body.n,
+        "seed": body.seed or random_seed(1, 2**32 - 1),
+        "output_format": body.output_format,
+        "strength": body.strength if body.strength is not None else (1.0 if "mask" in pictures else None),
+    }
+    if body.size is not None and body.size != "auto":
+        params["width"], params["height"] = _openai_size(body.size)
+    queued = await start(request, params, {"num_images": "n", "width": "size", "height": "size"}, files=pictures)
+    if body.stream:
+        events = image_events(request, queued, body.partial_images or 0, _error_body)
+        return StreamingResponse(events, media_type="text/event-stream", headers={**_STREAM_HEADERS, "X-Task-Id": queued.id})
+    record = await finish(request, queued)
+    if body.response_format == "b64_json":
+        data = [{"b64_json": base64.b64encode(image).decode("ascii")} for image in await output_bytes(request, record)]
+    else:
+        data = [{"url": output["url"]} for output in record.outputs]
+    created = int(record.times.get("task_postprocess_end", record.created_at))
+    return JSONResponse({"created": created, "data": data}, status_code=200, headers={"X-Task-Id": record.id})
+
+
+def _one_image(files: dict[str, bytes]) -> bytes:
+    given = [name for name in ("image", "image[]") if name in files]
+    if not given:
+        raise invalid("image", "missing", "image: the picture to edit is required, as a file")
+    if len(given) > 1:
+        raise invalid("image", "one_image", "image: one picture is edited at a time")
+    return files[given[0]]
+
+
+routes = [
+    Route("/v1/images/generations", generate, methods=["POST"]),
+    Route("/v1/images/edits", edit, methods=["POST"]),
+]

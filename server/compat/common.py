@@ -24,6 +24,7 @@ from starlette.responses import Response
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import field_error, parse_json, pydantic_fields
+from latentcast.server.api.forms import FormError, read_form
 from latentcast.server.api.submission import submit
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.events import TaskStatus
@@ -110,6 +111,21 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def as_data_url(image: str) -> str:
+    """A provider's picture field: a data URL as is, bare base64 as one (its type is read from its bytes)."""
+    return image if image.startswith("data:") or image.startswith(("http://", "https://")) else f"data:image/png;base64,{image}"
+
+
+async def form_body(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A multipart/form-data body's text fields and files, or a "body" refusal."""
+    try:
+        form = read_form(request.headers.get("content-type", ""), await request.body())
+    except FormError as exc:
+        raise Refusal("body" if exc.field == "body" else "validation", str(exc),
+                      [] if exc.field == "body" else [field_error(exc.field, exc.rule, str(exc))]) from None
+    return form.fields, form.files
+
+
 def parse(model: type[M], body: Any, *, strict: bool = True, prefix: str = "") -> M:
     """`body` as the provider's request model, or a "validation" refusal naming every bad field
     (as `prefix.field` when the body is a nested object)."""
@@ -123,15 +139,17 @@ def parse(model: type[M], body: Any, *, strict: bool = True, prefix: str = "") -
 
 
 async def start(
-    request: Request, params: dict[str, Any], names: Mapping[str, str], *, webhook_format: Format = "native"
+    request: Request, params: dict[str, Any], names: Mapping[str, str], *, webhook_format: Format = "native",
+    files: Mapping[str, bytes] | None = None,
 ) -> TaskRecord:
     """Validate `params` (native fields) against the server's rules and queue the task; a provider's
-    callback URL is its `webhook`, sent in the provider's body shape (`webhook_format`).
+    callback URL is its `webhook`, sent in the provider's body shape (`webhook_format`); `files`
+    are its input pictures sent as files ("image", "mask").
 
     A native refusal is re-worded with the provider's field names (`names`: native -> provider).
     """
     try:
-        return await submit(request, params, webhook_format=webhook_format)
+        return await submit(request, params, webhook_format=webhook_format, files=files)
     except APIError as exc:
         raise _reworded(exc, names) from None
 

@@ -18,7 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from latentcast.client.wire import SEGMIND_DEFAULT_SCHEDULER, SEGMIND_SCHEDULERS
-from latentcast.server.compat.common import HTTP_STATUS, Refusal, endpoint, finish, json_body, output_bytes, parse, start
+from latentcast.server.compat.common import (
+    HTTP_STATUS, Refusal, as_data_url, endpoint, finish, json_body, output_bytes, parse, start,
+)
 
 MODEL = "stable-diffusion-3-medium"
 SLUG = f"{MODEL}-txt2img"
@@ -27,6 +29,7 @@ NAMES = {
     "height": "img_height",
     "num_images": "samples",
     "shift": "modelsamplingsd3_shift",
+    "strength": "denoise",
 }
 _STATUS = {**HTTP_STATUS, "model": 404}
 
@@ -44,8 +47,11 @@ class Txt2ImgRequest(BaseModel):
     img_width: int = Field(default=1024, ge=512, le=2048, multiple_of=8)
     img_height: int = Field(default=1024, ge=512, le=2048, multiple_of=8)
     modelsamplingsd3_shift: float = Field(default=3, ge=1, le=10)
-    # accepted and range-checked; see docs/compatibility.md for why they change nothing here
+    # image-to-image: the picture as base64 (or a data URL; never a URL: the server fetches nothing),
+    # and `denoise` is then its strength
+    image: str | None = None
     denoise: float = Field(default=1, ge=0.1, le=1)
+    # accepted and range-checked; see docs/compatibility.md for why they change nothing here
     conditioningsettimesteprange_start: float = Field(default=0.1, ge=0.1, le=1)
     conditioningsettimesteprange_stop: float = Field(default=1, ge=0.1, le=1)
     base64: bool = False
@@ -79,7 +85,7 @@ def render(refusal: Refusal) -> Response:
 
 def task_params(body: Txt2ImgRequest) -> dict[str, Any]:
     """The native task a Segmind request asks for."""
-    return {
+    params: dict[str, Any] = {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,
         "model": MODEL,
@@ -93,6 +99,13 @@ def task_params(body: Txt2ImgRequest) -> dict[str, Any]:
         "scheduler": SEGMIND_SCHEDULERS[body.scheduler],
         "shift": body.modelsamplingsd3_shift,
     }
+    if body.image is None:
+        return params
+    params |= {"image": as_data_url(body.image), "strength": body.denoise}
+    if not {"img_width", "img_height"} & body.model_fields_set:
+        del params["width"], params["height"]  # the image's own size
+    return params
+
 
 
 @endpoint(render)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Mapping
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -28,7 +26,8 @@ from latentcast.server.api import websocket
 from latentcast.server.api.access import require_key
 from latentcast.server.api.context import context
 from latentcast.server.api.errors import parse_json
-from latentcast.server.compat.common import Refusal, endpoint, invalid, parse, start
+from latentcast.server.api.forms import FormError, is_multipart, read_form
+from latentcast.server.compat.common import Refusal, as_data_url, endpoint, invalid, parse, start
 from latentcast.server.compat.wiro_detail import detail_body
 from latentcast.server.errors import APIError
 from latentcast.server.protocol.client_messages import Refused, text_field
@@ -42,6 +41,7 @@ NAMES = {
     "num_inference_steps": "steps",
     "guidance_scale": "scale",
     "webhook": "callbackUrl",
+    "image": "inputImage",
 }
 _CODES = {"not_found": 1, "model": 1, "conflict": 1, "queue_full": 96}
 
@@ -62,6 +62,9 @@ class RunRequest(BaseModel):
     scheduler: WiroScheduler = "FlowMatchEulerDiscreteScheduler"
     callbackUrl: str = ""
     projectid: str = ""  # Wiro's billing project: there is one project here
+    # image-to-image: the picture as a multipart file, or base64 / a data URL (never a URL)
+    inputImage: str = ""
+    strength: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -89,41 +92,31 @@ def _wiro_words(field: dict[str, str]) -> str:
 
 
 async def _fields(request: Request) -> dict[str, Any]:
-    """The request's parameters, from JSON, multipart/form-data or a url-encoded form."""
+    """The request's parameters (files left out: a task's reads take none)."""
+    return (await _inputs(request))[0]
+
+
+async def _inputs(request: Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The request's parameters and files, from JSON, multipart/form-data or a url-encoded form."""
     raw = await request.body()
     kind = request.headers.get("content-type", "")
-    if kind.startswith("multipart/form-data"):
-        return _multipart(kind, raw)
+    if is_multipart(kind):
+        try:
+            form = read_form(kind, raw)
+        except FormError as exc:
+            if exc.field == "body":
+                raise Refusal("body", "Request parameters are invalid.") from None
+            raise invalid(exc.field, exc.rule, str(exc)) from None
+        return form.fields, form.files
     if kind.startswith("application/x-www-form-urlencoded"):
-        return dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        return dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)), {}
     try:
         body = parse_json(raw)
     except APIError:
         body = None  # Wiro says no more than this about a body that is not parameters
     if not isinstance(body, dict):
         raise Refusal("body", "Request parameters are invalid.")
-    return body
-
-
-def _multipart(content_type: str, raw: bytes) -> dict[str, str]:
-    header = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-    message = BytesParser(policy=HTTP).parsebytes(header + raw)
-    if not message.is_multipart():
-        raise Refusal("body", "Request parameters are invalid.")
-    fields = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            raise Refusal("body", "Request parameters are invalid.")
-        if part.get_filename() is not None:
-            raise invalid(name, "file", f"{name}: this tool takes no files")
-        payload = part.get_payload(decode=True)
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            fields[name] = payload.decode(charset, "replace") if payload else ""
-        except LookupError:
-            raise invalid(name, "charset", f"{name}: unknown charset {charset!r}") from None
-    return fields
+    return body, {}
 
 
 @endpoint(_render)
@@ -132,7 +125,10 @@ async def run(request: Request) -> Response:
     model = f"{request.path_params['owner']}/{request.path_params['project']}"
     if not await ctx.service.catalog.serves_now(model):
         raise Refusal("model", f"slug-owner-project-not-exist: {model} is not served here")
-    body = parse(RunRequest, await _fields(request), strict=False)
+    fields, files = await _inputs(request)
+    if unknown := sorted(set(files) - {"inputImage"}):
+        raise invalid(unknown[0], "file", f"{unknown[0]}: this tool takes no file but inputImage")
+    body = parse(RunRequest, fields, strict=False)
     params = {
         "prompt": body.prompt,
         "negative_prompt": body.negativePrompt,
@@ -147,7 +143,16 @@ async def run(request: Request) -> Response:
     }
     if callback := body.callbackUrl.strip():  # its final Task/Detail, when the task ends
         params["webhook"] = callback
-    record = await start(request, params, NAMES, webhook_format="wiro")
+    pictures = {"image": files["inputImage"]} if "inputImage" in files else {}
+    if body.inputImage:
+        params["image"] = as_data_url(body.inputImage)
+    if pictures or body.inputImage:
+        params["strength"] = body.strength
+        if not {"width", "height"} & body.model_fields_set:
+            del params["width"], params["height"]  # the image's own size
+    elif body.strength is not None:
+        params["strength"] = body.strength  # refused: it needs an image
+    record = await start(request, params, NAMES, webhook_format="wiro", files=pictures)
     return JSONResponse({"errors": [], "taskid": record.id, "socketaccesstoken": record.token, "result": True})
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
@@ -22,6 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from latentcast.client.image_info import GenerationInfo
+from latentcast.server.engine.image_runs import StartLatents, plan_run
 from latentcast.server.engine.loader import LoadedModel
 from latentcast.server.engine.previews import Previewer, denoised_estimate, encode_image
 from latentcast.server.engine.schedulers import configure_scheduler
@@ -123,7 +124,7 @@ class _StepWatcher:
         log: _Log,
         stop: StopSignal,
         steps: int,
-        latents: torch.Tensor,
+        start: StartLatents,
         image_size: tuple[int, int],
         previewer: Previewer | None,
         preview: PreviewSettings,
@@ -132,7 +133,8 @@ class _StepWatcher:
         self.log = log
         self.stop = stop
         self.steps = steps
-        self.previous = latents
+        self.start = start
+        self.previous: torch.Tensor | None = None  # the latents the last step began from
         self.image_size = image_size  # (width, height) of the task's images: what a preview stands for
         self.previewer = previewer
         self.preview = preview
@@ -153,9 +155,14 @@ class _StepWatcher:
             "it_per_s": round(rate, 2),
         }
         preview, spent = None, None
+        # The scheduler has just stepped from sigmas[at - 1] to sigmas[at]; an image task's schedule
+        # begins part of the way down, so `i` does not index it.
+        sigmas, at = pipe.scheduler.sigmas, pipe.scheduler.step_index
+        sigma_from, sigma_to = float(sigmas[at - 1]), float(sigmas[at])
+        if self.previous is None:
+            self.previous = self.start.at(sigma_from)
         if self.previewer is not None and self._preview_due(step, now):
-            sigmas = pipe.scheduler.sigmas
-            x0 = denoised_estimate(self.previous, latents, float(sigmas[i]), float(sigmas[i + 1]))
+            x0 = denoised_estimate(self.previous, latents, sigma_from, sigma_to)
             image = self.previewer(x0[:1])[0]  # the first image of a batch is the one shown
             data = encode_image(image, self.preview.format)
             preview = Preview(self.preview.format, image.width, image.height, *self.image_size, data)
@@ -179,8 +186,10 @@ def run_generation(
     *,
     preview_min_interval: float,
     previewer_for: Callable[[str], Previewer | None],
+    inputs: Mapping[str, bytes] | None = None,
 ) -> None:
-    """Run one task from preprocessing to its terminal event. Raises `Interrupted` only to re-queue."""
+    """Run one task from preprocessing to its terminal event. Raises `Interrupted` only to re-queue.
+    `inputs` are the pictures an image task starts from ("image", and "mask" to inpaint)."""
     params = record.params
     preview = PreviewSettings(
         params.preview_method, params.preview_every, params.preview_format, preview_min_interval
@@ -205,38 +214,42 @@ def run_generation(
         reports.emit(EventType.PREPROCESS_END, {"seconds": round(time.perf_counter() - began, 4)})
         reports.emit(EventType.ASSIGN, {"device": model.device})
 
-        steps, width, height, count = params.num_inference_steps, params.width, params.height, params.num_images
+        width, height, count = params.width, params.height, params.num_images
+        padded = (_padded(pipe, width), _padded(pipe, height))
         generator = torch.Generator(device="cpu").manual_seed(record.seed)
         scale = pipe.vae_scale_factor
-        latents = randn_tensor(
-            (count, pipe.transformer.config.in_channels, _padded(pipe, height) // scale, _padded(pipe, width) // scale),
+        noise = randn_tensor(
+            (count, pipe.transformer.config.in_channels, padded[1] // scale, padded[0] // scale),
             generator=generator,
             device=torch.device(model.device),
             dtype=prompt_embeds.dtype,
         )
+        configure_scheduler(pipe, params.scheduler, params.shift)  # (before `from_pipe` shares it)
+        run = plan_run(pipe, params, inputs, padded, noise, record.seed)
+        steps = run.steps
         started = {"steps": steps, "seed": record.seed, "width": width, "height": height, "images": count}
         reports.emit(EventType.START, started)
         log.line(f"Generating {count} image(s) of {width}x{height} in {steps} steps with seed {record.seed}")
-        configure_scheduler(pipe, params.scheduler, params.shift)
         previewer = previewer_for(preview.method)
-        watcher = _StepWatcher(reports, log, stop, steps, latents, (width, height), previewer, preview)
+        watcher = _StepWatcher(reports, log, stop, steps, run.start, (width, height), previewer, preview)
         began = time.perf_counter()
         with torch.inference_mode():
-            final = pipe(
+            final = run.pipeline(
                 prompt_embeds=prompt_embeds,
                 negative_prompt_embeds=negative_embeds if guided else None,
                 pooled_prompt_embeds=pooled,
                 negative_pooled_prompt_embeds=negative_pooled if guided else None,
-                width=_padded(pipe, width),
-                height=_padded(pipe, height),
-                num_inference_steps=steps,
+                width=padded[0],
+                height=padded[1],
+                num_inference_steps=params.num_inference_steps,
                 guidance_scale=params.guidance_scale,
-                latents=latents,
                 output_type="latent",
                 callback_on_step_end=watcher,
+                **run.arguments,
             ).images
             _stop_if_asked(stop)  # a cancel that came after the last step still wins over the decode
             images = [_cropped(image, width, height) for image in _decode(pipe, final)]
+            images = [run.laid_over(image) for image in images]
         _stop_if_asked(stop)
         seconds = time.perf_counter() - began
         log.line(f"Denoised in {seconds:.3f}s ({steps / seconds:.2f} it/s)")

@@ -139,6 +139,7 @@ class Worker:
                 write_id=f"{job.fence.owner}:{job.fence.attempt}:accept",
             )
             await until_reachable(accept, backoff)
+            inputs = await until_reachable(functools.partial(self._inputs, record), backoff)
             await loop.run_in_executor(
                 self._thread,
                 functools.partial(
@@ -149,6 +150,7 @@ class Worker:
                     stop,
                     preview_min_interval=self.preview_min_interval,
                     previewer_for=self._previewer,
+                    inputs=inputs,
                 ),
             )
         except Interrupted as stopped:
@@ -173,6 +175,15 @@ class Worker:
                 log.warning("task %s not queued again (the backend did not answer); left to be taken over", record.id)
                 return
         await until_reachable(functools.partial(self.service.job_done, job), backoff)
+
+    async def _inputs(self, record: TaskRecord) -> dict[str, bytes]:
+        """The pictures the task starts from, read from its store (so a task taken over from a lost
+        worker runs from the same ones)."""
+        found = {name: await self.service.input(record.id, name) for name in record.inputs}
+        missing = [name for name, data in found.items() if data is None]
+        if missing:
+            raise LookupError(f"its input {', '.join(missing)} is no longer stored")
+        return {name: data for name, data in found.items() if data is not None}
 
     async def _fail(self, job: Job, why: str) -> None:
         """End the job's task with a fatal `task_error` (unless it has ended already: one terminal

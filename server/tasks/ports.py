@@ -6,7 +6,7 @@ process (SQLite, memory) or across many (Redis); nothing here knows which one ru
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from latentcast.server.protocol.events import Event, Preview, TaskStatus
@@ -87,10 +87,23 @@ class EventLog(Protocol):
 class TaskStore(EventLog, Protocol):
     """Task records and their event logs; appending an event also folds it into the record."""
 
-    async def create(self, record: TaskRecord) -> None:
-        """Make the task known; its first event follows at once (`TaskService.submit`). A store
-        may keep the record until that event and write both together, so that a submission whose
-        first event fails leaves no task behind (SQLite does)."""
+    async def create(self, record: TaskRecord, inputs: Mapping[str, bytes] | None = None) -> None:
+        """Make the task known, with the pictures it starts from (`record.inputs` names them); its
+        first event follows at once (`TaskService.submit`). A store may keep the record until that
+        event and write both together, so that a submission whose first event fails leaves no task
+        behind (SQLite does). The inputs live and go with the task, like its events."""
+        ...
+
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        """One of the task's input pictures ("image", "mask"), as `create` was given it."""
+        ...
+
+    async def save_upload(self, upload_id: str, data: bytes, *, expires_in: float) -> None:
+        """Keep an uploaded picture for `expires_in` seconds, for tasks to name by its id."""
+        ...
+
+    async def upload(self, upload_id: str) -> bytes | None:
+        """An upload's bytes, None when there is none (never made, or expired)."""
         ...
 
     async def get(self, task_id: str) -> TaskRecord | None: ...

@@ -39,6 +39,7 @@ class TaskRecord:
     cancel_requested: bool = False
     webhook: Webhook | None = None
     webhook_progress_at: float = 0.0  # the time of the last task_progress given to the webhook
+    inputs: list[str] = dataclasses.field(default_factory=list)  # the pictures it starts from: "image", "mask"
 
     def to_json(self) -> bytes:
         """How every store keeps a record; orjson serializes a dataclass natively, about nine
@@ -74,8 +75,8 @@ class TaskRecord:
         elif event.type == EventType.ERROR and status is TaskStatus.FAILED:
             self.error = {"code": event.message.get("code"), "message": event.message.get("message")}
 
-    def public(self) -> dict[str, Any]:
-        """The native API's view of the task (no token, no owner)."""
+    def public(self, base_url: str = "") -> dict[str, Any]:
+        """The native API's view of the task (no token, no owner); its inputs' URLs under `base_url`."""
         return {
             "id": self.id,
             "status": str(self.status),
@@ -89,7 +90,17 @@ class TaskRecord:
             "last_seq": self.last_seq,
             "outputs": self.outputs,
             "error": self.error,
+            "input": self.input_view(base_url),
         }
+
+    def input_view(self, base_url: str) -> dict[str, Any] | None:
+        """What the task starts from, None for text-to-image: its pictures' URLs (opened by the
+        task's token or key, as its outputs are) and its strength."""
+        if "image" not in self.inputs:
+            return None
+        at = f"{base_url}/v1/tasks/{self.id}/inputs"
+        mask = f"{at}/mask" if "mask" in self.inputs else None
+        return {"image": f"{at}/image", "mask": mask, "strength": self.params.strength}
 
 
 def _params_fields(value: Any) -> dict[str, Any]:

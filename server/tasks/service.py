@@ -21,6 +21,7 @@ from latentcast.server.protocol.events import Event, EventType, Preview, TaskSta
 from latentcast.server.tasks.catalog import ModelCatalog
 from latentcast.server.tasks.outage import Backoff, until_reachable
 from latentcast.server.tasks.outbox import Backlog, Delivery, Webhook
+from latentcast.server.tasks.input_images import TaskInputs
 from latentcast.server.tasks.params import TaskParams
 from latentcast.server.tasks.ports import (
     EventBus, Fence, FileStore, Job, JobQueue, Listener, NewEvent, Outbox, Page, TaskStore,
@@ -32,6 +33,8 @@ log = logging.getLogger("latentcast.server")
 
 # A task interrupted by this many restarts or worker losses is failed instead of run again.
 MAX_ATTEMPTS = 3
+# How long an upload no task has copied may be named by tasks: a task keeps its own copy.
+UPLOAD_SECONDS = 3600
 # How often queue positions are recomputed when other processes change the queue too (Redis).
 POSITION_POLL_SECONDS = 0.5
 
@@ -84,11 +87,12 @@ class TaskService:
     # -- creating and reading -------------------------------------------------------------
 
     async def submit(
-        self, params: TaskParams, *, owner: str | None = None, webhook: Webhook | None = None
+        self, params: TaskParams, *, owner: str | None = None, webhook: Webhook | None = None,
+        inputs: TaskInputs | None = None,
     ) -> TaskRecord:
-        """Record a new task and queue it. `params` must already be valid (the model resolvable).
-        Refused with `StoreUnavailable` (503), before anything is written, while the store could
-        not record the task to its end (a full disk)."""
+        """Record a new task, with the pictures it starts from, and queue it. `params` must already
+        be valid (the model resolvable). Refused with `StoreUnavailable` (503), before anything is
+        written, while the store could not record the task to its end (a full disk)."""
         model = self.catalog.resolve(params.model)
         await self._store.check()
         seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
@@ -102,9 +106,24 @@ class TaskService:
             owner=owner,
             webhook=webhook,
         )
-        await self._store.create(record)
+        pictures = inputs.named() if inputs is not None else {}
+        record.inputs = list(pictures)
+        await self._store.create(record, pictures)
         await self._enqueue(record)
         return await self.get(record.id)
+
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        """One of the task's input pictures ("image", "mask"): what a worker runs from."""
+        return await self._store.input(task_id, name)
+
+    async def save_upload(self, data: bytes) -> str:
+        """Keep an uploaded picture for UPLOAD_SECONDS; returns its id (tasks name it to use it)."""
+        upload_id = f"up_{secrets.token_hex(16)}"
+        await self._store.save_upload(upload_id, data, expires_in=UPLOAD_SECONDS)
+        return upload_id
+
+    async def upload(self, upload_id: str) -> bytes | None:
+        return await self._store.upload(upload_id)
 
     async def get(self, task_id: str) -> TaskRecord:
         record = await self._store.get(task_id)

@@ -25,6 +25,10 @@ class WorkerService(Protocol):
         """The task's record; `TaskNotFound` when there is none."""
         ...
 
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        """One of the task's input pictures ("image", "mask"), None when it has none."""
+        ...
+
     async def emit(
         self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
     ) -> Event:

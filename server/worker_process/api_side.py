@@ -79,6 +79,9 @@ class Answers:
     async def get(self, task_id: str) -> TaskRecord:
         return await self._service.get(task_id)
 
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        return await self._service.input(task_id, name)
+
     async def emit(
         self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
     ) -> Event:

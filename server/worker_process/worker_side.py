@@ -41,6 +41,9 @@ class ApiProcessProxy:
     async def get(self, task_id: str) -> TaskRecord:
         return await self._channel.call(ToApiProcess.get, task_id)
 
+    async def input(self, task_id: str, name: str) -> bytes | None:
+        return await self._channel.call(ToApiProcess.input, task_id, name)
+
     async def emit(
         self, task_id: str, type_: str, message: Any, *, fence: Fence | None = None, write_id: str | None = None
     ) -> Event:
