@@ -47,7 +47,6 @@ export class MaskEditor {
     this.image.src = url;
     this.canvas.width = probe.naturalWidth;
     this.canvas.height = probe.naturalHeight;
-    this.canvas.style.aspectRatio = `${probe.naturalWidth} / ${probe.naturalHeight}`;
     this.clear();
     return [probe.naturalWidth, probe.naturalHeight];
   }
