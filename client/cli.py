@@ -124,6 +124,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     generate.add_argument("--preview-method", default=None, choices=PREVIEW_METHODS)
     generate.add_argument("--preview-every", type=int, default=None, metavar="N", help="a preview every N steps")
     generate.add_argument("--preview-format", default=None, choices=PREVIEW_FORMATS, help="how previews are encoded")
+    generate.add_argument("--image", type=Path, default=None, metavar="FILE", help="start from this picture (image-to-image)")
+    generate.add_argument("--mask", type=Path, default=None, metavar="FILE", help="repaint its white pixels (inpainting; needs --image)")
+    generate.add_argument("--strength", type=float, default=None, help="with --image, 0-1: how much changes (default 0.6)")
+    generate.add_argument("--mask-blur", type=int, default=None, metavar="PX", help="with --mask: soften its edge by PX pixels")
     generate.add_argument(
         "--webhook", default=None, metavar="URL",
         help="also POST the task's end (or the --webhook-event events) to this URL, signed (docs/webhooks.md)",
@@ -336,6 +340,9 @@ def _output_format(args: argparse.Namespace) -> str | None:
 
 async def generate(args: argparse.Namespace) -> int:
     _check_outputs(args)
+    for flag, path in (("--image", args.image), ("--mask", args.mask)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
     width, height = args.size or (None, None)
     params = {
         "negative_prompt": args.negative,
@@ -352,6 +359,10 @@ async def generate(args: argparse.Namespace) -> int:
         "preview_format": args.preview_format,
         "scheduler": args.scheduler,
         "shift": args.shift,
+        "image": args.image,
+        "mask": args.mask,
+        "strength": args.strength,
+        "mask_blur": args.mask_blur,
         "webhook": args.webhook,
         "webhook_events": args.webhook_event,
     }

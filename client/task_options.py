@@ -6,10 +6,20 @@ cannot drift apart, and type checkers and editors still see every name and type.
 
 from __future__ import annotations
 
+import base64
+import io
+import os
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Union
 
-__all__ = ["TaskOptions", "submit_body"]
+from PIL import Image
+
+__all__ = ["ImageInput", "TaskOptions", "submit_body"]
+
+ImageInput = Union[str, bytes, "os.PathLike[str]", Image.Image]
+"""A picture to start from: a file's path (`Path`), its bytes, a PIL image, or a string the server
+takes as is (a data URL, or the id `POST /v1/uploads` answered)."""
+_PICTURES = ("image", "mask")
 
 
 class TaskOptions(TypedDict, total=False):
@@ -46,6 +56,15 @@ class TaskOptions(TypedDict, total=False):
     """The sampler (docs/protocol.md lists the names)."""
     shift: float | None
     """The sigma shift; default: the model's own."""
+    image: ImageInput | None
+    """Image-to-image: the picture to start from (sent in the request as a data URL)."""
+    mask: ImageInput | None
+    """Inpainting: white is repainted, black kept; the image's size."""
+    strength: float | None
+    """With an image, 0-1: how much of the schedule runs (ceil(strength x steps) steps; 1.0 is
+    text-to-image); default 0.6."""
+    mask_blur: int | None
+    """With a mask: its blur radius in pixels, softening the seam."""
     webhook: str | None
     """An http(s) URL the server POSTs the task's events to, signed (docs/webhooks.md;
     `verify_webhook` checks them); by default only the event that ends the task."""
@@ -64,8 +83,25 @@ def submit_body(prompt: str, options: TaskOptions) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"submit() got unexpected keyword argument(s): {', '.join(unknown)}")
     given = {
-        name: list(value) if name == "webhook_events" else value
+        name: list(value) if name == "webhook_events" else picture_field(value) if name in _PICTURES else value
         for name, value in options.items()
         if name != "extra_body" and value is not None
     }
     return {"prompt": prompt, **given, **(options.get("extra_body") or {})}
+
+
+def picture_field(picture: ImageInput) -> str:
+    """A picture as the body's `image`/`mask` field: a string as it is, anything else as a data URL
+    (the server reads the type from the bytes)."""
+    if isinstance(picture, str):
+        return picture
+    if isinstance(picture, Image.Image):
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data, kind = buffer.getvalue(), "image/png"
+    elif isinstance(picture, bytes):
+        data, kind = picture, "application/octet-stream"
+    else:
+        with open(picture, "rb") as handle:
+            data, kind = handle.read(), "application/octet-stream"
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"

@@ -45,7 +45,10 @@ def read_form(content_type: str, raw: bytes) -> Form:
         if name in fields or name in files:
             raise FormError(f"{name}: given more than once", name, "duplicate_key")
         payload = part.get_payload(decode=True) or b""
-        if part.get_filename() is not None:
+        filename = part.get_filename()
+        if filename == "" and not payload:
+            continue  # a form's file input left empty: browsers send it as a part with no file
+        if filename is not None:
             files[name] = payload
             continue
         charset = part.get_content_charset() or "utf-8"

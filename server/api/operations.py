@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from latentcast.server.api import deliveries, files, meta, metrics, sse, tasks
+from latentcast.server.api import deliveries, files, inputs, meta, metrics, sse, tasks
 from latentcast.server.api.openapi import KEY, KEY_OR_TOKEN, Operation, Param, Reply
 from latentcast.server.protocol.events import EventType, TaskStatus
 from latentcast.server.tasks.params import TaskParams, TaskRequest
@@ -83,6 +83,28 @@ class TaskUrls(Answer):
     page: str = Field(description="the browser page that follows (or replays) the task; carries its token")
 
 
+class TaskInput(Answer):
+    image: str = Field(description="URL of the picture the run starts from (PNG at the task's size); the task's token opens it")
+    mask: str | None = Field(description="URL of its mask (white is repainted), for inpainting")
+    strength: float = Field(description="how much of the schedule runs")
+
+
+class Upload(Answer):
+    id: str = Field(description="what a task's `image` or `mask` names it by, for an hour")
+    bytes: int
+    width: int
+    height: int
+    content_type: str = Field(description="the picture's type, read from its bytes")
+
+
+class UploadForm(BaseModel):
+    """`multipart/form-data`: one picture, the file `file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: bytes = Field(description="any format Pillow reads; at most 4096 x 4096 pixels declared")
+
+
 class TaskDetail(Answer):
     id: str
     status: TaskStatus
@@ -100,6 +122,7 @@ class TaskDetail(Answer):
     error: TaskFailure | None = Field(description="why it failed")
     position: int | None = Field(description="1-based place in the queue while queued")
     urls: TaskUrls
+    input: TaskInput | None = Field(description="what an image task starts from; null for text-to-image")
 
 
 class CreatedTask(TaskDetail):
@@ -357,6 +380,39 @@ operations: dict[Callable[..., Any], Operation] = {
             401: UNAUTHORIZED,
             403: FORBIDDEN,
             404: refused("No such task or file."),
+        },
+        security=KEY_OR_TOKEN,
+    ),
+    inputs.create_upload: Operation(
+        summary="Upload a picture",
+        tag=_FILES,
+        description="Keep a picture for tasks to start from: a task names it by the `id` answered, in `image` or "
+        "`mask`, and keeps its own copy. An upload no task names goes after an hour.",
+        body=UploadForm,
+        body_media_types=("multipart/form-data",),
+        examples={"One PNG": {"file": "<the picture's bytes>"}},
+        replies={
+            201: Reply("Kept.", Upload),
+            400: refused("No file `file`, or not a picture (`not_an_image`), or one declaring too many pixels "
+                         "(`max_pixels`)."),
+            401: UNAUTHORIZED,
+        },
+        security=KEY,
+    ),
+    inputs.get_input: Operation(
+        summary="An image task's input picture",
+        tag=_FILES,
+        params=(TASK_ID, Param("name", "path", "`image` or `mask`")),
+        replies={
+            200: Reply(
+                "The picture the run starts from, as PNG at the task's size.",
+                media_type="image/png",
+                schema=_bytes("image/png"),
+                alternatives={files.OCTET_STREAM: _bytes(files.OCTET_STREAM)},
+            ),
+            401: UNAUTHORIZED,
+            403: FORBIDDEN,
+            404: refused("No such task, or it has no such input."),
         },
         security=KEY_OR_TOKEN,
     ),

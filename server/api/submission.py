@@ -119,6 +119,7 @@ async def _source_bytes(ctx: Context, field: str, text: str) -> bytes:
 def _bad_picture(rejected: InputRejected) -> APIError:
     return invalid([field_error(rejected.field, rejected.rule, str(rejected))], status=400)
 
+
 async def _served(ctx: Context, model: str | None) -> None:
     """A model no live worker serves is refused: 400 when others are served (a wrong name), 503
     with Retry-After when none is (no worker is alive now, on Redis: one may come at any moment)."""

@@ -98,6 +98,13 @@ class OpenAIError(Answer):
     code: str | None
 
 
+class OpenAIEditForm(aimlapi.EditRequest):
+    """`images.edit`'s form: the fields, and the pictures as files."""
+
+    image: bytes = Field(description="the picture to edit (or one `image[]`)")
+    mask: bytes | None = Field(default=None, description="a PNG whose transparent pixels are repainted")
+
+
 class AimlApiError(Answer):
     statusCode: int
     message: str
@@ -335,6 +342,26 @@ operations: dict[Callable[..., Any], Operation] = {
                 AimlApiError,
                 {400: "A field breaks a rule (`meta`, `error.param`), or the model is not served.", **_WAITING},
             ),
+        },
+        security=KEY,
+    ),
+    aimlapi.edit: Operation(
+        summary="Edit an image (the openai SDK's images.edit)",
+        tag=_AIML,
+        description=(
+            "Image-to-image, or inpainting with a mask whose transparent pixels are repainted, as the openai "
+            "SDK's `images.edit` sends it (`multipart/form-data`). Waits for the task; its id is in `X-Task-Id`."
+        ),
+        body=Schema(OpenAIEditForm, "OpenAIEditForm"),
+        body_media_types=("multipart/form-data",),
+        examples={"What the openai SDK sends": {"prompt": "a lighthouse at dusk", "image": "<the picture's bytes>"}},
+        replies={
+            200: Reply(
+                "The images (`url` or `b64_json`); with `stream: true`, the image-generation stream.",
+                Schema(_OpenAIFields, "OpenAIImagesAnswer"),
+                headers={"X-Task-Id": "the native task's id"},
+            ),
+            **_refusals(AimlApiError, {400: "A field or a picture breaks a rule (`error.param`).", **_WAITING}),
         },
         security=KEY,
     ),

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from latentcast.client.wire import SEGMIND_DEFAULT_SCHEDULER, SEGMIND_SCHEDULERS
+from latentcast.client.wire import DEFAULT_SCHEDULER, SEGMIND_DEFAULT_SCHEDULER, SEGMIND_SCHEDULERS
 from latentcast.server.compat.common import (
     HTTP_STATUS, Refusal, as_data_url, endpoint, finish, json_body, output_bytes, parse, start,
 )
@@ -102,6 +102,8 @@ def task_params(body: Txt2ImgRequest) -> dict[str, Any]:
     if body.image is None:
         return params
     params |= {"image": as_data_url(body.image), "strength": body.denoise}
+    if "scheduler" not in body.model_fields_set:
+        params["scheduler"] = DEFAULT_SCHEDULER  # Segmind's default is no flow_match_euler, which an image needs
     if not {"img_width", "img_height"} & body.model_fields_set:
         del params["width"], params["height"]  # the image's own size
     return params

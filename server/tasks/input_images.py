@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 # The most pixels an input's header may declare (a 4096 x 4096 picture); more is refused unread.
 MAX_INPUT_PIXELS = 4096 * 4096
 INPUT_NAMES = ("image", "mask")
+_ORIENTATION = 0x0112  # the EXIF tag
 # `POST /v1/uploads` answers ids of this form; anything else in `image`/`mask` that is not a data
 # URL is neither, and is refused (a URL in particular: the server fetches nothing).
 _UPLOAD_ID = re.compile(r"^up_[0-9a-f]{32}$")
@@ -93,7 +94,9 @@ def read_picture(field: str, data: bytes, *, max_pixels: int = MAX_INPUT_PIXELS)
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputRejected(field, "max_pixels", f"declares more than {max_pixels} pixels") from None
-    except Exception as failure:  # Pillow raises many kinds for a file it cannot read
+    except Image.UnidentifiedImageError:
+        raise InputRejected(field, "not_an_image", "is not an image Pillow can read") from None
+    except Exception as failure:  # Pillow raises many kinds for a file it cannot read to its end
         raise InputRejected(field, "not_an_image", f"is not an image Pillow can read ({failure})") from None
     fmt = opened.format or "PNG"
     return Picture(data, opened, Image.MIME.get(fmt, "application/octet-stream"))
@@ -141,7 +144,9 @@ def _png(picture: Image.Image) -> bytes:
 def natural_size(picture: Image.Image, max_pixels: int, *, multiple: int = 8, largest: int = 2048) -> tuple[int, int]:
     """The size a task takes from its image when it names none: the image's own, scaled down (keeping
     its aspect) to at most `largest` a side and `max_pixels` in all, each side a multiple of `multiple`."""
-    width, height = ImageOps.exif_transpose(picture).size
+    width, height = picture.size
+    if picture.getexif().get(_ORIENTATION) in (5, 6, 7, 8):  # turned a quarter: shown the other way round
+        width, height = height, width
     scale = min(1.0, largest / max(width, height), (max_pixels / (width * height)) ** 0.5)
     return tuple(max(64, int(side * scale) // multiple * multiple) for side in (width, height))  # type: ignore[return-value]
 

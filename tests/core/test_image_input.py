@@ -10,10 +10,12 @@ import struct
 import zlib
 
 import httpx
+import orjson
 import pytest
+from httpx_sse import aconnect_sse
 from PIL import Image
 
-from tests.support import SMALL, collect, types
+from tests.support import SMALL, collect, previewed_steps, types
 
 SIZE = SMALL["width"]
 
@@ -64,6 +66,15 @@ async def test_a_data_url_image_runs_the_strengths_steps_and_is_served_back_as_t
     assert task["params"]["strength"] == 0.5
     events = await finished(server, client, task)
     assert run_steps(events) == (4, [(1, 4), (2, 4), (3, 4), (4, 4)])
+    # the same steps with their preview on every transport: JSON and binary frames, and SSE
+    assert "preview" in previewed_steps(events, 4)[-1]["message"]
+    binary = await collect(server.ws_url, task["id"], task["token"], previews="binary")
+    (framed,) = [e for e in binary if "_image" in e]  # a replay keeps the newest preview's image
+    assert framed["message"]["step"] == 4 and framed["_image"][:2] == b"\xff\xd8"  # a JPEG
+    url = f"/v1/tasks/{task['id']}/events"
+    async with aconnect_sse(client, "GET", url, params={"previews": "json", "token": task["token"]}) as source:
+        streamed = [orjson.loads(sse.data) async for sse in source.aiter_sse()]
+    assert run_steps(streamed) == run_steps(events) and "preview" in previewed_steps(streamed, 4)[-1]["message"]
     # served with the task's token, as it runs: the cover rule made 96x64 into the task's 64x64
     served = await client.get(task["input"]["image"], params={"token": task["token"]})
     assert served.status_code == 200 and served.headers["content-type"] == "image/png"

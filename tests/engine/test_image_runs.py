@@ -21,7 +21,7 @@ from latentcast.server.tasks.params import TaskParams, image_steps
 from latentcast.server.tasks.record import TaskRecord
 from PIL import Image, ImageDraw
 
-SIZE, STEPS = 128, 8
+SIZE, STEPS = 64, 8
 DRAWING = "a large red circle on a blue background, center"
 REPAINT = "a large yellow square on a green background, center"
 # Mean absolute difference per channel (0-255) within which a picture is "nearly" its input: the
@@ -108,10 +108,6 @@ def test_a_mid_strength_runs_the_last_ceil_strength_x_steps_with_a_preview_each(
     assert [(r.progress["step"], r.progress["steps"]) for r in run.steps] == [(s, expected) for s in range(1, expected + 1)]
     assert all(r.preview is not None for r in run.steps)
     assert run.steps[-1].progress["percent"] == 100.0
-    # the last preview estimates the finished picture (the first estimates one from the input)
-    final = run.image()
-    last = np.asarray(Image.open(io.BytesIO(run.steps[-1].preview.data)).convert("RGB").resize((SIZE, SIZE)))
-    assert float(np.abs(last.astype(np.int16) - final).mean()) < 40
 
 
 def test_inpainting_keeps_the_unmasked_pixels_and_repaints_the_masked_ones(shapes, drawing) -> None:
