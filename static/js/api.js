@@ -1,5 +1,5 @@
 // The HTTP side of the API (docs/protocol.md "HTTP"): create, read, list, cancel and delete tasks;
-// read their webhook deliveries.
+// read their webhook deliveries; upload the pictures image tasks start from.
 
 import { serverBase } from "./protocol.js";
 
@@ -22,7 +22,8 @@ export class Api {
 
   async request(method, path, { body, token } = {}) {
     const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const form = body instanceof FormData; // the browser writes its multipart Content-Type
+    if (body !== undefined && !form) headers["Content-Type"] = "application/json";
     if (this.apiKey) headers.Authorization = `Bearer ${this.apiKey}`;
     if (token) headers["X-Task-Token"] = token;
     let response;
@@ -30,7 +31,7 @@ export class Api {
       response = await fetch(`${this.base}${path}`, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined || form ? body : JSON.stringify(body),
         cache: "no-store",
       });
     } catch (error) {
@@ -43,6 +44,13 @@ export class Api {
 
   createTask(params) {
     return this.request("POST", "/v1/tasks", { body: params });
+  }
+
+  /** A picture kept for a task to name by the id answered (`POST /v1/uploads`). */
+  upload(blob, filename = "image") {
+    const body = new FormData();
+    body.append("file", blob, filename);
+    return this.request("POST", "/v1/uploads", { body });
   }
 
   getTask(id, token) {

@@ -4,9 +4,21 @@ import { Api, ApiError } from "./api.js";
 import { DELIVERIES_REFRESH_MS, deliveryItem } from "./deliveries.js";
 import { $, h } from "./dom.js";
 import { HistoryPanel, historyPageSize } from "./history.js";
+import { MaskEditor } from "./mask-editor.js";
 import { PreviewSurface } from "./preview.js";
 import { LatentcastSocket } from "./protocol.js";
-import { TaskState, fileUrl, formatEta, formatRate, formatSeconds, pluralize, taskPagePath } from "./task-state.js";
+import {
+  INPUT_KIND_LABELS,
+  TaskState,
+  fileUrl,
+  formatEta,
+  formatRate,
+  formatSeconds,
+  imageSteps,
+  inputKind,
+  inputUrl,
+  taskPagePath,
+} from "./task-state.js";
 
 const KEY_STORAGE = "latentcast.apiKey"; // shared with the dashboard; kept for this tab only
 const api = new Api("", { apiKey: sessionStorage.getItem(KEY_STORAGE) });
@@ -43,6 +55,18 @@ const ui = {
   submit: $("#submit"),
   stage: $("#stage"),
   apiKey: $("#api_key"),
+  imageInput: $("#image"),
+  dropZone: $("#drop-zone"),
+  removeImage: $("#remove-image"),
+  imageSettings: $("#image-settings"),
+  strength: $("#strength"),
+  strengthValue: $("#strength-value"),
+  strengthHint: $("#strength-hint"),
+  inputEditor: $("#input-editor"),
+  inputSize: $("#input-size"),
+  brush: $("#brush"),
+  brushValue: $("#brush-value"),
+  clearMask: $("#clear-mask"),
 };
 
 const historyPanel = new HistoryPanel({
@@ -91,6 +115,10 @@ function syncSizePreset() {
 function syncOutputs() {
   $("#steps-value").textContent = stepsInput.value;
   $("#guidance-value").textContent = Number(guidanceInput.value).toFixed(1);
+  const strength = Number(ui.strength.value);
+  ui.strengthValue.textContent = strength.toFixed(2);
+  const steps = Number(stepsInput.value);
+  ui.strengthHint.textContent = `Runs the last ${imageSteps(strength, steps)} of ${steps} steps: low keeps the picture, 1 draws anew.`;
 }
 
 sizeSelect.addEventListener("change", () => {
@@ -105,6 +133,7 @@ sizeSelect.addEventListener("change", () => {
 widthInput.addEventListener("input", syncSizePreset);
 heightInput.addEventListener("input", syncSizePreset);
 stepsInput.addEventListener("input", syncOutputs);
+ui.strength.addEventListener("input", syncOutputs);
 guidanceInput.addEventListener("input", syncOutputs);
 $("#random-seed").addEventListener("click", () => {
   $("#seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
@@ -113,12 +142,15 @@ $("#prompt").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
 
-const FIELDS = ["prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "output_format", "preview_every", "model"];
-const NUMBERS = new Set(["width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "preview_every"]);
+const FIELDS = ["prompt", "negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "output_format", "preview_every", "model", "strength", "mask_blur"];
+const NUMBERS = new Set(["width", "height", "num_inference_steps", "guidance_scale", "seed", "num_images", "preview_every", "strength", "mask_blur"]);
+const IMAGE_FIELDS = new Set(["strength", "mask_blur"]); // sent only with a picture (the server refuses them alone); mask_blur only with a mask
 
+/** The form's parameters; the picture and its mask go separately (`withPictures`). */
 function readForm() {
   const params = {};
   for (const name of FIELDS) {
+    if (IMAGE_FIELDS.has(name) && !editor.hasPicture) continue;
     const value = form.elements[name].value.trim();
     if (value === "" && name !== "prompt") continue;
     params[name] = NUMBERS.has(name) ? Number(value) : name === "prompt" ? form.elements[name].value : value;
@@ -149,6 +181,8 @@ function clearFieldErrors() {
 
 function showError(error) {
   const fields = error instanceof ApiError ? error.fields : [];
+  // a field with no control of its own (the painted mask) is told in the form's message
+  const unplaced = fields.filter((field) => !form.elements[field.field]).map((field) => field.message);
   for (const field of fields) {
     const element = form.elements[field.field];
     if (!element || element.getAttribute("aria-invalid")) continue;
@@ -163,13 +197,16 @@ function showError(error) {
     ui.apiKey.setAttribute("aria-invalid", "true");
     ui.apiKey.focus();
   }
-  ui.formError.textContent = fields.length
+  ui.formError.textContent = unplaced.length
+    ? unplaced.join(" ")
+    : fields.length
     ? "Please fix the highlighted fields."
     : needsKey
       ? "This server needs a valid API key: enter it under Advanced."
       : error.message;
   ui.formError.hidden = false;
-  if (fields.length) form.elements[fields[0].field]?.focus?.();
+  const first = fields.find((field) => form.elements[field.field]);
+  if (first) form.elements[first.field].focus?.();
 }
 
 form.addEventListener("submit", async (event) => {
@@ -182,7 +219,7 @@ form.addEventListener("submit", async (event) => {
   ui.submit.disabled = true;
   ui.submit.textContent = "Submitting…";
   try {
-    const task = await api.createTask(params);
+    const task = await api.createTask(await withPictures(params));
     openTask(task.id, task.token, { detail: task, push: true });
     historyPanel.refresh();
     if (matchMedia("(max-width: 759px)").matches) revealStage();
@@ -193,6 +230,23 @@ form.addEventListener("submit", async (event) => {
     ui.submit.textContent = "Generate";
   }
 });
+
+/** `params` with the picture (uploaded first, named by its id) and the painted mask (a data URL
+ * the picture's size), when there is a picture. */
+async function withPictures(params) {
+  if (!editor.hasPicture) return params;
+  let upload;
+  try {
+    upload = await api.upload(editor.picture, editor.picture.name ?? "image.png"); // a File has a name
+  } catch (error) {
+    // the upload names its one field `file`: on this form, that is the image
+    for (const field of error.fields ?? []) if (field.field === "file") field.field = "image";
+    throw error;
+  }
+  const mask = await editor.maskDataUrl();
+  const { mask_blur: maskBlur, ...rest } = params; // a blur without a mask is refused
+  return { ...rest, image: upload.id, ...(mask ? { mask, mask_blur: maskBlur } : {}) };
+}
 
 /** The key typed under Advanced, from now on (kept for this tab); the history lists its tasks. */
 function useKeyFromForm() {
@@ -235,6 +289,87 @@ for (const example of document.querySelectorAll("#examples .example")) {
     prompt.value = example.dataset.prompt;
     prompt.focus();
   });
+}
+
+// -- the picture an image task starts from ------------------------------------------------------
+
+const editor = new MaskEditor($("#input-image"), $("#mask"), { onChange: showPicture });
+
+/** The form and the stage as the picture is: its settings, the editor under the preview. */
+function showPicture() {
+  const has = editor.hasPicture;
+  ui.imageSettings.hidden = !has;
+  ui.inputEditor.hidden = !has;
+  ui.removeImage.hidden = !has;
+  ui.dropZone.dataset.state = has ? "chosen" : "empty";
+  $("#pick-image").textContent = has ? "Pick another" : "Pick an image";
+  ui.inputSize.textContent = has ? `${editor.canvas.width}×${editor.canvas.height}` : "";
+  ui.clearMask.disabled = !editor.painted;
+}
+
+async function usePicture(blob) {
+  clearFieldErrors();
+  try {
+    await editor.load(blob);
+  } catch {
+    showError(new ApiError(400, { error: { fields: [{ field: "image", message: "image: this browser cannot read that file as a picture" }] } }));
+    return;
+  }
+  if (matchMedia("(max-width: 759px)").matches) ui.inputEditor.scrollIntoView({ block: "nearest" });
+}
+
+ui.imageInput.addEventListener("change", () => {
+  const [file] = ui.imageInput.files;
+  if (file) usePicture(file);
+});
+ui.removeImage.addEventListener("click", () => {
+  ui.imageInput.value = "";
+  editor.remove();
+});
+for (const zone of [ui.dropZone, ui.inputEditor]) {
+  zone.addEventListener("dragover", (event) => {
+    if (![...event.dataTransfer.types].includes("Files")) return;
+    event.preventDefault(); // allows the drop
+    event.dataTransfer.dropEffect = "copy";
+    zone.dataset.dragging = "true";
+  });
+  zone.addEventListener("dragleave", () => delete zone.dataset.dragging);
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    delete zone.dataset.dragging;
+    const [file] = event.dataTransfer.files;
+    if (!file) return;
+    ui.imageInput.value = ""; // the dropped file is the picture now, not one picked before
+    usePicture(file);
+  });
+}
+for (const tool of document.querySelectorAll("input[name=mask_tool]")) {
+  tool.addEventListener("change", () => (editor.tool = tool.value));
+}
+ui.brush.addEventListener("input", () => {
+  editor.brush = Number(ui.brush.value);
+  ui.brushValue.textContent = `${ui.brush.value} px`;
+});
+ui.clearMask.addEventListener("click", () => editor.clear());
+
+/** The form ready to run a task again: its picture and mask in the editor, or none. */
+async function prefillPicture(input, token) {
+  ui.imageInput.value = "";
+  if (!input) {
+    editor.remove();
+    return;
+  }
+  const read = async (url) => {
+    const response = await fetch(inputUrl(url, token), { cache: "force-cache" });
+    if (!response.ok) throw new Error(`the input answered ${response.status}`);
+    return response.blob();
+  };
+  try {
+    await editor.load(await read(input.image));
+    if (input.mask) await editor.loadMask(await read(input.mask));
+  } catch {
+    editor.remove(); // the task still shows; only running it again starts without its picture
+  }
 }
 
 // -- one task on screen --------------------------------------------------------------------------
@@ -286,7 +421,14 @@ function showDetail(detail, { prefill = false } = {}) {
   if (params) {
     ui.prompt.textContent = params.prompt;
     ui.prompt.hidden = false;
-    if (prefill) fillForm({ ...params, seed: params.seed ?? "" }); // no seed asked: random again
+    if (prefill) {
+      fillForm({ ...params, seed: params.seed ?? "" }); // no seed asked: random again
+      prefillPicture(detail.input, current.token);
+    }
+  }
+  if (detail) {
+    current.state.input = detail.input ?? null;
+    renderGallery(current);
   }
 }
 
@@ -385,9 +527,41 @@ function renderTimeline(state) {
 
 function showResults(task) {
   const { state, id, token } = task;
-  const base = api.base;
+  renderGallery(task);
+  if (state.outputs.length) {
+    task.drawnFinal = true;
+    surface.showUrl(fileUrl(api.base, id, state.outputs[0], token));
+  }
+}
+
+/** The task's input (its picture and mask, when it has them) beside its results. */
+function renderGallery(task) {
+  const { state } = task;
   ui.galleryEmpty.hidden = state.outputs.length > 0;
-  const figures = state.outputs.map((output, index) => {
+  ui.gallery.replaceChildren(ui.galleryEmpty, ...inputFigures(task), ...outputFigures(task));
+}
+
+function inputFigures({ state, token }) {
+  const { input } = state;
+  if (!input) return [];
+  const kind = INPUT_KIND_LABELS[inputKind(input)];
+  const figure = (url, label, caption) =>
+    h(
+      "figure",
+      { class: "result input-figure", dataset: { input: label.toLowerCase() } },
+      h("a", { href: inputUrl(url, token), target: "_blank", rel: "noopener", class: "result-image" },
+        h("img", { src: inputUrl(url, token), alt: `${label} of the task`, width: state.width, height: state.height, decoding: "async" })),
+      h("figcaption", {}, h("span", { class: "result-meta" }, h("strong", {}, label), caption)),
+    );
+  return [
+    figure(input.image, "Input", ` · ${kind} · strength ${Number(input.strength).toFixed(2)}`),
+    input.mask ? figure(input.mask, "Mask", " · white is repainted") : null,
+  ].filter(Boolean);
+}
+
+function outputFigures({ state, id, token }) {
+  const base = api.base;
+  return state.outputs.map((output, index) => {
     const url = fileUrl(base, id, output, token);
     const label = `Image ${index + 1} of ${state.outputs.length}`;
     const extension = output.name.split(".").pop();
@@ -409,11 +583,6 @@ function showResults(task) {
       ),
     );
   });
-  ui.gallery.replaceChildren(ui.galleryEmpty, ...figures);
-  if (state.outputs.length) {
-    task.drawnFinal = true;
-    surface.showUrl(fileUrl(base, id, state.outputs[0], token));
-  }
 }
 
 function reuseSeed(seed) {

@@ -16,6 +16,7 @@ import {
   formatEta,
   formatRate,
   formatSeconds,
+  markInputKind,
   pluralize,
   taskPagePath,
   tokenOf,
@@ -159,6 +160,7 @@ function merge(detail) {
     known.width ??= detail.params?.width;
     known.height ??= detail.params?.height;
     known.steps ??= detail.params?.num_inference_steps;
+    known.input ??= detail.input ?? null;
     known.startTime = Math.min(known.startTime ?? detail.created_at, detail.created_at);
   }
   schedule();
@@ -224,6 +226,7 @@ function cardFor(state) {
   const fill = h("span");
   const bar = h("div", { class: "mini-bar", role: "progressbar", "aria-label": "Progress", "aria-valuemin": 0, "aria-valuemax": 100 }, fill);
   const prompt = h("p", { class: "run-prompt" });
+  const kind = h("span", { class: "kind-tag", hidden: true });
   const meta = h("p", { class: "run-meta" });
   const stats = h("p", { class: "run-stats" });
   const cancel = h("button", { type: "button", class: "small danger", "aria-label": `Cancel task ${state.id}` }, "Cancel");
@@ -232,16 +235,17 @@ function cardFor(state) {
     "article",
     { class: "run-card", dataset: { id: state.id } },
     h("div", { class: "thumb" }, canvas),
-    h("div", { class: "run-body" }, prompt, meta, bar, stats, h("div", { class: "run-actions" }, cancel,
+    h("div", { class: "run-body" }, kind, prompt, meta, bar, stats, h("div", { class: "run-actions" }, cancel,
       h("a", { class: "button small ghost", href: `/t/${encodeURIComponent(state.id)}`, "aria-label": `Open task ${state.id}` }, "Open"))),
   );
   const surface = new PreviewSurface(canvas, { maxSide: THUMBNAIL_SIDE });
-  card = { element, surface, fill, bar, prompt, meta, stats, cancel };
+  card = { element, surface, fill, bar, kind, prompt, meta, stats, cancel };
   cards.set(state.id, card);
   return card;
 }
 
 function updateCard(card, state) {
+  markInputKind(card.kind, state.input);
   card.prompt.textContent = promptText(state);
   card.prompt.title = promptText(state);
   card.meta.textContent = [state.statusLabel, describeSize(state), state.worker].filter(Boolean).join(" · ");
@@ -255,16 +259,18 @@ function updateCard(card, state) {
 
 function createQueueRow(state) {
   const position = h("span", { class: "position", title: "Position in the queue" });
+  const kind = h("span", { class: "kind-tag", hidden: true });
   const prompt = h("p", { class: "row-prompt" });
   const meta = h("p", { class: "row-meta" });
   const cancel = h("button", { type: "button", class: "small ghost", "aria-label": `Cancel queued task ${state.id}` }, "Cancel");
   cancel.addEventListener("click", () => cancelTask(state.id, cancel));
-  const element = h("li", { class: "queue-row", dataset: { id: state.id } }, position, h("div", { class: "run-body" }, prompt, meta), cancel);
-  return { element, position, prompt, meta };
+  const element = h("li", { class: "queue-row", dataset: { id: state.id } }, position, h("div", { class: "run-body" }, kind, prompt, meta), cancel);
+  return { element, position, kind, prompt, meta };
 }
 
 function updateQueueRow(row, state, now) {
   row.position.textContent = state.position ? `#${state.position}` : "…";
+  markInputKind(row.kind, state.input);
   row.prompt.textContent = promptText(state);
   row.prompt.title = promptText(state);
   const waiting = state.startTime ? `waiting ${ago(state.startTime, now).replace(" ago", "")}` : "";
@@ -274,15 +280,16 @@ function updateQueueRow(row, state, now) {
 function createRecentCard(state) {
   const thumb = h("div", { class: "recent-thumb" });
   const badge = h("span", { class: "badge" });
+  const kind = h("span", { class: "kind-tag", hidden: true });
   const prompt = h("p", { class: "row-prompt" });
   const meta = h("p", { class: "row-meta" });
   const element = h(
     "a",
     { class: "recent-card", href: `/t/${encodeURIComponent(state.id)}`, dataset: { id: state.id } },
     thumb,
-    h("div", { class: "recent-body" }, badge, prompt, meta),
+    h("div", { class: "recent-body" }, h("span", { class: "tags" }, badge, kind), prompt, meta),
   );
-  return { element, thumb, badge, prompt, meta, shown: null };
+  return { element, thumb, badge, kind, prompt, meta, shown: null };
 }
 
 function updateRecentCard(card, state, now) {
@@ -299,6 +306,7 @@ function updateRecentCard(card, state, now) {
   card.element.dataset.status = state.status;
   card.badge.dataset.status = state.status;
   card.badge.textContent = state.statusLabel;
+  markInputKind(card.kind, state.input);
   card.prompt.textContent = promptText(state);
   card.prompt.title = promptText(state);
   card.meta.textContent = [

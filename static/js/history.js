@@ -6,7 +6,7 @@
 
 import { ApiError } from "./api.js";
 import { ago, h, reconcile } from "./dom.js";
-import { FINAL_STATUSES, STATUS_LABELS, fileUrl, taskPagePath, tokenOf } from "./task-state.js";
+import { FINAL_STATUSES, STATUS_LABELS, fileUrl, markInputKind, taskPagePath, tokenOf } from "./task-state.js";
 
 export const DEFAULT_PAGE_SIZE = 12;
 const MAX_PAGE_SIZE = 200; // the most GET /v1/tasks gives at once
@@ -146,6 +146,7 @@ export class HistoryPanel {
       task,
       thumb: h("span", { class: "history-thumb" }),
       badge: h("span", { class: "badge" }),
+      kind: h("span", { class: "kind-tag", hidden: true }),
       prompt: h("span", { class: "row-prompt", id: `history-prompt-${task.id}` }),
       meta: h("span", { class: "row-meta" }),
       shown: null,
@@ -154,7 +155,7 @@ export class HistoryPanel {
       "a",
       { class: "history-link", onclick: (event) => this.#open(event, view) },
       view.thumb,
-      h("span", { class: "history-body" }, view.badge, view.prompt, view.meta),
+      h("span", { class: "history-body" }, h("span", { class: "tags" }, view.badge, view.kind), view.prompt, view.meta),
     );
     // Each button is named by its own text and described by the entry's prompt (which task it acts on).
     const about = { type: "button", "aria-describedby": view.prompt.id };
@@ -197,6 +198,7 @@ export class HistoryPanel {
     view.element.dataset.status = task.status;
     view.badge.dataset.status = task.status;
     view.badge.textContent = STATUS_LABELS[task.status] ?? task.status;
+    markInputKind(view.kind, task.input);
     view.prompt.textContent = prompt;
     view.prompt.title = prompt;
     const seed = output?.seed ?? task.seed;

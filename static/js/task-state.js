@@ -70,6 +70,39 @@ export function fileUrl(base, taskId, output, token) {
   return token ? `${url}?token=${encodeURIComponent(token)}` : url;
 }
 
+/** An input picture's address (the task's `input.image` or `input.mask`), readable with the
+ * task's token as its outputs are. */
+export function inputUrl(url, token) {
+  if (!url || !token) return url;
+  const withToken = new URL(url, location.origin);
+  withToken.searchParams.set("token", token);
+  return withToken.href;
+}
+
+/** What a task starts from, for a label: null (text to image), "image" or "inpaint". */
+export function inputKind(input) {
+  if (!input?.image) return null;
+  return input.mask ? "inpaint" : "image";
+}
+
+export const INPUT_KIND_LABELS = { image: "Image to image", inpaint: "Inpaint" };
+
+/** Marks an image task in a list: `tag` (a span) names its kind, its strength in the tooltip;
+ * hidden for a text-to-image task. */
+export function markInputKind(tag, input) {
+  const kind = inputKind(input);
+  tag.hidden = kind === null;
+  tag.dataset.kind = kind ?? "";
+  tag.textContent = kind ? INPUT_KIND_LABELS[kind] : "";
+  tag.title = kind ? `Starts from an input image, strength ${Number(input.strength).toFixed(2)}` : "";
+}
+
+/** How many of `steps` an image task runs at `strength` (the server's rule, docs/protocol.md): the
+ * last ceil(strength x steps) of the schedule, at least one. */
+export function imageSteps(strength, steps) {
+  return Math.min(steps, Math.max(1, Math.ceil(strength * steps - 1e-9)));
+}
+
 export class TaskState {
   constructor(id) {
     this.id = id;
@@ -89,6 +122,7 @@ export class TaskState {
     this.worker = null;
     this.attempt = 0;
     this.outputs = [];
+    this.input = null; // what an image task starts from (its detail's `input`), null for text to image
     this.error = null; // {code, message} of a fatal error
     this.cancelReason = null;
     this.log = "";
@@ -110,6 +144,7 @@ export class TaskState {
     state.steps = detail.params?.num_inference_steps ?? null;
     state.images = detail.params?.num_images ?? null;
     state.prompt = detail.params?.prompt ?? "";
+    state.input = detail.input ?? null;
     state.worker = detail.worker ?? null;
     state.attempt = detail.attempt ?? 0;
     state.outputs = detail.outputs ?? [];

@@ -1,5 +1,6 @@
 """The live page on the model `latentcast serve` runs by default: a prompt it knows, typed into the
-form, forms on the canvas step by step and ends as a picture of that prompt's colours.
+form, forms on the canvas step by step and ends as a picture of that prompt's colours; a picture of
+its kind, with a mask painted over its shape, is repainted there.
 
 Its screenshots, mid-run and done, are the README's and docs/pages.md's (UPDATE_SCREENSHOTS=1).
 """
@@ -12,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from playwright.async_api import expect
 
 from latentcast.server.training.checker import judge
 from latentcast.server.training.judging import held_out_prompts
-from tests.pages.helpers import fill_form, screenshot
+from tests.pages.helpers import PHONE, fill_form, screenshot, set_range
 from tests.support import ServerProcess
 
 # A held-out prompt (never trained on), with its index as the seed, as the model's judge draws it
@@ -57,3 +58,40 @@ async def test_a_prompt_the_model_knows_forms_on_the_page_in_its_colours(
     assert response.status == 200
     verdict = judge(Image.open(io.BytesIO(await response.body())), scene)
     assert (verdict.background_ok, verdict.colour_ok) == (True, True), (prompt, verdict)
+
+
+async def test_a_shape_painted_over_is_repainted_on_the_page(default_server: ServerProcess, new_page, tmp_path: Path) -> None:
+    """The docs' inpainting screenshots: a scene the model draws, its shape masked and repainted."""
+    scene = Image.new("RGB", (256, 256), (30, 60, 190))
+    ImageDraw.Draw(scene).ellipse((24, 24, 120, 120), fill=(220, 40, 40))
+    picture = io.BytesIO()
+    scene.save(picture, format="PNG")
+    page = await new_page()
+    await page.goto(default_server.base_url + "/")
+    await fill_form(page, "a large yellow circle on a blue background, top left", size="256x256", steps=28, seed=7)
+    await page.get_by_label("Pick an image").set_input_files(
+        files=[{"name": "scene.png", "mimeType": "image/png", "buffer": picture.getvalue()}]
+    )
+    await set_range(page, "#strength", "0.8")
+    await set_range(page, "#brush", "56")
+    box = await page.locator("#mask").bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + 0.15 * box["width"], box["y"] + 0.28 * box["height"])
+    await page.mouse.down()
+    for fx, fy in [(0.42, 0.18), (0.42, 0.38), (0.15, 0.42), (0.28, 0.28)]:
+        await page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=6)
+    await page.mouse.up()
+    await expect(page.locator("#mask")).to_have_attribute("data-painted", "true")
+
+    await page.get_by_role("button", name="Generate").click()
+    await expect(page.locator("#preview")).to_have_attribute("data-frames", re.compile(r"^([6-9]|\d\d+)$"))
+    await expect(page.locator("#stat-step")).to_contain_text("/23")  # ceil(0.8 x 28) steps
+    await expect(page.locator("#status")).to_have_attribute("data-status", "completed")
+    figures = page.locator("#gallery figure")
+    await expect(figures).to_have_count(3)
+    for index in range(3):
+        await expect(figures.nth(index).locator("img")).to_have_js_property("naturalWidth", 256)
+    await screenshot(page, "live-inpaint-wide", tmp_path)
+    await page.set_viewport_size(PHONE)
+    await page.locator("#input-editor").scroll_into_view_if_needed()
+    await screenshot(page, "live-inpaint-phone", tmp_path, full_page=False)
