@@ -40,8 +40,8 @@ async def test_the_async_client_sends_a_path_and_a_pil_mask(server: ServerProces
 
 def test_the_sync_client_sends_bytes(server: ServerProcess) -> None:
     with Client(server.base_url, timeout=60) as client:
-        images = client.run("client bytes", image=_png("green", (48, 48)), num_inference_steps=2)
-    assert images[0].image().size == (48, 48)  # the image's own size
+        images = client.run("client bytes", image=_png("green", (72, 80)), num_inference_steps=2)
+    assert images[0].image().size == (72, 80)  # the image's own size
 
 
 def test_generate_with_image_mask_and_strength(server: ServerProcess, tmp_path: Path) -> None:

@@ -274,7 +274,7 @@ async def test_a_failed_task_as_wiro_shows_it() -> None:
         ({"callbackUrl": "http://x\r\nHost: y"}, "Request parameter [callbackUrl] is invalid: must not contain "
                                                  "spaces or control characters"),
         ({"callbackUrl": "http:///hook"}, "Request parameter [callbackUrl] is invalid: must name a host"),
-        ({"inputImage": "x"}, "Request parameter [inputImage] is not an input of this tool"),
+        ({"inputImage": "x"}, "Request parameter [inputImage] is invalid: the data URL's base64 is not valid"),
     ],
 )
 async def test_a_bad_parameter_is_refused_wiro_style(
@@ -302,7 +302,7 @@ async def test_refused_requests(client: httpx.AsyncClient) -> None:
     }
     upload = await client.post(f"/v1/Run/{SLUG}", files={"prompt": (None, "x"), "inputImage": ("a.png", b"\x89PNG")})
     assert upload.json() == {"result": False, "errors": [{"code": 0, "message": (
-        "Request parameter [inputImage] is invalid: this tool takes no files")}]}
+        "Request parameter [inputImage] is invalid: is not an image Pillow can read")}]}
     invalid = {"result": False, "errors": [{"code": 0, "message": "Request parameters are invalid."}]}
     for raw in (b"{oops", b'["prompt"]'):
         assert (await client.post(f"/v1/Run/{SLUG}", content=raw)).json() == invalid

@@ -42,8 +42,8 @@ NATIVE = [
     (b"null", JSON, 422, "validation_error", "body", "object_type"),
     (b'"prompt"', JSON, 422, "validation_error", "body", "object_type"),
     (b"prompt=a&width=64", {"content-type": "application/x-www-form-urlencoded"}, 400, "invalid_json", None, None),
-    (b'--B\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na\r\n--B--\r\n',
-     {"content-type": "multipart/form-data; boundary=B"}, 400, "invalid_json", None, None),
+    (b"--B\r\nContent-Disposition: form-data\r\n\r\na\r\n--B--\r\n",  # a form's part with no name
+     {"content-type": "multipart/form-data; boundary=B"}, 400, "validation_error", "body", "multipart"),
 ]
 
 # bodies every provider endpoint must refuse in its own shape

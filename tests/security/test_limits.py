@@ -110,6 +110,9 @@ POST_DOORS: dict[str, dict[str, Any]] = {
     "/v1/tasks/0123456789abcdef/cancel": {},
     "/v2/stable-diffusion-3-medium-txt2img": {"prompt": "a"},
     "/api/generate/sd3/textToImage": BODIES["/api/generate/sdv3/textToImage"],
+    # multipart doors: their size limit and hang-ups come before the body is read as a form
+    "/v1/uploads": {},
+    "/v1/images/edits": {},
 }
 WIRO_FORM = "/v1/Run/stabilityai/stable-diffusion-3-medium (multipart)"
 DOORS = [*POST_DOORS, WIRO_FORM]

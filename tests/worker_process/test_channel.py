@@ -214,5 +214,5 @@ def test_the_messages_name_their_operations() -> None:
     assert operations(ToWorkerProcess) == {"start", "cancel", "shutdown"}
     assert operations(ToApiProcess) == {
         "next_job", "get", "emit", "emit_many", "keepalive", "cancel_requested", "requeue", "job_done",
-        "ready", "heartbeat", "preview_time",
+        "ready", "heartbeat", "preview_time", "input",
     }
