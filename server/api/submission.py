@@ -104,8 +104,6 @@ async def _pictures(ctx: Context, asked: TaskRequest, files: Mapping[str, bytes]
     for name in INPUT_NAMES:
         text: str | None = getattr(asked, name)
         try:
-            if name in files and text is not None:
-                raise InputRejected(name, "given_twice", "given both as a file and in the body; send one")
             data = files.get(name) if text is None else await _source_bytes(ctx, name, text)
             if data is not None:
                 pictures[name] = await asyncio.to_thread(read_picture, name, data)
