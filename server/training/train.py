@@ -89,6 +89,10 @@ class Plan:
     warmup_steps: int = 500
     decay_from: float = 0.75  # the learning rate is held, then falls on a cosine over the plan's last quarter
     ema_decay: float = 0.9995
+    # The average's decay grows as (step + 1) / (step + ema_warmup) up to ema_decay, so a run from
+    # random weights forgets them fast; a warm start passes 1: its average starts at the trained
+    # weights and keeps their full window from the first step.
+    ema_warmup: int = 10
     object_weight: float = 3.0  # extra loss weight on latents on and next to an object
     preview_fit_encoded: int = 256  # encoded scenes the preview factors are fitted on
     preview_fit_generated: int = 32  # and generated pictures
@@ -328,7 +332,7 @@ def train_transformer(
         optimizer.step()
         lr.step()
         with torch.no_grad():
-            decay = min(plan.ema_decay, (step + 1) / (step + 10))
+            decay = min(plan.ema_decay, (step + 1) / (step + plan.ema_warmup))
             for kept, trained in zip(ema.parameters(), live.parameters(), strict=True):
                 kept.lerp_(trained, 1 - decay)
         if step % 100 == 0 or step == plan.transformer_steps - 1:
