@@ -48,6 +48,7 @@ import orjson
 
 from bench.common import PYTHON, Report, measured_server, metric, parser, percentile, raise_fd_limit, reported, scrape
 from harness.processes import ROOT, ServerProcess
+from harness.waiting import eventually
 from latentcast.server.engine.builtin import ensure_builtin
 from latentcast.wire import PREVIEW_MODES, decode_frame
 
@@ -177,13 +178,11 @@ async def one_run(server: ServerProcess, http: httpx.AsyncClient, count: int, ar
     results = [orjson.loads(await reported(process, "DONE", timeout=600)) for process in processes]
     for process in processes:
         await process.wait()
-    detail = {}
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
+    async def ended() -> dict[str, Any] | None:
         detail = (await http.get(f"/v1/tasks/{task['id']}")).json()
-        if detail["status"] in ("completed", "failed", "cancelled"):
-            break
-        await asyncio.sleep(0.05)
+        return detail if detail["status"] in ("completed", "failed", "cancelled") else None
+
+    detail = await eventually(ended, f"task {task['id']} ended", 600)
     cpu_after = server_cpu(server.pid)
     after = await asyncio.to_thread(scrape, server.base_url)
     times = detail["times"]

@@ -53,10 +53,10 @@ class Dashboard:
                     self.changed.set()
 
     async def wait(self, finished: int, timeout: float = 1800) -> None:
-        deadline = time.monotonic() + timeout
-        while self.finished < finished:
-            self.changed.clear()
-            await asyncio.wait_for(self.changed.wait(), max(0.1, deadline - time.monotonic()))
+        async with asyncio.timeout(timeout):
+            while self.finished < finished:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 async def run_tasks(http: httpx.AsyncClient, dashboard: Dashboard, count: int, batch: int) -> None:

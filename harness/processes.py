@@ -13,12 +13,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import httpx
+
+from harness.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 # Starting a server on a busy 2-core machine can take long; a ready one answers at once.
@@ -31,15 +32,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_listening(port: int, timeout: float = READY_TIMEOUT) -> None:
-    """Until something accepts connections on the loopback `port`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+def answers_ok(url: str) -> bool:
+    """Whether a GET of `url` answers 200 now (a server still starting refuses or fails it)."""
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback `port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class ServerProcess:
@@ -104,18 +108,14 @@ class ServerProcess:
     def wait_ready(self, timeout: float = READY_TIMEOUT, path: str = "/readyz") -> None:
         """Until `path` answers 200; fails at once, with the log, if the process exits. (A Redis
         front-end without live workers is up, `/healthz`, but not ready.)"""
+        until(lambda: self.answers(path), lambda: f"server not ready:\n{self.log()}", timeout, interval=0.1)
+
+    def answers(self, path: str) -> bool:
+        """Whether `path` answers 200 now; raises, with the log, if the process has exited."""
         assert self.process is not None, "the server was not started"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.base_url}{path}", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+        return answers_ok(f"{self.base_url}{path}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -176,7 +176,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_listening(self.port)
+        until(lambda: listening(self.port), f"redis-server listening on port {self.port}", READY_TIMEOUT)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

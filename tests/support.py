@@ -4,18 +4,17 @@ here because most tests import everything they need from this one module)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import orjson
 import websockets
 
 from harness.processes import ROOT, RedisServer, ServerProcess, free_port  # noqa: F401 (re-exported)
+from harness.waiting import eventually  # noqa: F401 (re-exported)
 from latentcast import wire
 from latentcast.wire import ends_stream as is_terminal
 
@@ -58,27 +57,6 @@ def server_webhook_secret(server: ServerProcess) -> str:
     return shown.stdout.strip()
 
 
-T = TypeVar("T")
-
-
-async def eventually(condition: Callable[[], T | Awaitable[T]], what: str, timeout: float = 120) -> T:
-    """Poll `condition` (a plain or an async function) until it returns something true; that value.
-
-    Every test that waits, waits here: for a condition, never for a clock. The timeout only guards
-    against a hang, sized for a loaded machine; `what` names the condition when it never holds.
-    """
-    began = time.monotonic()
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() - began > timeout:
-            raise TimeoutError(f"{what}: not after {timeout}s")
-        await asyncio.sleep(0.05)
-
-
 def decode_frame(frame: str | bytes) -> dict[str, Any]:
     """A WebSocket message as an event dict (`wire.decode_frame`); a binary preview frame's image
     bytes go in `_image`."""
@@ -102,16 +80,15 @@ async def collect(
     events: list[dict[str, Any]] = []
     async with websockets.connect(ws_url, max_size=None) as ws:
         await subscribe(ws, task_id, token, since, previews)
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
-            event = decode_frame(frame)
-            if "seq" not in event:
-                assert event["type"] == "subscribed", event
-                continue
-            events.append(event)
-            if is_terminal(event):
-                return events
+        async with asyncio.timeout(timeout):
+            while True:
+                event = decode_frame(await ws.recv())
+                if "seq" not in event:
+                    assert event["type"] == "subscribed", event
+                    continue
+                events.append(event)
+                if is_terminal(event):
+                    return events
 
 
 async def collect_from_the_start(

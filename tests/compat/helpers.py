@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -65,14 +64,14 @@ async def wiro_socket(ws_url: str, tasktoken: str, timeout: float = 180) -> list
     received: list[dict[str, Any]] = []
     async with websockets.connect(ws_url, max_size=None) as ws:
         await ws.send('{"type": "task_info", "tasktoken": "' + tasktoken + '"}')  # as the page builds it
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
-            assert isinstance(frame, str), "a Wiro subscription gets JSON text frames only"
-            message = orjson.loads(frame)
-            received.append(message)
-            if "seq" in message and is_terminal(message):
-                return received
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await ws.recv()
+                assert isinstance(frame, str), "a Wiro subscription gets JSON text frames only"
+                message = orjson.loads(frame)
+                received.append(message)
+                if "seq" in message and is_terminal(message):
+                    return received
 
 
 async def native_task(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
+import threading
+
 import httpx
 import orjson
 
-from tests.support import SMALL, collect
+from harness.processes import READY_TIMEOUT, answers_ok
+from harness.waiting import until
+from tests.support import ROOT, SMALL, collect, free_port
 
 
 async def run_one_task(server) -> dict:
@@ -50,15 +58,6 @@ async def test_text_logs_without_a_terminal_have_no_progress_bar(start_server):
 
 def test_a_terminal_shows_a_progress_bar_per_running_task(tmp_path):
     """stderr on a pseudo-terminal: the console draws `<task> [###---] step/steps it/s` in place."""
-    import os
-    import pty
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    from tests.support import ROOT, free_port
-
     master, slave = pty.openpty()
     port = free_port()
     process = subprocess.Popen(
@@ -83,20 +82,11 @@ def test_a_terminal_shows_a_progress_bar_per_running_task(tmp_path):
     reader.start()
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        until(lambda: answers_ok(f"{base}/readyz"), "the server ready", READY_TIMEOUT, interval=0.1)
         task = httpx.post(f"{base}/v1/tasks", json={"prompt": "x", **SMALL, "num_inference_steps": 6}).json()
-        while httpx.get(f"{base}/v1/tasks/{task['id']}").json()["status"] != "completed":
-            assert time.monotonic() < deadline, "the task did not finish"
-            time.sleep(0.05)
-        while f"task {task['id']} completed".encode() not in output:  # the status line follows the task's end
-            assert time.monotonic() < deadline, "no status line for the finished task"
-            time.sleep(0.05)
+        until(lambda: httpx.get(f"{base}/v1/tasks/{task['id']}").json()["status"] == "completed", "the task finished", 240)
+        # the status line follows the task's end
+        until(lambda: f"task {task['id']} completed".encode() in output, "a status line for the finished task", 60)
     finally:
         process.terminate()
         process.wait(30)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from harness.processes import READY_TIMEOUT, RedisServer, ServerProcess
+from harness.waiting import until
 
 FAST = ["--visibility-timeout", "3", "--heartbeat", "0.5", "--preview-min-interval", "0"]
 
@@ -39,13 +39,13 @@ class Cluster:
     def wait_workers(self, names: set[str], timeout: float = READY_TIMEOUT) -> None:
         """Until the workers `names` are live and ready, and every front-end serves a model (each
         refreshes its catalog from the workers' heartbeats now and then)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            live = {w["name"] for w in httpx.get(f"{self.frontends[0].base_url}/v1/workers").json()["data"] if w["ready"]}
-            if live >= names and all(httpx.get(f"{f.base_url}/v1/models").json()["data"] for f in self.frontends):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"workers {names} not live; logs:\n" + "\n".join(w.log()[-2000:] for w in self.workers.values()))
+        def serving() -> bool:
+            listed = httpx.get(f"{self.frontends[0].base_url}/v1/workers").json()["data"]
+            live = {w["name"] for w in listed if w["ready"]}
+            return live >= names and all(httpx.get(f"{f.base_url}/v1/models").json()["data"] for f in self.frontends)
+
+        until(serving, lambda: f"workers {names} live; logs:\n" + "\n".join(w.log()[-2000:] for w in self.workers.values()),
+              timeout, interval=0.2)
 
     def stop(self) -> None:
         for process in [*self.frontends, *self.workers.values()]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from typing import Any
 
 import httpx
@@ -12,6 +11,7 @@ import orjson
 import redis
 
 from harness.processes import RedisServer
+from harness.waiting import Deadline, until
 from tests.support import is_terminal
 
 KILLS = {"clean": signal.SIGTERM, "kill -9": signal.SIGKILL}
@@ -21,15 +21,15 @@ def start_answering(server: RedisServer, timeout: float = 60) -> None:
     """Start redis-server again on its port, until it answers PING (not LOADING): the moment Redis is back."""
     server.start()
     client = redis.Redis.from_url(server.url)
-    deadline = time.monotonic() + timeout
+
+    def answering() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.exceptions.ConnectionError:  # LOADING is one
+            return False
+
     try:
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.exceptions.ConnectionError:  # LOADING is one
-                time.sleep(0.02)
-        raise TimeoutError(f"redis-server on {server.port} not answering after {timeout}s")
+        until(answering, f"redis-server on {server.port} answering", timeout, interval=0.02)
     finally:
         client.close()
 
@@ -39,9 +39,10 @@ async def follow_sse(base_url: str, task_id: str, token: str, deadline: float = 
     with Last-Event-ID, wait Retry-After on a 503. Returns the events and the number of reconnects."""
     events: list[dict[str, Any]] = []
     reconnects = -1
-    end = time.monotonic() + deadline
+    over = Deadline(lambda: f"task {task_id} ended over SSE (got {len(events)} events)", deadline)
     async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30, read=60)) as client:
-        while time.monotonic() < end:
+        while True:
+            over.check()
             reconnects += 1
             headers = {"Last-Event-ID": str(events[-1]["seq"])} if events else {}
             try:
@@ -59,4 +60,3 @@ async def follow_sse(base_url: str, task_id: str, token: str, deadline: float = 
                                 return events, reconnects
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 await asyncio.sleep(0.2)
-    raise TimeoutError(f"task {task_id} did not end over SSE; got {len(events)} events")
