@@ -71,6 +71,10 @@ class EncodedPreview:
     image_height: int
     data: bytes
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Each preview crosses a worker process's channel: see NewEvent.__reduce__ (tasks.ports).
+        return EncodedPreview, (self.format, self.width, self.height, self.image_width, self.image_height, self.data)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RecordedEvent:

@@ -15,7 +15,9 @@ that Protocol declares.
 
 - `call(op, ...)` sends a request and awaits its answer (or the exception the other side raised);
 - `note(op, ...)` sends a one-way message and returns at once: writes go to the transport's
-  buffer and are never awaited, so neither side ever waits for the other to read;
+  buffer and are never awaited, so neither side ever waits for the other to read. The frames one
+  loop callback sends leave together, in one write when it returns: a worker's step (its preview
+  timing and its events) wakes the API process once, not once a frame;
 - `serve(target, protocol)` reads until the other side is gone. Requests are answered in the
   order they arrive (an event log must be appended in order), except the ops named `concurrent`,
   which may wait long (taking a job waits for one) and run as tasks of their own.
@@ -83,6 +85,7 @@ class Channel:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._running: set[asyncio.Task[None]] = set()
+        self._outgoing: list[bytes] = []  # frames sent since the loop last ran `_flush`
         self.closed = False
 
     @classmethod
@@ -123,6 +126,7 @@ class Channel:
     def close(self) -> None:
         """Close this end: the other side's `serve` returns, and so does this side's, failing the
         calls still waiting for an answer."""
+        self._flush()
         self.closed = True
         self._writer.close()
 
@@ -203,8 +207,16 @@ class Channel:
             answer.set_result(value)
 
     def _send(self, kind: int, ident: int, body: bytes) -> None:
-        if not self.closed:
-            self._writer.write(_HEADER.pack(len(body), kind, ident) + body)
+        if self.closed:
+            return
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing += (_HEADER.pack(len(body), kind, ident), body)
+
+    def _flush(self) -> None:
+        if self._outgoing and not self.closed:
+            self._writer.writelines(self._outgoing)
+        self._outgoing.clear()
 
     async def _frame(self) -> tuple[int, int, bytes]:
         length, kind, ident = _HEADER.unpack(await self._reader.readexactly(_HEADER.size))

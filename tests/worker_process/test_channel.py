@@ -11,12 +11,13 @@ import socket
 import struct
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import pytest
 
-from latentcast.server.tasks.ports import StaleWrite, StoreUnavailable
+from latentcast.server.protocol.events import EncodedPreview, RecordedEvent
+from latentcast.server.tasks.ports import NewEvent, StaleWrite, StoreUnavailable
 from latentcast.server.worker_process.channel import (
     Channel,
     ChannelClosed,
@@ -216,3 +217,14 @@ def test_the_messages_name_their_operations() -> None:
         "next_job", "get", "emit", "emit_many", "keepalive", "cancel_requested", "requeue", "job_done",
         "ready", "heartbeat", "preview_time", "input",
     }
+
+
+def test_what_crosses_the_channel_pickles_whole() -> None:
+    """Events and previews pickle by their own `__reduce__` (the fast path): each field survives."""
+    preview = EncodedPreview("jpeg", 32, 32, 256, 256, b"\xff\xd8")
+    new = NewEvent("task_progress", {"step": 3}, 1.5, preview, "owner:1:7")
+    recorded = RecordedEvent("t1", 4, "task_progress", 1.5, {"step": 3}, preview)
+    for value in (preview, new, recorded):
+        back = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        assert back == value
+        assert [getattr(back, f.name) for f in fields(value) if f.init] == [getattr(value, f.name) for f in fields(value) if f.init]
