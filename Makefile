@@ -42,7 +42,6 @@ lint: setup
 
 # mypy over the package. It finds modules by folder, so it reads the package through
 # build/typecheck/latentcast, links laid out as the wheel installs it (pyproject.toml's package-dir).
-# Not yet in CI: it still reports errors (issue 27), which are being fixed module by module.
 TYPECHECK := build/typecheck/latentcast
 typecheck: setup
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)

@@ -99,7 +99,7 @@ def _follow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `generate`, `watch` and `info` on a subparsers object (each sets `run` to its handler)."""
     generate = commands.add_parser(
         "generate",

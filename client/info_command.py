@@ -37,7 +37,7 @@ _LABELS = {
 }
 
 
-def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info = commands.add_parser(
         "info",
         help="show the generation parameters an image carries",

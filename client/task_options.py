@@ -82,11 +82,14 @@ def submit_body(prompt: str, options: TaskOptions) -> dict[str, Any]:
     unknown = sorted(set(options) - TaskOptions.__optional_keys__)
     if unknown:
         raise TypeError(f"submit() got unexpected keyword argument(s): {', '.join(unknown)}")
-    given = {
-        name: list(value) if name == "webhook_events" else picture_field(value) if name in _PICTURES else value
-        for name, value in options.items()
-        if name != "extra_body" and value is not None
+    given: dict[str, Any] = {
+        name: value for name, value in options.items() if name != "extra_body" and value is not None
     }
+    if "webhook_events" in given:
+        given["webhook_events"] = list(given["webhook_events"])
+    for name in _PICTURES:
+        if name in given:
+            given[name] = picture_field(given[name])
     return {"prompt": prompt, **given, **(options.get("extra_body") or {})}
 
 

@@ -183,7 +183,8 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             RequestRefused: handle_api_error,
             HTTPException: _http_error,
-            StoreUnavailable: _unavailable,
+            # (Starlette types a handler as a request's or a socket's; Starlette calls this one with both)
+            StoreUnavailable: _unavailable,  # type: ignore[dict-item]
             Exception: _internal_error,
         },
     )

@@ -158,7 +158,7 @@ def _webhook_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="run the API with an in-process worker (the default setup)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument(
@@ -196,7 +196,7 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     serve.set_defaults(run=_serve, needs_server=True)
 
 
-def _worker_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = commands.add_parser("worker", help="run workers only, taking tasks from a shared --broker")
     worker.add_argument("--workers", type=int, default=1, help="workers in this process (each loads the model)")
     worker.add_argument("--name", default=None, help="worker name (default: host-pid-device)")

@@ -8,6 +8,7 @@ providers' endpoints), so each of them refuses in the same shape without importi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -24,7 +25,7 @@ class RequestRefused(Exception):
         message: str,
         *,
         fields: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status

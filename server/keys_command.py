@@ -55,7 +55,7 @@ def _without_password(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:PASSWORD@{host}"))
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = commands.add_parser(
         "keys", help="API keys and webhook secrets: create, list, revoke, rotate (docs/security.md)"
     )
@@ -172,6 +172,7 @@ async def _rotate_webhook_secret(store: KeyStore, args: argparse.Namespace) -> i
     )
 
     grace = DEFAULT_GRACE_SECONDS if args.grace is None else args.grace
+    old: WebhookSecrets | None
     if args.server:
         owner, old = SERVER, await server_secrets(store)
     else:

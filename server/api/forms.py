@@ -44,7 +44,9 @@ def read_form(content_type: str, raw: bytes) -> Form:
             raise FormError("body: a part has no name in its Content-Disposition")
         if name in fields or name in files:
             raise FormError(f"{name}: given more than once", name, "duplicate_key")
-        payload = part.get_payload(decode=True) or b""
+        # bytes, or None for a part that is itself multipart (typeshed allows any payload)
+        decoded = part.get_payload(decode=True)
+        payload = decoded if isinstance(decoded, bytes) else b""
         filename = part.get_filename()
         if filename == "" and not payload:
             continue  # a form's file input left empty: browsers send it as a part with no file

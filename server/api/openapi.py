@@ -92,7 +92,7 @@ class Reply:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)  # name -> what it says
     alternatives: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # media type -> schema
     # a stream's: the schema of each event's data (OpenAPI 3.1 has no word for it; 3.2's `itemSchema` is alike)
-    event_data: Model | None = None
+    event_data: Model | Schema | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from latentcast.server.api.access import OwnEvents
@@ -95,7 +95,7 @@ class SubscriberLoop:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def messages(self, keepalive: float | None = None) -> AsyncIterator[ServerMessage | None]:
+    async def messages(self, keepalive: float | None = None) -> AsyncGenerator[ServerMessage | None, None]:
         """Each message to send, in order, reading the stored log as the subscriber asks for it; the
         next one is taken once the transport has sent the last. Ends when the subscriber is to
         close (`subscriber.close`). With `keepalive`, None after that many seconds with nothing

@@ -21,11 +21,12 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import cast
 
 import redis.asyncio as aioredis
 
 from latentcast.server.backends.local_bus import LocalBus
-from latentcast.server.backends.redis_client import LOST, store_error
+from latentcast.server.backends.redis_client import LOST, StreamRead, store_error
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_store import event_from_fields, preview_from_fields
 from latentcast.server.protocol.events import RecordedEvent
@@ -87,7 +88,7 @@ class RedisBus:
         backoff = Backoff("feed reader", log)
         while not self._closing:
             try:
-                reply = await self.redis.xread({self.names.feed: last_id}, count=1000, block=1000)
+                reply = cast(StreamRead, await self.redis.xread({self.names.feed: last_id}, count=1000, block=1000))
             except StoreUnavailable as exc:
                 await backoff.failed(exc)
                 continue

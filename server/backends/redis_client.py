@@ -52,6 +52,13 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 10.0
 LOST = (ConnectionError, TimeoutError, OSError)
 
+# redis-py types a reply as any client might get it: `bytes | str` (a client made with
+# decode_responses gets str), a stream read in RESP2's shape or RESP3's. A client `connect` makes
+# gets bytes, in the RESP2 shapes redis-py keeps by default (legacy_responses); the stores `cast`
+# a reply to what it is, with these for stream reads.
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+StreamRead = list[tuple[bytes, list[StreamEntry]]]  # XREAD, XREADGROUP: each stream's new entries
+
 
 class PoolTimeout(ConnectionError):
     """No connection of the pool came free within its timeout. A redis `ConnectionError`, so that
@@ -141,4 +148,5 @@ def connect(
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         client_name=connection_name(),
     )
-    return RedisClient.from_pool(pool)
+    # (redis-py annotates from_pool as returning a Redis, where it builds `cls`)
+    return RedisClient.from_pool(pool)  # type: ignore[return-value]

@@ -11,6 +11,8 @@ Redis point every process at one shared folder with `--outputs-dir` (DiskFiles) 
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis.asyncio as aioredis
 
 from latentcast.server.backends.file_names import safe_output_name
@@ -55,4 +57,4 @@ class RedisFiles:
     async def read(self, task_id: str, name: str) -> bytes | None:
         if not safe_output_name(task_id, name):
             return None
-        return await self._redis.get(self.names.file(task_id, name))
+        return cast(bytes | None, await self._redis.get(self.names.file(task_id, name)))

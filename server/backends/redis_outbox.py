@@ -11,6 +11,7 @@ the claim that still holds the delivery, and the delivery that ends promotes its
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -162,14 +163,14 @@ class RedisOutbox:
         return settled == 1
 
     async def of_task(self, task_id: str) -> list[Delivery]:
-        ids = await self.redis.zrange(self.names.deliveries(task_id), 0, -1)
+        ids = cast(list[bytes], await self.redis.zrange(self.names.deliveries(task_id), 0, -1))
         return await self._read([i.decode() for i in ids])
 
     async def recent(self, *, limit: int, owner: str | None) -> list[Delivery]:
         found: list[Delivery] = []
         start = 0
         while len(found) < limit:
-            ids = await self.redis.zrevrange(self.names.outbox_recent, start, start + 2 * limit - 1)
+            ids = cast(list[bytes], await self.redis.zrevrange(self.names.outbox_recent, start, start + 2 * limit - 1))
             if not ids:
                 break
             start += len(ids)

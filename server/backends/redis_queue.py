@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from latentcast.server.backends.redis_client import StreamRead
 from latentcast.server.backends.redis_names import GROUP, RedisNames
 from latentcast.server.tasks.ports import Fence, Job
 
@@ -113,7 +116,8 @@ class RedisQueue:
         return _entry(entries[0]) if entries else None
 
     async def _read(self, worker: str) -> tuple[bytes, str] | None:
-        reply = await self.redis.xreadgroup(GROUP, worker, {self.names.jobs: ">"}, count=1, block=self.block_ms)
+        read = await self.redis.xreadgroup(GROUP, worker, {self.names.jobs: ">"}, count=1, block=self.block_ms)
+        reply = cast(StreamRead, read)
         return _entry(reply[0][1][0]) if reply and reply[0][1] else None
 
     async def keepalive(self, job: Job) -> None:
@@ -135,7 +139,7 @@ class RedisQueue:
         return bool(await self._remove(keys=[self.names.queue, self.names.positions], args=[task_id]))
 
     async def position(self, task_id: str) -> int | None:
-        rank = await self.redis.zrank(self.names.queue, task_id)
+        rank = cast(int | None, await self.redis.zrank(self.names.queue, task_id))
         return None if rank is None else rank + 1
 
     async def length(self) -> int:

@@ -11,14 +11,16 @@ describe a task identically.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
 
 from latentcast.server.backends.cursors import decode_cursor, encode_cursor
+from latentcast.server.backends.redis_client import StreamEntry
 from latentcast.server.backends.redis_names import RedisNames
 from latentcast.server.backends.redis_outbox import APPEND_DELIVERY, RECENT_MAX, RedisOutbox
 from latentcast.server.protocol.events import EncodedPreview, RecordedEvent, TaskStatus
@@ -146,21 +148,22 @@ class RedisStore:
             await tx.execute()
 
     async def input(self, task_id: str, name: str) -> bytes | None:
-        return await self.redis.hget(self.names.task(task_id), _INPUT + name)
+        return cast(bytes | None, await self.redis.hget(self.names.task(task_id), _INPUT + name))
 
     async def save_upload(self, upload_id: str, data: bytes, *, expires_in: float) -> None:
         await self.redis.set(self.names.upload(upload_id), data, ex=max(1, int(expires_in)))
 
     async def upload(self, upload_id: str) -> bytes | None:
-        return await self.redis.get(self.names.upload(upload_id))
+        return cast(bytes | None, await self.redis.get(self.names.upload(upload_id)))
 
     async def get(self, task_id: str) -> TaskRecord | None:
         # (named fields, not the whole hash: it holds the task's input pictures too)
-        record, cancel_requested = await self.redis.hmget(self.names.task(task_id), ["record", "cancel_requested"])
+        fields = await self.redis.hmget(self.names.task(task_id), ["record", "cancel_requested"])
+        record, cancel_requested = cast(list[bytes | None], fields)
         return _load(record, cancel_requested) if record else None
 
     async def get_by_token(self, token: str) -> TaskRecord | None:
-        task_id = await self.redis.get(self.names.token(token))
+        task_id = cast(bytes | None, await self.redis.get(self.names.token(token)))
         return await self.get(task_id.decode()) if task_id else None
 
     async def list(
@@ -170,7 +173,8 @@ class RedisStore:
         top = "+inf" if cursor is None else f"({decode_cursor(cursor)[0]!r}"
         items: list[TaskRecord] = []
         while len(items) <= limit:
-            ids = await self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
+            found = await self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
+            ids = cast(list[tuple[bytes, float]], found)
             if not ids:
                 break
             for task_id, score in ids:
@@ -254,15 +258,15 @@ class RedisStore:
 
     async def append_many(
         self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
-    ) -> list[RecordedEvent]:
+    ) -> builtins.list[RecordedEvent]:
         return await append_each(self, task_id, events, fence)
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> builtins.list[RecordedEvent]:
         entries = await self.redis.xrange(self.names.events(task_id), min=f"(0-{since}", max="+", count=limit)
-        newest = await self.redis.hgetall(self.names.preview(task_id))
+        newest = cast(dict[bytes, bytes], await self.redis.hgetall(self.names.preview(task_id)))
         newest_seq = int(newest[b"seq"]) if newest else -1
         events = []
-        for entry_id, fields in entries:
+        for entry_id, fields in cast(list[StreamEntry], entries):
             seq = int(entry_id.split(b"-")[1])
             preview = preview_from_fields(newest[b"meta"], newest[b"data"]) if seq == newest_seq else None
             events.append(event_from_fields(task_id, seq, fields, preview))
@@ -273,12 +277,12 @@ class RedisStore:
             raise KeyError(task_id)
         await self.redis.hset(self.names.task(task_id), "cancel_requested", "1")
 
-    async def unfinished(self) -> list[TaskRecord]:
+    async def unfinished(self) -> builtins.list[TaskRecord]:
         records = []
         for status in TaskStatus:
             if status.is_final:
                 continue
-            for task_id in await self.redis.zrange(self.names.status(str(status)), 0, -1):
+            for task_id in cast(list[bytes], await self.redis.zrange(self.names.status(str(status)), 0, -1)):
                 if (record := await self.get(task_id.decode())) is not None:
                     records.append(record)
         return sorted(records, key=lambda r: (r.created_at, r.id))
@@ -291,7 +295,7 @@ class RedisStore:
         if record is None:
             return
         k = self.names
-        deliveries = [d.decode() for d in await self.redis.zrange(k.deliveries(task_id), 0, -1)]
+        deliveries = [d.decode() for d in cast(list[bytes], await self.redis.zrange(k.deliveries(task_id), 0, -1))]
         async with self.redis.pipeline(transaction=True) as tx:
             tx.delete(k.task(task_id), k.events(task_id), k.preview(task_id), k.token(record.token), k.deliveries(task_id))
             tx.zrem(k.tasks, task_id)
@@ -302,7 +306,7 @@ class RedisStore:
                     tx.zrem(index, *deliveries)
             await tx.execute()
 
-    async def expired(self, before: float, limit: int) -> list[str]:
+    async def expired(self, before: float, limit: int) -> builtins.list[str]:
         """None: each ended task's keys expire after `--retention` by themselves (the append script sets them)."""
         return []
 

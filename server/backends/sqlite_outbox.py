@@ -57,6 +57,10 @@ def add(db: sqlite3.Connection, new: NewDelivery) -> None:
     )
 
 
+# A claim's columns: Claim's fields before its `lease`.
+_ClaimRow = tuple[str, str, int, str, str, str, str | None, str, float, int]
+
+
 class SQLiteOutbox:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -65,6 +69,7 @@ class SQLiteOutbox:
     async def claim(
         self, *, now: float, limit: int, lease_until: float, per_host: int, busy: dict[str, int]
     ) -> list[Claim]:
+        rows: list[_ClaimRow]
         with disk_errors():
             rows = self._db.execute(
                 "SELECT id, task_id, seq, type, url, format, owner, host, created_at, attempts FROM deliveries "
@@ -72,7 +77,7 @@ class SQLiteOutbox:
                 (now, _SCAN),
             ).fetchall()
         taken = dict(busy)
-        claims = []
+        claims: list[Claim] = []
         for row in rows:
             if len(claims) >= limit:
                 break

@@ -16,6 +16,7 @@ disk), so the write that follows gets the same seq: the log never has a hole.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import os
@@ -164,7 +165,8 @@ class SQLiteStore:
     async def list(
         self, *, status: TaskStatus | None, limit: int, cursor: str | None, owner: str | None
     ) -> Page:
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float] = []
         if status is not None:
             where.append("status = ?")
             args.append(str(status))
@@ -199,7 +201,7 @@ class SQLiteStore:
         [event] = await self.append_many(task_id, [NewEvent(type_, message, time, preview, write_id)], fence=fence)
         return event
 
-    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[RecordedEvent]:
+    async def append_many(self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None) -> builtins.list[RecordedEvent]:
         """The events in one transaction: a step's progress and its log line cost one commit and one
         write of the task's record, not two (the API process's CPU per step, bench/README.md)."""
         # `fence` needs no check here: in one process no other worker can take a task over; nor
@@ -253,7 +255,7 @@ class SQLiteStore:
             self._active[task_id] = record
         return recorded
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> builtins.list[RecordedEvent]:
         with disk_errors():
             rows = self._db.execute(
                 "SELECT seq, type, time, message FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -278,7 +280,7 @@ class SQLiteStore:
             record.cancel_requested = True
             db.execute("UPDATE tasks SET record = ? WHERE id = ?", (record.to_json(), task_id))
 
-    async def unfinished(self) -> list[TaskRecord]:
+    async def unfinished(self) -> builtins.list[TaskRecord]:
         marks = ",".join("?" * len(_FINAL))
         with disk_errors():
             rows = self._db.execute(
@@ -296,7 +298,7 @@ class SQLiteStore:
             db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
         self._active.pop(task_id, None)
 
-    async def expired(self, before: float, limit: int) -> list[str]:
+    async def expired(self, before: float, limit: int) -> builtins.list[str]:
         marks = ",".join("?" * len(_FINAL))
         with disk_errors():
             rows = self._db.execute(

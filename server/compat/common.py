@@ -48,7 +48,7 @@ class Refusal(Exception):
     kind: str
     message: str
     fields: list[dict[str, str]] = dataclasses.field(default_factory=list)
-    headers: dict[str, str] | None = None
+    headers: Mapping[str, str] | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -62,10 +62,8 @@ def fit(width: int, height: int, ratio: str) -> tuple[int, int]:
     """The largest `ratio` image inside width x height, its sides on the API's 64 px grid."""
     across, down = RATIOS[ratio]
     if width * down <= height * across:
-        exact_width, exact_height = width, width * down / across
-    else:
-        exact_width, exact_height = height * across / down, height
-    return _on_grid(exact_width), _on_grid(exact_height)
+        return _on_grid(width), _on_grid(width * down / across)
+    return _on_grid(height * across / down), _on_grid(height)
 
 
 def _on_grid(side: float) -> int:
@@ -80,7 +78,7 @@ def _render(refusal: Refusal) -> Response:
 @endpoint(_render)
 async def text_to_image(request: Request) -> Response:
     body = parse(TextToImageRequest, await json_body(request))
-    model = body.model
+    model: str | None = body.model
     if model is None and await context(request).service.catalog.serves_now(DEFAULT_MODEL):
         model = DEFAULT_MODEL  # the API's default, where it is served; else the server's own default
     width, height = (body.width, body.height) if body.aspect_ratio is None else fit(

@@ -24,12 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    FlowMatchEulerDiscreteScheduler,
-    SD3Transformer2DModel,
-    StableDiffusion3Pipeline,
-)
+
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.transformers.transformer_sd3 import SD3Transformer2DModel
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import StableDiffusion3Pipeline
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 from transformers import (
     CLIPTextConfig,
     CLIPTextModelWithProjection,
@@ -82,7 +82,8 @@ def _clip_tokenizer(words: tuple[str, ...] = (), length: int = CLIP_MAX_LENGTH) 
         while len(pieces := _merged([*word[:-1], word[-1] + "</w>"], ranks)) > 1:
             ranks[(pieces[0], pieces[1])] = len(ranks)
             vocab.setdefault(pieces[0] + pieces[1], len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=list(ranks), model_max_length=length)
+    # (transformers annotates `merges` as strings; the BPE model it builds takes these pairs)
+    return CLIPTokenizer(vocab=vocab, merges=list(ranks), model_max_length=length)  # type: ignore[arg-type]
 
 
 def _merged(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
@@ -190,7 +191,8 @@ def build_pipeline(seed: int, sizes: Sizes) -> StableDiffusion3Pipeline:
                 feed_forward_proj="gated-gelu",  # T5 v1.1, as SD3's T5-XXL
                 pad_token_id=t5_tokenizer.pad_token_id,
                 eos_token_id=t5_tokenizer.eos_token_id,
-                decoder_start_token_id=t5_tokenizer.pad_token_id,
+                # (a key T5Config keeps from its **kwargs, which its dataclass_transform does not declare)
+                decoder_start_token_id=t5_tokenizer.pad_token_id,  # type: ignore[call-arg]
             )
         )
         transformer = SD3Transformer2DModel(

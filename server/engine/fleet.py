@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from latentcast.server.config import Settings
@@ -105,7 +105,7 @@ def build_workers(
     return workers
 
 
-async def announce(settings: Settings, publish: Publish, workers: list[WorkerHandle]) -> None:
+async def announce(settings: Settings, publish: Publish, workers: Sequence[WorkerHandle]) -> None:
     for worker in workers:
         await publish(
             {
@@ -124,7 +124,7 @@ async def announce(settings: Settings, publish: Publish, workers: list[WorkerHan
         )
 
 
-async def announce_forever(settings: Settings, publish: Publish, workers: list[WorkerHandle]) -> None:
+async def announce_forever(settings: Settings, publish: Publish, workers: Sequence[WorkerHandle]) -> None:
     """Heartbeats for the process's life: a backend outage skips beats (the workers drop out of
     `/v1/workers` meanwhile) and they resume as soon as it answers again."""
     backoff = Backoff("heartbeat", log)

@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import StableDiffusion3Img2ImgPipeline, StableDiffusion3InpaintPipeline
+
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_img2img import StableDiffusion3Img2ImgPipeline
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_inpaint import StableDiffusion3InpaintPipeline
 from PIL import Image, ImageFilter
 
 from latentcast.server.tasks.params import TaskParams, image_steps

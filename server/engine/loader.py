@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import StableDiffusion3Pipeline
+
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import StableDiffusion3Pipeline
 
 from latentcast.server.engine.builtin import BUILTIN_MODELS, ensure_builtin
 from latentcast.server.engine.model_settings import ModelSettings

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from diffusers import AutoencoderTiny
+
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
 from PIL import Image
 
 from latentcast.server.engine.model_settings import SD3_LATENT_RGB_BIAS, SD3_LATENT_RGB_FACTORS, ModelSettings

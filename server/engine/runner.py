@@ -202,9 +202,10 @@ def run_generation(
         guided = params.guidance_scale > 1.0
         with torch.inference_mode():
             prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                # the one prompt to each of SD3's three encoders (what diffusers makes of None too)
                 prompt=params.prompt,
-                prompt_2=None,
-                prompt_3=None,
+                prompt_2=params.prompt,
+                prompt_3=params.prompt,
                 negative_prompt=params.negative_prompt,
                 do_classifier_free_guidance=guided,
                 num_images_per_prompt=params.num_images,

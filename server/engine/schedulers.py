@@ -32,12 +32,11 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from diffusers import (
-    DPMSolverMultistepScheduler,
-    DPMSolverSinglestepScheduler,
-    FlowMatchEulerDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_dpmsolver_singlestep import DPMSolverSinglestepScheduler
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
+from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
 
 from latentcast.wire import DEFAULT_SCHEDULER, SCHEDULERS, SchedulerName
 

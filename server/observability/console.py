@@ -108,7 +108,7 @@ class ConsoleProgress:
                 self._shown = False
 
 
-class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class ConsoleHandler(logging.StreamHandler[TextIO]):
     """A stderr handler that keeps the progress bar below the log lines."""
 
     def __init__(self, stream: TextIO, progress: ConsoleProgress) -> None:

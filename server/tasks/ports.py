@@ -5,6 +5,7 @@ process (SQLite, memory) or across many (Redis); nothing here knows which one ru
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -116,6 +117,7 @@ class TaskStore(EventLog, Protocol):
 
     async def get_by_token(self, token: str) -> TaskRecord | None: ...
 
+    # (below this method, a class body's `list` is the method: annotations say `builtins.list`)
     async def list(
         self, *, status: TaskStatus | None, limit: int, cursor: str | None, owner: str | None
     ) -> Page: ...
@@ -142,7 +144,7 @@ class TaskStore(EventLog, Protocol):
 
     async def append_many(
         self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
-    ) -> list[RecordedEvent]:
+    ) -> builtins.list[RecordedEvent]:
         """Record `events` in order, each as `append` would: one call for the events a worker has
         waiting, so that subscribers are woken once for them. A store may make it one round trip
         or leave it to `append_each`."""
@@ -150,7 +152,7 @@ class TaskStore(EventLog, Protocol):
 
     async def set_cancel_requested(self, task_id: str) -> None: ...
 
-    async def unfinished(self) -> list[TaskRecord]:
+    async def unfinished(self) -> builtins.list[TaskRecord]:
         """Tasks not in a final status, oldest first: what a restart must pick up."""
         ...
 
@@ -164,7 +166,7 @@ class TaskStore(EventLog, Protocol):
         nothing). The caller checks that the task has ended."""
         ...
 
-    async def expired(self, before: float, limit: int) -> list[str]:
+    async def expired(self, before: float, limit: int) -> builtins.list[str]:
         """Up to `limit` ended tasks created before `before` (Unix time), oldest first: what the
         retention sweep removes. A store whose records expire by themselves (Redis) returns none."""
         ...

@@ -10,6 +10,7 @@ store, queue and bus are its own, and everything else asks it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import secrets
@@ -153,16 +154,16 @@ class TaskService:
             raise TaskNotFound("no task has this token")  # (not the token: it is a secret)
         return record
 
-    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> list[RecordedEvent]:
+    async def events(self, task_id: str, since: int = 0, *, limit: int | None = None) -> builtins.list[RecordedEvent]:
         """The task's recorded events after `since` (the first `limit`), in order (only the newest
         preview keeps its image)."""
         return await self._store.events(task_id, since, limit=limit)
 
-    async def deliveries(self, task_id: str) -> list[Delivery]:
+    async def deliveries(self, task_id: str) -> builtins.list[Delivery]:
         """The task's webhook deliveries, in seq order."""
         return await self._deliveries().of_task(task_id)
 
-    async def recent_deliveries(self, *, limit: int, owner: str | None = None) -> list[Delivery]:
+    async def recent_deliveries(self, *, limit: int, owner: str | None = None) -> builtins.list[Delivery]:
         """The newest webhook deliveries of every task (of `owner`'s tasks only, when given)."""
         return await self._deliveries().recent(limit=limit, owner=owner)
 
@@ -175,7 +176,7 @@ class TaskService:
             raise RuntimeError("this process keeps no webhook deliveries")
         return self._outbox
 
-    async def unfinished(self) -> list[TaskRecord]:
+    async def unfinished(self) -> builtins.list[TaskRecord]:
         return await self._store.unfinished()
 
     async def check(self) -> None:
@@ -191,7 +192,7 @@ class TaskService:
 
     # -- following ------------------------------------------------------------------------
 
-    async def replay_page(self, task_id: str, since: int, *, limit: int) -> list[RecordedEvent]:
+    async def replay_page(self, task_id: str, since: int, *, limit: int) -> builtins.list[RecordedEvent]:
         """A page of the task's log for a subscriber's replay (protocol.subscriber): the same page
         asked for by many subscribers at once is read once for all of them (`SharedPages`)."""
         return await self._pages.events(task_id, since, limit=limit)
@@ -224,7 +225,7 @@ class TaskService:
 
     async def emit_many(
         self, task_id: str, events: Sequence[NewEvent], *, fence: Fence | None = None
-    ) -> list[RecordedEvent]:
+    ) -> builtins.list[RecordedEvent]:
         """Record several events at once, then hand them to live subscribers together: a socket's
         sender wakes once for all of them, not once for each."""
         recorded = await self._store.append_many(task_id, events, fence=fence)

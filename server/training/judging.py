@@ -15,7 +15,9 @@ import time
 from typing import Any
 
 import torch
-from diffusers import StableDiffusion3Pipeline
+
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import StableDiffusion3Pipeline
 from PIL import Image
 
 from latentcast.server.training import scenes

@@ -42,7 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, StableDiffusion3Pipeline
+
+# (each from its own module: mypy takes diffusers' top-level names for its no-torch placeholders)
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import StableDiffusion3Pipeline
 
 from latentcast.server.engine.builtin import SCHEDULER_SHIFT, Sizes, build_pipeline
 from latentcast.server.engine.model_settings import ModelSettings
@@ -176,7 +179,7 @@ def train_vae(vae: AutoencoderKL, plan: Plan, rng: random.Random, generator: tor
     reads it, so the preview of a latent the transformer generates is close to its decode.
     """
     device = run.device
-    read_out = torch.nn.Conv2d(vae.config.latent_channels, 3, 1).to(device)
+    read_out = torch.nn.Conv2d(vae.config["latent_channels"], 3, 1).to(device)
     parameters = [*vae.parameters(), *read_out.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=plan.learning_rate, weight_decay=0.0)
     lr = schedule(optimizer, plan.vae_steps, 200, 0.0)
@@ -209,7 +212,7 @@ def train_vae(vae: AutoencoderKL, plan: Plan, rng: random.Random, generator: tor
         x = pixels(batch).to(device)
         posterior = vae.encode(x).latent_dist
         rebuilt = vae.decode(posterior.sample()).sample
-        colours = F.mse_loss(read_out(posterior.mean), F.avg_pool2d(x, 2 ** (len(vae.config.block_out_channels) - 1)))
+        colours = F.mse_loss(read_out(posterior.mean), F.avg_pool2d(x, 2 ** (len(vae.config["block_out_channels"]) - 1)))
         loss = F.l1_loss(rebuilt, x) + F.mse_loss(rebuilt, x) + 1e-6 * posterior.kl().mean() + plan.vae_preview_weight * colours
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -264,7 +267,7 @@ def sigmas(count: int, generator: torch.Generator) -> torch.Tensor:
 
 def conditioning(pipe: StableDiffusion3Pipeline, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     embeds, _, pooled, _ = pipe.encode_prompt(
-        prompt=captions, prompt_2=None, prompt_3=None, device=pipe.transformer.device,
+        prompt=captions, prompt_2=captions, prompt_3=captions, device=pipe.transformer.device,
         do_classifier_free_guidance=False, max_sequence_length=TOKENS,
     )
     return embeds, pooled
@@ -385,8 +388,11 @@ def generated_latents(pipe: StableDiffusion3Pipeline, count: int, rng: random.Ra
     ])
 
 
+Rgb = tuple[float, float, float]
+
+
 @torch.no_grad()
-def fit_latent_rgb(pipe: StableDiffusion3Pipeline, plan: Plan, rng: random.Random, generator: torch.Generator) -> tuple[list[list[float]], list[float]]:
+def fit_latent_rgb(pipe: StableDiffusion3Pipeline, plan: Plan, rng: random.Random, generator: torch.Generator) -> tuple[tuple[Rgb, ...], Rgb]:
     """Least squares from scaled latents to the decoded picture at the latents' size, as the
     `latent2rgb` preview applies them: rgb in [-1, 1] = latent @ factors + bias. Fitted on encoded
     scenes and on the pipeline's own generated latents together: generated latents spread wider
@@ -400,7 +406,12 @@ def fit_latent_rgb(pipe: StableDiffusion3Pipeline, plan: Plan, rng: random.Rando
     target = F.interpolate(decoded, size=raw.shape[-2:], mode="area")
     inputs = torch.cat([scaled.permute(0, 2, 3, 1).reshape(-1, scaled.shape[1]), torch.ones(scaled.numel() // scaled.shape[1], 1)], 1)
     solution = torch.linalg.lstsq(inputs.double(), target.permute(0, 2, 3, 1).reshape(-1, 3).double()).solution.float()
-    return [[round(v, 5) for v in row] for row in solution[:-1].tolist()], [round(v, 5) for v in solution[-1].tolist()]
+    return tuple(_rgb(row) for row in solution[:-1].tolist()), _rgb(solution[-1].tolist())
+
+
+def _rgb(values: list[float]) -> Rgb:
+    r, g, b = (round(v, 5) for v in values)
+    return r, g, b
 
 
 def export(pipe: StableDiffusion3Pipeline, plan: Plan, out: Path, rng: random.Random, generator: torch.Generator) -> None:
