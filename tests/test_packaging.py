@@ -78,6 +78,12 @@ def _run(bin_dir: Path, *args: str, cwd: Path, check: bool = True, timeout: floa
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=check, timeout=timeout)
 
 
+def _pip_install(bin_dir: Path, *requirements: str, cwd: Path) -> None:
+    # --no-compile: byte-compiling every module of torch and transformers costs more than the few
+    # this file imports compile on first use, and nothing here reads the .pyc files.
+    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", "--no-compile", *requirements, cwd=cwd)
+
+
 def test_wheel_holds_one_package_with_every_module_and_page(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
@@ -99,7 +105,7 @@ def test_wheel_holds_one_package_with_every_module_and_page(wheel: Path) -> None
 def client_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`pip install latentcast` from the wheel: the client and nothing of the server's stack."""
     bin_dir = _make_venv(tmp_path_factory.mktemp("client-venv"))
-    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", str(wheel), cwd=wheel.parent)
+    _pip_install(bin_dir, str(wheel), cwd=wheel.parent)
     return bin_dir
 
 
@@ -193,8 +199,8 @@ def server_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     readme = (ROOT / "README.md").read_text()
     assert all(command in readme for command in DOCUMENTED_CPU_INSTALL)
     bin_dir = _make_venv(tmp_path_factory.mktemp("server-venv"))
-    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", "torch==2.13.0", cwd=wheel.parent)
-    _run(bin_dir, str(bin_dir / "pip"), "install", "-q", f"{wheel}[server]", cwd=wheel.parent)
+    _pip_install(bin_dir, "torch==2.13.0", cwd=wheel.parent)
+    _pip_install(bin_dir, f"{wheel}[server]", cwd=wheel.parent)
     return bin_dir
 
 
