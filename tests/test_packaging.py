@@ -26,7 +26,6 @@ import textwrap
 import tomllib
 import venv
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -109,13 +108,6 @@ def client_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bin_dir
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("served")).start()
-    yield process
-    process.stop()
-
-
 def test_client_install_has_no_server_stack(client_venv: Path, tmp_path: Path) -> None:
     probe = _run(
         client_venv,
@@ -137,21 +129,24 @@ def test_client_install_says_which_extra_serve_needs(client_venv: Path, tmp_path
     assert lines[0].startswith("latentcast serve:")
 
 
-def test_client_install_generates_through_the_cli(client_venv: Path, served: ServerProcess, tmp_path: Path) -> None:
+# The clients installed from the wheel talk to the shared server (this checkout's): one backend is enough.
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_client_install_generates_through_the_cli(client_venv: Path, server: ServerProcess, tmp_path: Path) -> None:
     out = tmp_path / "lighthouse.png"
     result = _run(
         client_venv,
         str(client_venv / "latentcast"),
         "generate", "a lighthouse at dusk", "--size", "64x64", "--steps", "2", "--seed", "7", "-q",
-        "--server", served.base_url, "-o", str(out),
+        "--server", server.base_url, "-o", str(out),
         cwd=tmp_path,
     )
     assert result.stdout.strip().splitlines() == [str(out)]
     assert out.read_bytes().startswith(PNG_SIGNATURE)
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_client_install_follows_events_with_async_client(
-    client_venv: Path, served: ServerProcess, tmp_path: Path
+    client_venv: Path, server: ServerProcess, tmp_path: Path
 ) -> None:
     script = textwrap.dedent(
         """
@@ -170,7 +165,7 @@ def test_client_install_follows_events_with_async_client(
         asyncio.run(main())
         """
     )
-    result = _run(client_venv, str(client_venv / "python"), "-c", script, served.base_url, cwd=tmp_path)
+    result = _run(client_venv, str(client_venv / "python"), "-c", script, server.base_url, cwd=tmp_path)
     where, seqs, last = result.stdout.strip().splitlines()
     assert Path(where).is_relative_to(client_venv.parent)  # the installed package, not this checkout
     numbers = [int(n) for n in seqs.split()]
