@@ -34,7 +34,7 @@ def main() -> None:
     parse.add_argument("--save", type=Path, default=None, help="also write every final picture here")
     args = parse.parse_args()
     if args.smoke:
-        args.count, args.sizes, args.speed_runs = 2, [256], 2
+        args.count, args.sizes, args.steps, args.speed_runs = 2, [256], 4, 1
 
     from latentcast.server.engine.loader import load_pipeline, quiet_libraries
     from latentcast.server.training.checker import judge, psnr

@@ -123,7 +123,7 @@ def main() -> None:
     parse.add_argument("--server-args", nargs="*", default=[], help="extra `latentcast serve` options")
     args = parse.parse_args()
     if args.smoke:
-        args.tasks, args.every, args.warmup, args.batch = 6, 3, 2, 3
+        args.tasks, args.every, args.warmup, args.batch = 2, 1, 1, 1
     report = Report("memory", "1f. server memory before and after many finished tasks")
     asyncio.run(run(args, report))
     report.finish(args.json)

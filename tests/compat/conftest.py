@@ -15,10 +15,14 @@ def _server(factory: pytest.TempPathFactory, name: str, *args: str) -> Iterator[
     process.stop()
 
 
+# The full and the bare server refuse every task they are sent, so neither runs a worker process
+# (`--workers 0`: an API that only queues, ready at once, without the worker's torch).
+
+
 @pytest.fixture(scope="session")
 def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server whose queue is always full (--max-queue 0): every submit is refused with 429."""
-    yield from _server(tmp_path_factory, "full", "--max-queue", "0")
+    yield from _server(tmp_path_factory, "full", "--max-queue", "0", "--workers", "0")
 
 
 @pytest.fixture(scope="session")
@@ -32,4 +36,4 @@ def aliased_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 @pytest.fixture(scope="session")
 def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server whose model answers to none of the providers' model names."""
-    yield from _server(tmp_path_factory, "bare", "--replace-model-aliases", "--model-alias", "house-model")
+    yield from _server(tmp_path_factory, "bare", "--replace-model-aliases", "--model-alias", "house-model", "--workers", "0")

@@ -28,10 +28,15 @@ def _guide_example() -> str:
 async def test_the_sdk_examples_run_as_written(server: ServerProcess, client: httpx.AsyncClient) -> None:
     code = _guide_example()
     assert DOCUMENTED_HOST in code
-    # the guide's bare expressions are what it shows a reader (their values in comments): kept, to check
+    # the guide's bare expressions are what it shows a reader (their values in comments): each runs
+    # once, where it stands, and its value is kept to check (evaluating them again would run each
+    # SDK call, a 1024 px task, twice)
     module = ast.parse(code.replace(DOCUMENTED_HOST, server.base_url))
-    shown = [ast.unparse(statement) for statement in module.body if isinstance(statement, ast.Expr)]
-    script = ast.unparse(module) + "\nshown = [" + ", ".join(shown) + "]\n"
+    module.body = [
+        ast.parse(f"shown.append({ast.unparse(statement.value)})").body[0] if isinstance(statement, ast.Expr) else statement
+        for statement in module.body
+    ]
+    script = "shown = []\n" + ast.unparse(module)
     namespace: dict[str, Any] = {}
     await asyncio.to_thread(exec, script, namespace)  # the SDKs block; the server's fixture loop must not
 

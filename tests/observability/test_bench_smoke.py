@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from tests.support import ROOT
-from tests.training.short_plan import train_briefly
 
 # A smoke run takes seconds on an idle machine and minutes on a busy one: the limits are only safety nets.
 SAFETY_NET_SECONDS = 600
@@ -101,13 +100,14 @@ def test_scaleout_smoke():
 
 def test_memory_smoke():
     result = run_bench("memory")
-    assert [c["finished"] for c in result["checkpoints"]] == [0, 3, 6]
+    assert [c["finished"] for c in result["checkpoints"]] == [0, 1, 2]
     assert result["unfinished_after"] == 0
     assert all(c["rss"] > 0 for c in result["checkpoints"])
 
 
-def test_drawing_smoke(tmp_path):
-    result = run_bench("drawing", "--model", str(train_briefly(tmp_path / "model")))
+def test_drawing_smoke():
+    # the shipped default model is a folder the training script wrote: no need to train one here
+    result = run_bench("drawing", "--model", "builtin:shapes")
     (size,) = result["sizes"].values()
     assert len(size["preview_psnr_per_step"]) == result["steps"]
     assert len(result["step_ms"]) == 2 and all(ms > 0 for ms in result["step_ms"].values())

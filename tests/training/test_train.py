@@ -37,8 +37,11 @@ def digests(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One run of the short plan straight through, which the other runs are compared with."""
-    return train_briefly(tmp_path_factory.mktemp("straight") / "model")
+    """One run of the short plan straight through, which the other runs are compared with. It keeps
+    its state in `state`, beside the model, and judges its checkpoint on two held-out prompts:
+    judging draws from generators of its own, so the runs that judge nothing must match its bytes."""
+    out = tmp_path_factory.mktemp("straight") / "model"
+    return train_briefly(out, "--checkpoints", str(out.with_name("state")), "--judge-count", "2", "--judge-steps", "2")
 
 
 async def test_a_seeded_run_is_reproducible_and_is_served_as_a_model(straight: Path, tmp_path: Path) -> None:
@@ -90,9 +93,8 @@ def test_a_run_stopped_and_resumed_gives_the_bytes_of_one_run_straight_through(s
     assert digests(out) == digests(straight)
 
 
-def test_each_checkpoint_is_judged_on_held_out_prompts_and_the_best_is_exported(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    train_briefly(tmp_path / "out", "--checkpoints", str(state), "--judge-count", "2", "--judge-steps", "2")
+def test_each_checkpoint_is_judged_on_held_out_prompts_and_the_best_is_exported(straight: Path, tmp_path: Path) -> None:
+    state = straight.with_name("state")
     curve = [json.loads(line) for line in (state / "curve.jsonl").read_text().splitlines()]
     assert [point["step"] for point in curve] == [4]
     assert curve[0]["count"] == 2 and set(curve[0]) >= {"hours", "background", "colour", "shape"}
