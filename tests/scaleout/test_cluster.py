@@ -36,7 +36,8 @@ WORKERS = {"w1", "w2", "w3"}
 def _module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        running.frontend("--max-steps", "500"), running.frontend()
+        running.frontend("--max-steps", "500")
+        running.frontend()
         for name in sorted(WORKERS):
             running.worker(name)
         yield running
