@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,12 @@ import pytest
 
 from tests.receiver import Receiver, Reply
 from tests.support import HOOK_FLAGS, RedisServer, ServerProcess
+
+# Set before torch is imported, here and in every server the tests start. The suite runs two xdist
+# workers on two cores, each with its servers: torch's default of one thread per core makes each
+# step of a small model wait for a thread the busy machine has descheduled (steps 3 to 10 times
+# slower than on one thread). An operator's own setting is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 class _SharedServers:
@@ -38,10 +46,12 @@ class _SharedServers:
         return self._servers[key]
 
     def stop(self) -> None:
+        """Killed, not stopped: a graceful stop is tested elsewhere, and would drain whatever a test
+        left running, each server in turn, at the end of the session."""
         for process in self._servers.values():
-            process.stop()
+            process.kill()
         for redis in self._redis:
-            redis.stop()
+            redis.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -38,10 +38,12 @@ class Cluster:
 
     def wait_workers(self, names: set[str], timeout: float = READY_TIMEOUT) -> None:
         """Until the workers `names` are live and ready, and every front-end serves a model (each
-        refreshes its catalog from the workers' heartbeats now and then)."""
+        refreshes its catalog from the workers' heartbeats now and then). A worker started again
+        under a killed one's name counts once its own process beats, not the dead one's last beat."""
         def serving() -> bool:
             listed = httpx.get(f"{self.frontends[0].base_url}/v1/workers").json()["data"]
-            live = {w["name"] for w in listed if w["ready"]}
+            pids = {name: worker.pid for name, worker in self.workers.items()}
+            live = {w["name"] for w in listed if w["ready"] and w["pid"] == pids.get(w["name"])}
             return live >= names and all(httpx.get(f"{f.base_url}/v1/models").json()["data"] for f in self.frontends)
 
         until(serving, lambda: f"workers {names} live; logs:\n" + "\n".join(w.log()[-2000:] for w in self.workers.values()),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
+from tests.scaleout.cluster import Cluster
 from tests.support import collect, eventually, previewed_steps, seqs, types, wait_status
 
 
@@ -26,13 +29,37 @@ LONG = {"prompt": "long", "width": 256, "height": 256, "num_inference_steps": 10
 # Long enough (a sixth of a second a step at 1024 px) that only a cancel ends it while a test looks at it.
 ENDLESS = {"prompt": "endless", "width": 1024, "height": 1024, "num_inference_steps": 100}
 SHORT = {"prompt": "short", "width": 64, "height": 64, "num_inference_steps": 6}
+WORKERS = {"w1", "w2", "w3"}
 
 
-async def test_two_frontends_three_workers_same_events_everywhere(cluster):
-    a, b = cluster.frontend(), cluster.frontend()
-    for name in ("w1", "w2", "w3"):
-        cluster.worker(name)
-    cluster.wait_workers({"w1", "w2", "w3"})
+@pytest.fixture(scope="module")
+def _module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        running.frontend("--max-steps", "500")
+        running.frontend()
+        for name in sorted(WORKERS):
+            running.worker(name)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def shared(_module_cluster: Cluster) -> Cluster:
+    """Two front-ends and three workers, shared by the tests that leave them as they found them, or
+    kill a worker: it is started again, under its name, before the next test. (A cluster costs a
+    few CPU-seconds a process to start; the tests that need fewer workers, or restart Redis, have
+    their own.)"""
+    for name, worker in list(_module_cluster.workers.items()):
+        if worker.process is not None and worker.process.poll() is not None:
+            _module_cluster.worker(name)
+    _module_cluster.wait_workers(WORKERS)
+    return _module_cluster
+
+
+async def test_two_frontends_three_workers_same_events_everywhere(shared):
+    a, b = shared.frontends
     async with httpx.AsyncClient(base_url=a.base_url) as client:
         workers = (await client.get("/v1/workers")).json()["data"]
         assert [w["name"] for w in workers] == ["w1", "w2", "w3"]
@@ -61,33 +88,30 @@ async def test_two_frontends_three_workers_same_events_everywhere(cluster):
         assert detail["outputs"][0]["size"] == len(image.content)
 
 
-async def test_kill_9_worker_mid_task_and_another_finishes_it(cluster):
-    front = cluster.frontend()
-    cluster.worker("w1"), cluster.worker("w2")
-    cluster.wait_workers({"w1", "w2"})
+async def test_kill_9_worker_mid_task_and_another_finishes_it(shared):
+    front = shared.frontends[0]
     async with httpx.AsyncClient(base_url=front.base_url) as client:
         task = (await client.post("/v1/tasks", json=LONG)).json()
         detail = await wait_status(client, task["id"], {"running"})
         victim = detail["worker"]
-        cluster.workers[victim].kill()
+        shared.workers[victim].kill()
         events = await collect(front.ws_url, task["id"], task["token"], previews="none", timeout=120)
     assert seqs(events) == list(range(1, len(events) + 1))
     assert types(events)[-1] == "task_postprocess_end"
     accepts = [e["message"] for e in events if e["type"] == "task_accept"]
-    survivor = ({"w1", "w2"} - {victim}).pop()
+    survivor = accepts[-1]["worker"]
+    assert survivor in WORKERS - {victim}
     assert accepts == [{"worker": victim, "attempt": 1}, {"worker": survivor, "attempt": 2}]
     error = next(e for e in events if e["type"] == "task_error")
     assert error["message"]["code"] == "interrupted" and victim in error["message"]["message"]
 
 
-async def test_paused_worker_wakes_up_and_cannot_write(cluster):
-    front = cluster.frontend()
-    cluster.worker("w1"), cluster.worker("w2")
-    cluster.wait_workers({"w1", "w2"})
+async def test_paused_worker_wakes_up_and_cannot_write(shared):
+    front = shared.frontends[0]
     async with httpx.AsyncClient(base_url=front.base_url) as client:
         task = (await client.post("/v1/tasks", json=LONG)).json()
         detail = await wait_status(client, task["id"], {"running"})
-        paused = cluster.workers[detail["worker"]]
+        paused = shared.workers[detail["worker"]]
         paused.send_signal(signal.SIGSTOP)
         try:
             done = await wait_status(client, task["id"], {"completed"}, timeout=120)
@@ -190,16 +214,14 @@ async def test_redis_restart_with_aof_keeps_queued_tasks(cluster):
             assert seqs(events) == list(range(1, len(events) + 1))
 
 
-async def test_a_500_step_task_keeps_its_event_stream_small(cluster):
-    front = cluster.frontend("--max-steps", "500")
-    cluster.worker("w1")
-    cluster.wait_workers({"w1"})
+async def test_a_500_step_task_keeps_its_event_stream_small(shared):
+    front = shared.frontends[0]  # the one started with --max-steps 500
     async with httpx.AsyncClient(base_url=front.base_url) as client:
         task = (await client.post("/v1/tasks", json={**SHORT, "num_inference_steps": 500, "width": 64, "height": 64})).json()
         events = await collect(front.ws_url, task["id"], task["token"], previews="binary", timeout=240)
     assert all("_image" in e for e in previewed_steps(events, 500))
     previews = [e for e in events if "_image" in e]
-    redis = aioredis.Redis.from_url(cluster.redis.url)
+    redis = aioredis.Redis.from_url(shared.redis.url)
     try:
         stream = f"lc:events:{task['id']}"
         entries = await redis.xrange(stream)

@@ -17,7 +17,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
     ops = create_key(folder, "ops", "--admin")
     server = ServerProcess(folder, "--preview-min-interval", "0").start()
     yield Keyed(server, alice, bob, ops)
-    server.stop()
+    server.kill()
 
 
 # -- limits and hostile input (test_limits, test_hostile) -------------------------------------

@@ -38,7 +38,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
         yield started
     finally:
         for server in started.values():
-            server.stop()
+            server.kill()
 
 
 def test_without_keys_a_public_address_is_refused_and_the_hint_makes_the_key_it_needs(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_without_keys_a_public_address_is_refused_and_the_hint_makes_the_key_it_
         assert f"API keys required (`latentcast keys list --data-dir {data}` shows them)" in server.log()
         assert httpx.get(f"{server.base_url}/v1/tasks").status_code == 401
     finally:
-        server.stop()
+        server.kill()
 
 
 def test_without_keys_the_default_is_loopback_and_says_so(servers: dict[str, ServerProcess]) -> None:

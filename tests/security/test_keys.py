@@ -184,7 +184,7 @@ async def test_keys_kept_in_redis_work_across_the_cluster(tmp_path: Path) -> Non
             await eventually(lambda: _answers(http, key, 401), "the revoked key refused")
     finally:
         if server is not None:
-            server.stop()
+            server.kill()
         redis.stop()
 
 

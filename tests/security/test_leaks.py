@@ -28,7 +28,7 @@ def logging_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     key = create_key(folder, "leaky")
     server = ServerProcess(folder, "--log-format", request.param, "--preview-min-interval", "0").start()
     yield server, key
-    server.stop()
+    server.kill()
 
 
 async def _errors(http: httpx.AsyncClient, task: dict[str, Any], key: dict[str, Any]) -> list[httpx.Response]:
