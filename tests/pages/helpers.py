@@ -92,9 +92,12 @@ async def cancel_task(base_url: str, task_id: str) -> None:
     assert response.status_code in (202, 409), response.text
 
 
-# Samples a canvas on every animation frame (a 16x16 thumbnail of it, as a string) while `active()`
-# holds, so a test can tell whether the picture changed while the task ran. Runs in the page;
-# read the result with `canvas_samples`.
+# Samples a canvas at every paint of it (a 16x16 thumbnail, as a string) while `active` holds, so a
+# test can tell whether the picture changed while the task ran. At every paint, not every animation
+# frame: a task whose steps come faster than the screen refreshes paints several previews between
+# two frames, and sampling per frame then saw one picture where the page had shown several. The
+# page's preview surface counts its paints in the canvas's `data-frames`, which marks each one.
+# Runs in the page; read the result with `canvas_samples`.
 SAMPLER = """
 ([selector, activeSelector]) => {
   const canvas = document.querySelector(selector);
@@ -103,17 +106,14 @@ SAMPLER = """
   const context = probe.getContext("2d", { willReadFrequently: true });
   const samples = (window.__samples = new Set());
   window.__samplingStats = [];
-  const tick = () => {
-    if (document.querySelector(activeSelector)) {
-      context.clearRect(0, 0, 16, 16);
-      context.drawImage(canvas, 0, 0, 16, 16);
-      samples.add(Array.from(context.getImageData(0, 0, 16, 16).data).join(","));
-      const speed = document.querySelector("#stat-speed"), eta = document.querySelector("#stat-eta");
-      if (speed && eta) window.__samplingStats.push([speed.textContent, eta.textContent]);
-    }
-    requestAnimationFrame(tick);
-  };
-  requestAnimationFrame(tick);
+  new MutationObserver(() => {
+    if (canvas.dataset.frames === "0" || !document.querySelector(activeSelector)) return;
+    context.clearRect(0, 0, 16, 16);
+    context.drawImage(canvas, 0, 0, 16, 16);
+    samples.add(Array.from(context.getImageData(0, 0, 16, 16).data).join(","));
+    const speed = document.querySelector("#stat-speed"), eta = document.querySelector("#stat-eta");
+    if (speed && eta) window.__samplingStats.push([speed.textContent, eta.textContent]);
+  }).observe(canvas, { attributes: true, attributeFilter: ["data-frames"] });
 }
 """
 

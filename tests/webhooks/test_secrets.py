@@ -18,7 +18,7 @@ import pytest
 import standardwebhooks
 
 from tests.receiver import Receiver
-from tests.support import HOOK_FLAGS, ServerProcess, server_webhook_secret
+from tests.support import HOOK_FLAGS, ServerProcess, eventually, server_webhook_secret
 from tests.webhooks.helpers import submit
 
 
@@ -71,6 +71,13 @@ async def test_the_server_s_secret_signs_keyless_tasks_and_a_key_s_own_signs_its
 
     made = orjson.loads(await asyncio.to_thread(keys, server, "create", "--name", "hooks", "--json"))
     assert made["webhook_secret"].startswith("whsec_")
+    # The server reads whether keys exist at most CACHE_SECONDS late (server/security/keyring.py):
+    # until it enforces them, a task sent with the new key is anyone's, signed with the server's secret.
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as anonymous:
+        async def enforced() -> bool:
+            return (await anonymous.get("/v1/tasks")).status_code == 401
+
+        await eventually(enforced, "the server enforcing its first key")
     headers = {"Authorization": f"Bearer {made['key']}"}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, headers=headers) as client:
         request = await delivered(client, hook, "with a key")
