@@ -22,7 +22,7 @@ from latentcast.client import (
     TaskCancelledError,
     ValidationError,
 )
-from tests.client.helpers import LONG
+from tests.client.helpers import ENDLESS, LONG
 from tests.support import SMALL, ServerProcess, collect
 
 LIFECYCLE = [
@@ -142,7 +142,7 @@ async def test_follow_someone_elses_task_with_only_its_token(api: AsyncClient, s
 
 
 async def test_cancel_a_running_task(api: AsyncClient) -> None:
-    task = await api.submit("a long walk", **LONG)
+    task = await api.submit("a long walk", **ENDLESS)
     seen = []
     async for event in task.events(previews="none"):
         seen.append(event)
@@ -151,7 +151,7 @@ async def test_cancel_a_running_task(api: AsyncClient) -> None:
             assert info.id == task.id
     assert isinstance(seen[-1], CancelEvent) and seen[-1].reason
     assert [e.type for e in seen[-3:]] == ["task_output", "task_output_full", "task_cancel"]
-    assert max(e.step for e in seen if isinstance(e, ProgressEvent)) < LONG["num_inference_steps"]
+    assert max(e.step for e in seen if isinstance(e, ProgressEvent)) < ENDLESS["num_inference_steps"]
     with pytest.raises(TaskCancelledError) as cancelled:
         await task.result()
     assert cancelled.value.task_id == task.id and cancelled.value.reason == seen[-1].reason
@@ -161,7 +161,7 @@ async def test_cancel_a_running_task(api: AsyncClient) -> None:
 
 
 async def test_cancel_a_queued_task_and_see_its_queue_position(api: AsyncClient) -> None:
-    running = await api.submit("first in line", **LONG)
+    running = await api.submit("first in line", **ENDLESS)
     queued = await api.submit("second in line", **LONG)
     first = await anext(queued.events(previews="none"))
     assert isinstance(first, QueueEvent) and first.position is not None and first.position >= 1

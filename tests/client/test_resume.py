@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from latentcast.client import APIConnectionError, AsyncClient, ProgressEvent
-from tests.client.helpers import LONG
+from tests.client.helpers import ENDLESS, LONG
 from tests.client.proxy import TcpProxy
 from tests.support import ServerProcess, collect
 
@@ -55,7 +55,7 @@ async def test_resumes_after_the_socket_is_cut_mid_task(api: AsyncClient, server
 async def test_gives_up_with_a_connection_error_when_the_server_stays_away(
     api: AsyncClient, server: ServerProcess
 ) -> None:
-    task = await api.submit("a storm at sea", **LONG)
+    task = await api.submit("a storm at sea", **ENDLESS)
     async with (
         TcpProxy(server.port) as proxy,
         AsyncClient(proxy.url, max_reconnects=3, reconnect_delay=(0.02, 0.05)) as through_proxy,

@@ -18,7 +18,7 @@ from latentcast.client import (
     TaskCancelledError,
     ValidationError,
 )
-from tests.client.helpers import LONG
+from tests.client.helpers import ENDLESS
 from tests.support import SMALL, ServerProcess
 
 
@@ -65,7 +65,7 @@ def test_errors_breaking_out_early_and_cancel(server: ServerProcess) -> None:
         with pytest.raises(NotFoundError):
             client.get("missing")
 
-        task = client.submit("a long road", **LONG)
+        task = client.submit("a long road", **ENDLESS)
         for event in task.events(previews="none"):
             if isinstance(event, ProgressEvent):
                 break  # the generator closes its socket
