@@ -129,10 +129,11 @@ async def test_an_image_task_changes_step_by_step_and_its_link_shows_the_input(
 ) -> None:
     page = await new_page()
     await page.goto(server.base_url + "/")
-    await small_task(page, "the square, repainted", steps=12)
-    await pick_picture(page, 64)
+    # 256 px and 30 steps run: long enough for the page to paint several previews while it runs
+    await small_task(page, "the square, repainted", steps=40, side=256)
+    await pick_picture(page, 256)
     await set_range(page, "#strength", "0.75")
-    await expect(page.locator("#strength-hint")).to_contain_text("Runs the last 9 of 12 steps")
+    await expect(page.locator("#strength-hint")).to_contain_text("Runs the last 30 of 40 steps")
     await start_canvas_sampler(page, "#preview", "#status[data-status=running]")
     await page.get_by_role("button", name="Generate").click()
 
@@ -141,7 +142,7 @@ async def test_an_image_task_changes_step_by_step_and_its_link_shows_the_input(
     # the preview changed with the steps while the task ran, as any task's does
     assert await canvas_samples(page) >= 3
     assert int(await page.locator("#preview").get_attribute("data-frames")) >= 3
-    await expect(page.locator("#stat-step")).to_have_text("9/9")
+    await expect(page.locator("#stat-step")).to_have_text("30/30")
     assert await timeline_titles(page) == LIFECYCLE
     figures = page.locator("#gallery figure")
     await expect(figures).to_have_count(2)  # the input, then the result
@@ -154,10 +155,10 @@ async def test_an_image_task_changes_step_by_step_and_its_link_shows_the_input(
     await expect(later.locator("#status")).to_have_attribute("data-status", "completed")
     later_figures = later.locator("#gallery figure")
     await expect(later_figures).to_have_count(2)
-    await expect(later_figures.first.locator("img")).to_have_js_property("naturalWidth", 64)
-    await expect(later_figures.last.locator("img")).to_have_js_property("naturalWidth", 64)
-    await expect(later.locator("#input-size")).to_have_text("64×64")
-    await expect(later.locator("#input-image")).to_have_js_property("naturalWidth", 64)
+    await expect(later_figures.first.locator("img")).to_have_js_property("naturalWidth", 256)
+    await expect(later_figures.last.locator("img")).to_have_js_property("naturalWidth", 256)
+    await expect(later.locator("#input-size")).to_have_text("256×256")
+    await expect(later.locator("#input-image")).to_have_js_property("naturalWidth", 256)
     await expect(later.locator("#strength-value")).to_have_text("0.75")
     await expect(later.locator("#mask")).to_have_attribute("data-painted", "false")
 
